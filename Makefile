@@ -1,0 +1,40 @@
+# hikyaku — the two set-up commands of a fresh Debian 12 machine:
+#   make run    install what is missing, build, run the relay on config/hikyaku.conf
+#   make test   install what is missing, build, run every test (also under ASan+UBSan)
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CONFIG ?= config/hikyaku.conf
+
+.PHONY: all deps build build-asan run test unit unit-asan e2e clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHIKYAKU_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+
+run: build
+	@mkdir -p var
+	./build/hikyaku -c $(CONFIG)
+
+# Unit tests in both builds; end-to-end tests against the sanitizer build,
+# whose every report fails the test that caused it.
+test: build build-asan
+	@cd build && ctest --output-on-failure -j $(JOBS)
+	@cd build-asan && ctest --output-on-failure -j $(JOBS)
+	@tests/e2e/run.sh build-asan
+
+unit: build
+	@cd build && ctest --output-on-failure -j $(JOBS)
+
+e2e: build-asan
+	@tests/e2e/run.sh build-asan
+
+clean:
+	rm -rf build build-asan

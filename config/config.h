@@ -1,0 +1,168 @@
+/*
+ * NAME
+ *	config - hikyaku's configuration file (SPEC §3)
+ * SUMMARY
+ *	Reads the INI file with libinih through our own line reader (which
+ *	counts lines, refuses lines of 200 bytes or more and tells indented
+ *	continuation lines apart from duplicate keys), fills a struct config
+ *	with every key of SPEC §3 (defaults where a key is absent), and
+ *	validates values and their combinations.
+ * DESCRIPTION
+ *	config_load() reads PATH. Every problem becomes one diagnostic
+ *	"FILE:LINE: message" (warnings: "FILE:LINE: warning: message"; a
+ *	problem that has no line, such as a missing file, is "FILE: message");
+ *	all of them are collected, not only the first.  On success (no
+ *	errors; warnings allowed) *out holds the configuration.
+ *	config_free() releases it; config_diags_free() releases diagnostics.
+ *	config_print() writes the effective configuration as INI, defaults
+ *	included, verified_domains one entry per line (hikyakuctl config).
+ *	config_default_path() is $HIKYAKU_CONFIG, else
+ *	/etc/hikyaku/hikyaku.conf.
+ * DIAGNOSTICS
+ *	config_load() returns 0 when the file is valid (maybe with warnings),
+ *	-1 when it has at least one error.
+ * TOUCHES
+ *	Reads the configuration file and checks that the files it names are
+ *	readable; resolves the host name for the default `hostname`. No
+ *	sockets are opened, nothing is written.
+ */
+#ifndef HK_CONFIG_CONFIG_H
+#define HK_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define CONFIG_MAX_LINE 199   /* bytes per line, without the newline */
+#define CONFIG_SOCKET_MAX 107 /* sun_path minus its NUL */
+
+struct config_listen {
+	char host[64];          /* "127.0.0.1" or "::1" (without brackets) */
+	uint16_t port;
+};
+
+struct config_cidr {
+	int family;             /* AF_INET or AF_INET6 */
+	uint8_t addr[16];       /* network address, host bits cleared */
+	unsigned prefix;        /* 0..32 or 0..128 */
+};
+
+struct config_domain {
+	char *entry;            /* as written, trimmed, e.g. "Example.co.JP." */
+	char *ascii;            /* lowercase A-label form, no trailing dot:
+	                           "example.co.jp" or "test@xn--...jp" */
+	bool is_address;        /* entry contains '@' */
+	int line;               /* where it was written */
+};
+
+enum config_bare_lf { BARE_LF_NORMALIZE, BARE_LF_REJECT };
+enum config_match_on { MATCH_HEADER_FROM, MATCH_ENVELOPE_FROM };
+enum config_service_tls { SERVICE_TLS_STARTTLS, SERVICE_TLS_SMTPS, SERVICE_TLS_NONE };
+enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, DIRECT_TLS_NONE };
+enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
+
+struct config {
+	char *path;             /* the file read, as given */
+	char *dir;              /* its directory, for relative paths */
+
+	struct {
+		struct config_listen *listen;
+		size_t nlisten;
+		char *hostname;
+		struct config_cidr *allow;
+		size_t nallow;
+		unsigned max_connections;
+		unsigned max_connections_per_client;
+		uint64_t max_message_size;      /* bytes */
+		unsigned max_recipients;
+		uint64_t idle_timeout_ms;
+		char *tls_cert;                 /* absolute path or NULL */
+		char *tls_key;
+		enum config_bare_lf bare_lf;
+		char *auth_file;
+	} server;
+
+	struct {
+		struct config_domain *domains;
+		size_t ndomains;
+		enum config_match_on match_on;
+	} routing;
+
+	struct {
+		char *host;                     /* NULL: no delivery service */
+		uint16_t port;
+		enum config_service_tls tls;
+		char *ca_file;
+		char *username;
+		char *password_file;
+		unsigned max_connections;
+		unsigned rate_count;            /* rate = rate_count per rate_period_s */
+		unsigned rate_period_s;         /* 1, 60 or 3600 */
+		double rate_per_sec;
+		unsigned max_recipients_per_message;
+		uint64_t pause_ms;
+		uint64_t connect_timeout_ms;
+		uint64_t timeout_ms;
+		char *envelope_from;            /* NULL: keep the sender's */
+		bool verp;
+	} service;
+
+	struct {
+		enum config_direct_tls tls;
+		uint16_t port;
+		char **dns_servers;             /* "127.0.0.1:5353", "[::1]:53" */
+		size_t ndns_servers;
+		unsigned max_connections_per_domain;
+		uint64_t connect_timeout_ms;
+		uint64_t timeout_ms;
+	} direct;
+
+	struct {
+		char *dir;
+		uint64_t retry_min_ms;
+		uint64_t retry_max_ms;
+		uint64_t lifetime_ms;
+	} queue;
+
+	struct {
+		char *db;
+		enum config_apply_to apply_to;
+		char *bounce_address;           /* NULL: none */
+	} suppression;
+
+	struct {
+		char *file;
+	} log;
+
+	struct {
+		char *socket;
+	} control;
+};
+
+struct config_diag {
+	char *text;             /* "FILE:LINE: message", ready to print */
+	bool warning;
+};
+
+struct config_diags {
+	struct config_diag *v;
+	size_t n;
+	size_t nerrors;
+};
+
+int config_load(const char *path, struct config **out, struct config_diags *diags);
+void config_free(struct config *cfg);
+void config_diags_free(struct config_diags *diags);
+void config_print(const struct config *cfg, FILE *fp);
+const char *config_default_path(void);
+
+/* Value parsers, exposed for reuse and unit tests. Each returns 0 or -1. */
+int config_parse_duration(const char *s, uint64_t *ms);
+int config_parse_size(const char *s, uint64_t *bytes);
+int config_parse_rate(const char *s, unsigned *count, unsigned *period_s);
+int config_parse_cidr(const char *s, struct config_cidr *out);
+bool config_cidr_contains(const struct config_cidr *net, const struct sockaddr *sa);
+
+#endif

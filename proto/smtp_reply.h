@@ -1,0 +1,84 @@
+/*
+ * NAME
+ *	smtp_reply - every reply hikyaku's listener sends, in one place
+ * SUMMARY
+ *	The reply codes and enhanced status codes (RFC 3463, RFC 5248) of
+ *	SPEC §5's table, as ready-made lines without CRLF. The session adds
+ *	CRLF; replies that carry a value (host name, queue id) are formats.
+ * TOUCHES
+ *	Nothing: constants only.
+ */
+#ifndef HK_PROTO_SMTP_REPLY_H
+#define HK_PROTO_SMTP_REPLY_H
+
+/* Connection level. */
+#define R_GREETING_FMT        "220 %s ESMTP hikyaku"
+#define R_BYE_FMT             "221 2.0.0 %s closing connection"
+#define R_TOO_MANY_CONN       "421 4.3.2 Too many connections, try again later"
+#define R_TOO_MANY_CLIENT     "421 4.7.0 Too many connections from your address"
+#define R_TIMEOUT_FMT         "421 4.4.2 %s Error: timeout exceeded"
+#define R_SHUTDOWN_FMT        "421 4.3.2 %s Service shutting down"
+#define R_LINE_TOO_LONG       "500 5.5.2 Error: command line too long"
+
+/* Commands. */
+#define R_NOOP_OK             "250 2.0.0 Ok"
+#define R_SENDER_OK           "250 2.1.0 Ok"
+#define R_RCPT_OK             "250 2.1.5 Ok"
+#define R_RESET_OK            "250 2.0.0 Ok"
+#define R_HELO_FMT            "250 %s"
+#define R_VRFY                "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"
+#define R_EXPN                "502 5.5.1 EXPN not available"
+#define R_HELP                "214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321"
+#define R_DATA_GO             "354 End data with <CR><LF>.<CR><LF>"
+#define R_QUEUED_FMT          "250 2.0.0 Ok: queued as %s"
+#define R_STARTTLS_GO         "220 2.0.0 Ready to start TLS"
+
+/* Errors of syntax and sequence. */
+#define R_UNKNOWN_CMD         "500 5.5.2 Error: command not recognized"
+#define R_BAD_SEQ             "503 5.5.1 Error: bad sequence of commands"
+#define R_NEED_HELO           "503 5.5.1 Error: send HELO/EHLO first"
+#define R_NEED_MAIL           "503 5.5.1 Error: need MAIL command"
+#define R_NEED_RCPT           "503 5.5.1 Error: need RCPT command"
+#define R_NESTED_MAIL         "503 5.5.1 Error: nested MAIL command"
+#define R_NO_VALID_RCPT       "503 5.5.1 Error: no valid recipients"
+#define R_NEED_EHLO_AFTER_TLS "503 5.5.1 Error: send EHLO again after STARTTLS"
+#define R_SYNTAX              "501 5.5.4 Syntax error in parameters or arguments"
+#define R_SYNTAX_HELO         "501 5.5.4 Syntax error: invalid domain name in HELO/EHLO"
+#define R_SYNTAX_NOARG_FMT    "501 5.5.4 Syntax error: %s takes no argument"
+#define R_BAD_ADDRESS         "501 5.5.4 Error: bad address syntax"
+#define R_ADDR_TOO_LONG       "501 5.5.4 Error: address too long"
+#define R_UNKNOWN_PARAM       "555 5.5.4 Error: unrecognized MAIL/RCPT parameter"
+#define R_BAD_PARAM           "501 5.5.4 Error: bad MAIL/RCPT parameter value"
+#define R_NEED_SMTPUTF8       "553 5.6.7 Error: UTF-8 address requires the SMTPUTF8 parameter"
+#define R_BDAT                "502 5.5.1 Error: CHUNKING not offered"
+#define R_STARTTLS_UNAVAIL    "502 5.5.1 Error: STARTTLS not available"
+#define R_STARTTLS_AGAIN      "503 5.5.1 Error: TLS already active"
+#define R_TLS_FAILED          "454 4.7.0 TLS not available due to local problem"
+
+/* Policy and limits. */
+#define R_RELAY_DENIED        "554 5.7.1 Relay access denied"
+#define R_TOO_MANY_RCPT       "452 4.5.3 Error: too many recipients"
+#define R_SIZE_EXCEEDED       "552 5.3.4 Error: message size exceeds fixed maximum message size"
+#define R_STORAGE             "452 4.3.1 Insufficient system storage"
+#define R_LOCAL_ERROR         "451 4.3.0 Error: local error in processing"
+#define R_NO_POSTMASTER       "550 5.1.1 Error: no local mailbox; use postmaster@domain"
+#define R_BARE_CR             "554 5.6.0 Error: message contains a bare CR"
+#define R_BARE_LF             "554 5.6.0 Error: message contains a bare LF"
+#define R_NUL                 "554 5.6.0 Error: message contains a NUL byte"
+#define R_LONG_LINE           "554 5.6.0 Error: message has a line longer than 998 octets"
+
+/* AUTH (RFC 4954). */
+#define R_AUTH_OK             "235 2.7.0 Authentication successful"
+#define R_AUTH_FAILED         "535 5.7.8 Error: authentication credentials invalid"
+#define R_AUTH_NEED_TLS       "530 5.7.0 Must issue a STARTTLS command first"
+#define R_AUTH_UNAVAIL        "503 5.5.1 Error: authentication not enabled"
+#define R_AUTH_ALREADY        "503 5.5.1 Error: already authenticated"
+#define R_AUTH_IN_MAIL        "503 5.5.1 Error: AUTH not allowed during a mail transaction"
+#define R_AUTH_MECH           "504 5.5.4 Error: unsupported authentication mechanism"
+#define R_AUTH_CANCELLED      "501 5.7.0 Error: authentication cancelled"
+#define R_AUTH_BAD_B64        "501 5.5.2 Error: cannot decode response"
+#define R_AUTH_USERNAME       "334 VXNlcm5hbWU6"      /* "Username:" */
+#define R_AUTH_PASSWORD       "334 UGFzc3dvcmQ6"      /* "Password:" */
+#define R_AUTH_CONTINUE       "334 "
+
+#endif

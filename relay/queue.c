@@ -1,0 +1,937 @@
+/*
+ * queue - the durable mail queue on disk. See queue.h for the file format
+ * and the contract. This file is about one promise: when a commit callback
+ * gets 0, the mail is on stable storage, so the 250 that follows it is
+ * never a lie (SPEC §5), and the loop thread never waits for a disk.
+ */
+#include "relay/queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+
+/*
+ * Batches allowed on the thread pool at once. One batch alone would leave
+ * the disk idle while its callbacks run and the next batch is formed;
+ * several let the file system merge their journal commits. The libuv pool
+ * has 4 threads by default: the daemon should raise UV_THREADPOOL_SIZE
+ * above this so other pool work (uv_fs_*) does not queue behind fsyncs.
+ */
+#define QUEUE_MAX_INFLIGHT 4
+
+/* The envelope line of a queue file may not be longer than this. */
+#define QUEUE_ENVELOPE_MAX (1024 * 1024)
+
+#define QUEUE_MAGIC_LEN (sizeof(QUEUE_MAGIC) - 1)
+
+/* Room for DIR/mail/ID whatever the compiler assumes of DIR; queue_open()
+ * keeps real paths under PATH_MAX. */
+#define QUEUE_PATH_SIZE (PATH_MAX + QUEUE_ID_LEN + 2)
+
+/* One queue_commit() call, from the pending list to its callback. */
+struct queue_req {
+	struct queue_req *next;
+	char id[QUEUE_ID_LEN + 1];
+	char *head;             /* "MAGIC\nJSON\n", ours */
+	/*
+	 * iov[0] is head; iov[1..] are the caller's data parts (referenced,
+	 * not copied). writev_all() advances the entries as it goes, which
+	 * is why head is kept apart for free().
+	 */
+	struct iovec *iov;
+	int iovcnt;
+	queue_commit_cb cb;
+	void *arg;
+	int status;             /* 0 or negative errno, set by the worker */
+	int fd;
+	bool created;           /* we created tmp/ID, so we may unlink it */
+	bool renamed;           /* tmp/ID is now mail/ID */
+};
+
+struct queue_batch {
+	uv_work_t work;
+	struct queue *q;
+	struct queue_req *reqs;
+	bool busy;
+};
+
+struct queue {
+	uv_loop_t *loop;
+	char *dir;
+	char mail_dir[PATH_MAX];
+	char tmp_dir[PATH_MAX];
+	uint64_t last_id;       /* last id handed out, in microseconds */
+	struct queue_req *head; /* commits waiting for a batch */
+	struct queue_req **tail;
+	size_t pending;         /* commits not yet called back */
+	unsigned inflight;
+	uint64_t batches;       /* batches completed, for tests */
+	bool in_callbacks;      /* queue_after() is calling back */
+	bool closing;           /* queue_close() was called from a callback */
+	/* Fixed slots: forming a batch never allocates, so it cannot fail. */
+	struct queue_batch slot[QUEUE_MAX_INFLIGHT];
+};
+
+static const char *const rcpt_state_name[] = {
+	[RCPT_PENDING] = "pending",
+	[RCPT_DELIVERED] = "delivered",
+	[RCPT_BOUNCED] = "bounced",
+	[RCPT_EXPIRED] = "expired",
+	[RCPT_SUPPRESSED] = "suppressed",
+};
+#define RCPT_STATE_COUNT (sizeof(rcpt_state_name) / sizeof(rcpt_state_name[0]))
+
+static bool is_upper_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+/*
+ * Ids become file names: only exactly 18 upper-case hex digits ever reach
+ * a path, so "../x" or "a/b" cannot.
+ */
+bool queue_id_valid(const char *s)
+{
+	if (!s)
+		return false;
+	for (size_t i = 0; i < QUEUE_ID_LEN; i++)
+		if (!is_upper_hex(s[i]))
+			return false;
+	return s[QUEUE_ID_LEN] == '\0';
+}
+
+/* mkdir -p; an existing directory is fine, an existing file is not. */
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	struct stat st;
+	size_t len = strlen(path);
+
+	if (len == 0)
+		return -EINVAL;
+	if (len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	if (stat(tmp, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/*
+ * Nothing in tmp/ was ever answered 250: a crash between open and rename
+ * leaves it there, and it is garbage.
+ */
+static int queue_clean_tmp(const char *tmp_dir)
+{
+	DIR *d = opendir(tmp_dir);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d)
+		return -errno;
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		/* Not ours to remove: a directory someone put there. */
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT &&
+		    errno != EISDIR) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	if (errno)
+		rc = -errno;
+out:
+	closedir(d);
+	return rc;
+}
+
+/*
+ * Start the id counter above every id already queued. Ids are the clock,
+ * and the clock may have stepped back since the previous run; a new mail
+ * must never take the name of a queued one.
+ */
+static int queue_seed_ids(struct queue *q)
+{
+	DIR *d = opendir(q->mail_dir);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d)
+		return -errno;
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		uint64_t v = 0;
+		size_t i;
+
+		for (i = 0; i < QUEUE_ID_LEN && is_upper_hex(de->d_name[i]); i++) {
+			unsigned digit = de->d_name[i] <= '9' ? (unsigned)(de->d_name[i] - '0')
+			                                      : (unsigned)(de->d_name[i] - 'A' + 10);
+			if (v > (UINT64_MAX >> 4))
+				break;
+			v = (v << 4) | digit;
+		}
+		if (i == QUEUE_ID_LEN && v > q->last_id)
+			q->last_id = v;
+	}
+	if (errno)
+		rc = -errno;
+	closedir(d);
+	return rc;
+}
+
+int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
+{
+	struct queue *q;
+	int rc;
+
+	if (!loop || !dir || !out)
+		return -EINVAL;
+	/* DIR/mail/ID must fit in PATH_MAX. */
+	if (strlen(dir) + sizeof("/mail/") + QUEUE_ID_LEN > PATH_MAX)
+		return -ENAMETOOLONG;
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->loop = loop;
+	q->tail = &q->head;
+	q->dir = strdup(dir);
+	if (!q->dir) {
+		rc = -ENOMEM;
+		goto fail_q;
+	}
+	snprintf(q->mail_dir, sizeof(q->mail_dir), "%s/mail", dir);
+	snprintf(q->tmp_dir, sizeof(q->tmp_dir), "%s/tmp", dir);
+
+	if ((rc = mkdir_p(dir, 0700)) || (rc = mkdir_p(q->mail_dir, 0700)) ||
+	    (rc = mkdir_p(q->tmp_dir, 0700)))
+		goto fail_dir;
+	if ((rc = queue_clean_tmp(q->tmp_dir)))
+		goto fail_dir;
+	if ((rc = queue_seed_ids(q)))
+		goto fail_dir;
+
+	*out = q;
+	return 0;
+
+fail_dir:
+	free(q->dir);
+fail_q:
+	free(q);
+	return rc;
+}
+
+void queue_close(struct queue *q)
+{
+	if (!q)
+		return;
+	/* From a commit callback: queue_after() frees q when it is done. */
+	if (q->in_callbacks) {
+		q->closing = true;
+		return;
+	}
+	free(q->dir);
+	free(q);
+}
+
+const char *queue_dir(const struct queue *q)
+{
+	return q->dir;
+}
+
+size_t queue_pending(const struct queue *q)
+{
+	return q->pending;
+}
+
+uint64_t queue_batches(const struct queue *q)
+{
+	return q->batches;
+}
+
+void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1])
+{
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	/* Two mails in one microsecond, or a clock step back: stay unique. */
+	if (now <= q->last_id)
+		now = q->last_id + 1;
+	q->last_id = now;
+	snprintf(id, QUEUE_ID_LEN + 1, "%018" PRIX64, now);
+}
+
+/* ---- from here to queue_after(), the code runs on a thread-pool worker */
+
+/* writev until everything is written: a file write may be short (ENOSPC
+ * part way, RLIMIT_FSIZE, a signal), and the next call then reports why. */
+static int writev_all(int fd, struct iovec *iov, int iovcnt)
+{
+	for (;;) {
+		while (iovcnt > 0 && iov->iov_len == 0) {
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt == 0)
+			return 0;
+
+		ssize_t n = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		while (n > 0) {
+			if ((size_t)n >= iov->iov_len) {
+				n -= (ssize_t)iov->iov_len;
+				iov++;
+				iovcnt--;
+			} else {
+				iov->iov_base = (char *)iov->iov_base + n;
+				iov->iov_len -= (size_t)n;
+				n = 0;
+			}
+		}
+	}
+}
+
+static void req_path(char *out, const char *dir, const char *id)
+{
+	snprintf(out, QUEUE_PATH_SIZE, "%s/%s", dir, id);
+}
+
+/* Drop a failed mail's temporary file; the error is already recorded. */
+static void req_discard_tmp(struct queue *q, struct queue_req *r)
+{
+	char tmp[QUEUE_PATH_SIZE];
+
+	if (r->fd >= 0) {
+		close(r->fd);
+		r->fd = -1;
+	}
+	if (r->created && !r->renamed) {
+		req_path(tmp, q->tmp_dir, r->id);
+		unlink(tmp);
+		r->created = false;
+	}
+}
+
+static void req_write(struct queue *q, struct queue_req *r)
+{
+	char tmp[QUEUE_PATH_SIZE];
+	int rc;
+
+	req_path(tmp, q->tmp_dir, r->id);
+	/* O_EXCL: never truncate a file we did not create. */
+	r->fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (r->fd < 0) {
+		r->status = -errno;
+		return;
+	}
+	r->created = true;
+	rc = writev_all(r->fd, r->iov, r->iovcnt);
+	if (rc) {
+		r->status = rc;
+		req_discard_tmp(q, r);
+		return;
+	}
+	/*
+	 * Start write-back now, without waiting: by the time this batch's
+	 * fdatasync() calls come, the blocks of all its files are allocated
+	 * and in flight, so one journal commit tends to cover them all.
+	 * Only a hint; its failure changes nothing.
+	 */
+	(void)sync_file_range(r->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+static void req_sync(struct queue *q, struct queue_req *r)
+{
+	int fd = r->fd;
+
+	/*
+	 * fdatasync() suffices: for a new file it must flush the size and
+	 * block map to make the data readable; only times are left out.
+	 */
+	r->fd = -1;
+	if (fdatasync(fd) < 0) {
+		r->status = -errno;
+		close(fd);
+		req_discard_tmp(q, r);
+		return;
+	}
+	if (close(fd) < 0) {
+		r->status = -errno;
+		req_discard_tmp(q, r);
+	}
+}
+
+static void req_rename(struct queue *q, struct queue_req *r)
+{
+	char tmp[QUEUE_PATH_SIZE], dst[QUEUE_PATH_SIZE];
+
+	req_path(tmp, q->tmp_dir, r->id);
+	req_path(dst, q->mail_dir, r->id);
+	/*
+	 * RENAME_NOREPLACE: a duplicate id must fail, not silently replace a
+	 * mail that was already answered 250. File systems without it get
+	 * plain rename(); ids are unique within a run anyway.
+	 */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		if (errno != EINVAL || rename(tmp, dst) < 0) {
+			r->status = -errno;
+			req_discard_tmp(q, r);
+			return;
+		}
+	}
+	r->renamed = true;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static void queue_work(uv_work_t *w)
+{
+	struct queue_batch *b = w->data;
+	struct queue *q = b->q;
+	struct queue_req *r;
+	bool any_renamed = false;
+	int rc;
+
+	/*
+	 * Write every file first, then sync them: write-back of the whole
+	 * batch is under way before the first fdatasync(), which commits the
+	 * journal for all of them, so the later ones find little left to do
+	 * (measured on ext4: 100 files sync in about a third of the time).
+	 */
+	for (r = b->reqs; r; r = r->next)
+		req_write(q, r);
+	for (r = b->reqs; r; r = r->next)
+		if (!r->status)
+			req_sync(q, r);
+	for (r = b->reqs; r; r = r->next) {
+		if (!r->status) {
+			req_rename(q, r);
+			any_renamed |= r->renamed;
+		}
+	}
+	if (!any_renamed)
+		return;
+
+	/*
+	 * A rename is a change to the directory, not to the file: until the
+	 * directory itself is synced, a power loss may bring back a mail/
+	 * without the new names, and the fsynced files would sit unnamed
+	 * (lost) in the file system. One sync covers the whole batch.
+	 */
+	rc = fsync_dir(q->mail_dir);
+	if (!rc)
+		return;
+
+	/* Not durable, so not queued: take the names back, so that nothing
+	 * we are about to report as failed is delivered after a restart. */
+	for (r = b->reqs; r; r = r->next) {
+		char dst[QUEUE_PATH_SIZE];
+
+		if (!r->renamed)
+			continue;
+		req_path(dst, q->mail_dir, r->id);
+		unlink(dst);
+		r->renamed = false;
+		r->status = rc;
+	}
+	(void)fsync_dir(q->mail_dir);
+}
+
+static void queue_submit(struct queue *q);
+
+static void req_free(struct queue_req *r)
+{
+	free(r->head);
+	free(r->iov);
+	free(r);
+}
+
+/* Back on the loop thread. */
+static void queue_after(uv_work_t *w, int status)
+{
+	struct queue_batch *b = w->data;
+	struct queue *q = b->q;
+	struct queue_req *r = b->reqs, *next;
+
+	b->reqs = NULL;
+	b->busy = false;
+	q->inflight--;
+	q->batches++;
+
+	q->in_callbacks = true;
+	for (; r; r = next) {
+		next = r->next;
+		q->pending--;
+		if (status < 0 && !r->status)
+			r->status = status;     /* cancelled: never done here */
+		if (r->cb)
+			r->cb(r->arg, r->status);
+		req_free(r);
+	}
+	q->in_callbacks = false;
+	if (q->closing) {
+		queue_close(q);
+		return;
+	}
+	/*
+	 * Submit only now, not before the callbacks: a callback often leads
+	 * straight to the next commit, and those should join the waiting
+	 * ones in one batch rather than each grab the slot just freed.
+	 */
+	queue_submit(q);
+}
+
+/* Take every waiting commit as one batch, if a slot is free. */
+static void queue_submit(struct queue *q)
+{
+	struct queue_batch *b = NULL;
+	int rc;
+
+	if (!q->head || q->inflight >= QUEUE_MAX_INFLIGHT)
+		return;
+	for (size_t i = 0; i < QUEUE_MAX_INFLIGHT; i++) {
+		if (!q->slot[i].busy) {
+			b = &q->slot[i];
+			break;
+		}
+	}
+	b->busy = true;
+	b->q = q;
+	b->reqs = q->head;
+	b->work.data = b;
+	q->head = NULL;
+	q->tail = &q->head;
+	q->inflight++;
+	/* Fails only for a NULL work callback. */
+	rc = uv_queue_work(q->loop, &b->work, queue_work, queue_after);
+	(void)rc;
+}
+
+int queue_commit(struct queue *q, const struct queue_envelope *env,
+                 const uv_buf_t *parts, size_t nparts, queue_commit_cb cb, void *arg)
+{
+	struct queue_req *r;
+	json_t *j;
+	char *js, *head;
+	size_t jlen, hlen;
+	int rc;
+
+	if (!q || !env || !queue_id_valid(env->id) || (nparts && !parts))
+		return -EINVAL;
+	if (nparts >= (size_t)INT_MAX)
+		return -E2BIG;
+
+	/* Serialise now: the caller may free the envelope on return. */
+	j = queue_envelope_to_json(env);
+	if (!j)
+		return -EINVAL;
+	js = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!js)
+		return -ENOMEM;
+	jlen = strlen(js);
+	/* queue_read_envelope() would refuse it: refuse it now, not later. */
+	if (jlen > QUEUE_ENVELOPE_MAX) {
+		rc = -E2BIG;
+		goto fail_js;
+	}
+
+	hlen = QUEUE_MAGIC_LEN + 1 + jlen + 1;
+	head = malloc(hlen);
+	if (!head) {
+		rc = -ENOMEM;
+		goto fail_js;
+	}
+	memcpy(head, QUEUE_MAGIC "\n", QUEUE_MAGIC_LEN + 1);
+	memcpy(head + QUEUE_MAGIC_LEN + 1, js, jlen);
+	head[hlen - 1] = '\n';
+
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		rc = -ENOMEM;
+		goto fail_head;
+	}
+	r->iov = calloc(nparts + 1, sizeof(*r->iov));
+	if (!r->iov) {
+		rc = -ENOMEM;
+		goto fail_r;
+	}
+	r->head = head;
+	r->iov[0].iov_base = head;
+	r->iov[0].iov_len = hlen;
+	for (size_t i = 0; i < nparts; i++) {
+		r->iov[i + 1].iov_base = parts[i].base;
+		r->iov[i + 1].iov_len = parts[i].len;
+	}
+	r->iovcnt = (int)nparts + 1;
+	memcpy(r->id, env->id, sizeof(r->id));
+	r->cb = cb;
+	r->arg = arg;
+	r->fd = -1;
+	free(js);
+
+	*q->tail = r;
+	q->tail = &r->next;
+	q->pending++;
+	/* From a commit callback, queue_after() submits once they are all
+	 * done; otherwise a free slot takes the commit at once, so that a
+	 * quiet server answers as fast as the disk allows. */
+	if (!q->in_callbacks)
+		queue_submit(q);
+	return 0;
+
+fail_r:
+	free(r);
+fail_head:
+	free(head);
+fail_js:
+	free(js);
+	return rc;
+}
+
+/* ---- envelope <-> JSON */
+
+static json_t *jstr_or_null(const char *s)
+{
+	/* json_string() refuses invalid UTF-8: so does the queue, as a mail
+	 * whose envelope cannot be read back would be a lost mail. */
+	return s ? json_string(s) : json_null();
+}
+
+json_t *queue_envelope_to_json(const struct queue_envelope *env)
+{
+	json_t *o, *rcpts;
+
+	if (!env || !queue_id_valid(env->id) || (env->nrcpts && !env->rcpts))
+		return NULL;
+	if (env->arrival_ms > INT64_MAX || env->size > INT64_MAX)
+		return NULL;
+	o = json_object();
+	rcpts = json_array();
+	if (!o || !rcpts)
+		goto fail;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct queue_rcpt *rc = &env->rcpts[i];
+		json_t *e;
+
+		if (!rc->addr || (unsigned)rc->state >= RCPT_STATE_COUNT)
+			goto fail;
+		e = json_object();
+		if (!e || json_array_append_new(rcpts, e) ||
+		    json_object_set_new(e, "addr", json_string(rc->addr)) ||
+		    json_object_set_new(e, "state", json_string(rcpt_state_name[rc->state])))
+			goto fail;
+	}
+
+	if (json_object_set_new(o, "id", json_string(env->id)) ||
+	    json_object_set_new(o, "arrival_ms", json_integer((json_int_t)env->arrival_ms)) ||
+	    json_object_set_new(o, "session", jstr_or_null(env->session)) ||
+	    json_object_set_new(o, "from", jstr_or_null(env->from)))
+		goto fail;
+	/* From here on rcpts belongs to o (set_new steals it even on error). */
+	if (json_object_set_new(o, "rcpts", rcpts))
+		goto fail_o;
+	if (json_object_set_new(o, "client_ip", jstr_or_null(env->client_ip)) ||
+	    json_object_set_new(o, "helo", jstr_or_null(env->helo)) ||
+	    json_object_set_new(o, "tls", jstr_or_null(env->tls)) ||
+	    json_object_set_new(o, "auth_user", jstr_or_null(env->auth_user)) ||
+	    json_object_set_new(o, "smtputf8", json_boolean(env->smtputf8)) ||
+	    json_object_set_new(o, "body_8bit", json_boolean(env->body_8bit)) ||
+	    json_object_set_new(o, "size", json_integer((json_int_t)env->size)) ||
+	    json_object_set_new(o, "header_from", jstr_or_null(env->header_from)) ||
+	    json_object_set_new(o, "message_id", jstr_or_null(env->message_id)) ||
+	    json_object_set_new(o, "route", jstr_or_null(env->route)) ||
+	    json_object_set_new(o, "matched", jstr_or_null(env->matched)))
+		goto fail_o;
+	return o;
+
+fail:
+	json_decref(rcpts);
+fail_o:
+	json_decref(o);
+	return NULL;
+}
+
+/* A JSON string usable as a C string: jansson strings may hold NULs. */
+static const char *json_cstr(const json_t *v)
+{
+	const char *s;
+
+	if (!json_is_string(v))
+		return NULL;
+	s = json_string_value(v);
+	return strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* Key present, and a string or null; *out gets a copy or NULL. */
+static int get_nullable_str(const json_t *j, const char *key, char **out)
+{
+	const json_t *v = json_object_get(j, key);
+	const char *s;
+
+	if (!v)
+		return -EINVAL;
+	if (json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	if (!(s = json_cstr(v)))
+		return -EINVAL;
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int get_u64(const json_t *j, const char *key, uint64_t *out)
+{
+	const json_t *v = json_object_get(j, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return -EINVAL;
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int get_bool(const json_t *j, const char *key, bool *out)
+{
+	const json_t *v = json_object_get(j, key);
+
+	if (!json_is_boolean(v))
+		return -EINVAL;
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int get_rcpts(const json_t *j, struct queue_envelope *e)
+{
+	const json_t *a = json_object_get(j, "rcpts");
+	size_t n;
+
+	if (!json_is_array(a))
+		return -EINVAL;
+	n = json_array_size(a);
+	if (n == 0)
+		return 0;
+	e->rcpts = calloc(n, sizeof(*e->rcpts));
+	if (!e->rcpts)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const json_t *o = json_array_get(a, i);
+		const char *addr, *state;
+		size_t s;
+
+		if (!json_is_object(o))
+			return -EINVAL;
+		addr = json_cstr(json_object_get(o, "addr"));
+		state = json_cstr(json_object_get(o, "state"));
+		if (!addr || !state)
+			return -EINVAL;
+		for (s = 0; s < RCPT_STATE_COUNT; s++)
+			if (!strcmp(state, rcpt_state_name[s]))
+				break;
+		if (s == RCPT_STATE_COUNT)
+			return -EINVAL;
+		e->rcpts[i].addr = strdup(addr);
+		if (!e->rcpts[i].addr)
+			return -ENOMEM;
+		e->rcpts[i].state = (enum queue_rcpt_state)s;
+		/* Counted as we go, so queue_envelope_free() frees exactly these. */
+		e->nrcpts = i + 1;
+	}
+	return 0;
+}
+
+int queue_envelope_from_json(const json_t *j, struct queue_envelope *env)
+{
+	struct queue_envelope e;
+	const char *id;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	if (!env || !json_is_object(j))
+		return -EINVAL;
+
+	id = json_cstr(json_object_get(j, "id"));
+	if (!queue_id_valid(id))
+		return -EINVAL;
+	memcpy(e.id, id, sizeof(e.id));
+
+	/*
+	 * Every key is required: a queue file is only ever written by
+	 * queue_envelope_to_json(), so a missing key means damage. Unknown
+	 * keys are ignored, so that a newer writer stays readable.
+	 */
+	if ((rc = get_u64(j, "arrival_ms", &e.arrival_ms)) ||
+	    (rc = get_nullable_str(j, "session", &e.session)) ||
+	    (rc = get_nullable_str(j, "from", &e.from)) ||
+	    (rc = get_rcpts(j, &e)) ||
+	    (rc = get_nullable_str(j, "client_ip", &e.client_ip)) ||
+	    (rc = get_nullable_str(j, "helo", &e.helo)) ||
+	    (rc = get_nullable_str(j, "tls", &e.tls)) ||
+	    (rc = get_nullable_str(j, "auth_user", &e.auth_user)) ||
+	    (rc = get_bool(j, "smtputf8", &e.smtputf8)) ||
+	    (rc = get_bool(j, "body_8bit", &e.body_8bit)) ||
+	    (rc = get_u64(j, "size", &e.size)) ||
+	    (rc = get_nullable_str(j, "header_from", &e.header_from)) ||
+	    (rc = get_nullable_str(j, "message_id", &e.message_id)) ||
+	    (rc = get_nullable_str(j, "route", &e.route)) ||
+	    (rc = get_nullable_str(j, "matched", &e.matched)))
+		goto fail;
+
+	*env = e;
+	return 0;
+
+fail:
+	queue_envelope_free(&e);
+	return rc;
+}
+
+void queue_envelope_free(struct queue_envelope *env)
+{
+	if (!env)
+		return;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		free(env->rcpts[i].addr);
+	free(env->rcpts);
+	env->rcpts = NULL;
+	env->nrcpts = 0;
+	free(env->session);
+	free(env->from);
+	free(env->client_ip);
+	free(env->helo);
+	free(env->tls);
+	free(env->auth_user);
+	free(env->header_from);
+	free(env->message_id);
+	free(env->route);
+	free(env->matched);
+	env->session = env->from = env->client_ip = env->helo = NULL;
+	env->tls = env->auth_user = env->header_from = NULL;
+	env->message_id = env->route = env->matched = NULL;
+}
+
+/* ---- reading a queued mail's envelope */
+
+int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *env,
+                        uint64_t *data_offset)
+{
+	char path[PATH_MAX];
+	const size_t max = QUEUE_MAGIC_LEN + 1 + QUEUE_ENVELOPE_MAX + 1;
+	size_t scanned = QUEUE_MAGIC_LEN + 1;
+	const char *nl = NULL;
+	json_t *j;
+	buf_t b;
+	int fd, n, rc;
+
+	if (!dir || !env || !queue_id_valid(id))
+		return -EINVAL;
+	n = snprintf(path, sizeof(path), "%s/mail/%s", dir, id);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+
+	/* Read only as far as the end of the envelope line, and at most max:
+	 * the message after it may be large and is not ours to load. */
+	buf_init(&b, max);
+	while (!nl) {
+		size_t want = b.len < 4096 ? 4096 : b.len;
+		ssize_t got;
+
+		if (want > max - b.len)
+			want = max - b.len;
+		if (want == 0) {
+			rc = -EINVAL;           /* envelope line too long */
+			goto out;
+		}
+		if ((rc = buf_reserve(&b, want)))
+			goto out;
+		got = read(fd, b.data + b.len, want);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (got == 0) {
+			rc = -EINVAL;           /* truncated */
+			goto out;
+		}
+		b.len += (size_t)got;
+		if (b.len < QUEUE_MAGIC_LEN + 1)
+			continue;
+		if (memcmp(b.data, QUEUE_MAGIC "\n", QUEUE_MAGIC_LEN + 1)) {
+			rc = -EINVAL;
+			goto out;
+		}
+		nl = memchr(b.data + scanned, '\n', b.len - scanned);
+		scanned = b.len;
+	}
+
+	/* json_loadb() refuses NUL bytes and trailing garbage on the line. */
+	j = json_loadb(b.data + QUEUE_MAGIC_LEN + 1,
+	               (size_t)(nl - b.data) - (QUEUE_MAGIC_LEN + 1),
+	               JSON_REJECT_DUPLICATES, NULL);
+	if (!j) {
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = queue_envelope_from_json(j, env);
+	json_decref(j);
+	if (rc)
+		goto out;
+	/* A file that names another mail is damaged, not a second copy. */
+	if (strcmp(env->id, id)) {
+		queue_envelope_free(env);
+		rc = -EINVAL;
+		goto out;
+	}
+	if (data_offset)
+		*data_offset = (uint64_t)(nl - b.data) + 1;
+
+out:
+	buf_free(&b);
+	close(fd);
+	return rc;
+}

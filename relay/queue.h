@@ -1,0 +1,129 @@
+/*
+ * NAME
+ *	queue - the durable mail queue on disk
+ * SUMMARY
+ *	Each mail is one file "QUEUEID" in DIR/mail/: a first line
+ *	"HIKYAKU-QUEUE 1", the envelope as one line of JSON, then the message
+ *	bytes exactly as they will be sent (Received: etc. already added).
+ *	The file is written under a temporary name, fsynced, renamed into
+ *	place, and the directory fsynced; only then is the commit reported.
+ *	Delivery state that changes later lives beside it in QUEUEID.state
+ *	(relay issue). Queue ids are 18 upper-case hex digits: the arrival
+ *	time in microseconds, strictly increasing within a process, so ids
+ *	are unique and sort by arrival.
+ * DESCRIPTION
+ *	queue_open() creates DIR, DIR/mail and DIR/tmp when missing, removes
+ *	temporaries a crash left behind (nothing in tmp/ was ever answered
+ *	250), and binds the queue to a libuv loop.
+ *
+ *	queue_new_id() makes the next id.
+ *
+ *	queue_commit() writes one mail: the envelope is serialised at once
+ *	(the caller may free it on return); the data parts must stay valid
+ *	until the callback. Commits are grouped: every commit that arrives
+ *	while a batch is being written joins the next batch, and one batch
+ *	costs one directory fsync plus the file fsyncs, all of it on the
+ *	libuv thread pool. The callback runs on the loop thread with 0
+ *	(durable) or a negative errno (-ENOSPC, -EDQUOT: disk full); on
+ *	failure nothing of the mail is left on disk.
+ *
+ *	queue_close() waits for nothing: call it only when no commit is
+ *	outstanding (queue_pending() == 0).
+ *
+ *	queue_envelope_to_json() / queue_envelope_from_json() convert the
+ *	envelope; queue_read_envelope() reads the envelope of a queued mail
+ *	and the offset at which its message bytes start.
+ * DIAGNOSTICS
+ *	Functions return 0 or a negative errno.
+ * TOUCHES
+ *	DIR/mail and DIR/tmp; the libuv thread pool for every write and sync.
+ */
+#ifndef HK_RELAY_QUEUE_H
+#define HK_RELAY_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#define QUEUE_ID_LEN 18
+#define QUEUE_MAGIC "HIKYAKU-QUEUE 1"
+
+enum queue_rcpt_state {
+	RCPT_PENDING = 0,
+	RCPT_DELIVERED,
+	RCPT_BOUNCED,
+	RCPT_EXPIRED,
+	RCPT_SUPPRESSED,
+};
+
+struct queue_rcpt {
+	char *addr;
+	enum queue_rcpt_state state;
+};
+
+struct queue_envelope {
+	char id[QUEUE_ID_LEN + 1];
+	uint64_t arrival_ms;       /* Unix time in milliseconds */
+	char *session;             /* listener session id */
+	char *from;                /* envelope sender; "" for the null sender */
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+	char *client_ip;
+	char *helo;
+	char *tls;                 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or NULL */
+	char *auth_user;           /* NULL when not authenticated */
+	bool smtputf8;
+	bool body_8bit;
+	uint64_t size;             /* message bytes as stored */
+	char *header_from;         /* the From: field's value, or NULL */
+	char *message_id;          /* the Message-ID: value, or NULL */
+	char *route;               /* "service" / "direct"; NULL until decided */
+	char *matched;             /* the verified entry that matched, or NULL */
+};
+
+struct queue;
+
+typedef void (*queue_commit_cb)(void *arg, int status);
+
+int queue_open(uv_loop_t *loop, const char *dir, struct queue **out);
+void queue_close(struct queue *q);
+const char *queue_dir(const struct queue *q);
+void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1]);
+int queue_commit(struct queue *q, const struct queue_envelope *env,
+                 const uv_buf_t *parts, size_t nparts, queue_commit_cb cb, void *arg);
+size_t queue_pending(const struct queue *q);
+
+json_t *queue_envelope_to_json(const struct queue_envelope *env);
+int queue_envelope_from_json(const json_t *j, struct queue_envelope *env);
+void queue_envelope_free(struct queue_envelope *env);
+int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *env,
+                        uint64_t *data_offset);
+
+/*
+ * Additions (queue module):
+ *	queue_id_valid() tells whether s is exactly QUEUE_ID_LEN upper-case
+ *	hex digits, the only form an id may take before it names a file.
+ *
+ *	queue_commit() returning non-zero means the callback will not be
+ *	called: -EINVAL for a bad id or an envelope string that is not
+ *	valid UTF-8 (it could not be read back), -E2BIG for an envelope
+ *	over 1 MiB of JSON, -ENOMEM. queue_envelope_from_json() overwrites
+ *	*env without freeing it and leaves it untouched on error;
+ *	queue_read_envelope() fails with -EINVAL when the file's envelope
+ *	names another id. Every char * field maps to JSON null when NULL,
+ *	except a recipient's addr, which must be set.
+ *
+ *	queue_close() may be called from a commit callback once
+ *	queue_pending() is 0; the queue is freed when the callbacks return.
+ *	The queue is meant for one process: queue_open() empties tmp/, so a
+ *	second process (hikyakuctl) reads with queue_read_envelope() only.
+ */
+bool queue_id_valid(const char *s);
+
+/* For tests: the number of batches completed (each one directory fsync). */
+uint64_t queue_batches(const struct queue *q);
+
+#endif

@@ -1,0 +1,148 @@
+# Shared helpers of the end-to-end tests: each test script sources this,
+# writes a configuration, starts hikyaku on a free loopback port, talks to
+# it with swaks (or smtp_raw.py where exact bytes matter) and checks what
+# a user would check: the replies, the queue on disk, the relay log.
+# shellcheck shell=bash
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${E2E_BUILD:-build-asan}
+HIKYAKU=$ROOT/$BUILD/hikyaku
+HIKYAKUCTL=$ROOT/$BUILD/hikyakuctl
+PY=/usr/bin/python3
+RAW="$PY $ROOT/tests/e2e/smtp_raw.py"
+T=$(mktemp -d /tmp/hikyaku-e2e.XXXXXX)
+PASS=0
+FAIL=0
+HPID=""
+TEST_NAME=$(basename "$0" .sh)
+
+# Sanitizer reports go to files; a test run with any report fails.
+export ASAN_OPTIONS="detect_leaks=1:log_path=$T/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$T/ubsan"
+export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
+
+ok() { PASS=$((PASS + 1)); echo "ok - $TEST_NAME: $1"; }
+nok() {
+	FAIL=$((FAIL + 1))
+	echo "not ok - $TEST_NAME: $1"
+	[ $# -gt 1 ] && [ -f "$2" ] && sed 's/^/    | /' "$2" | tail -n 30
+	return 0
+}
+
+# check NAME COMMAND...: passes when the command succeeds.
+check() {
+	local name=$1
+	shift
+	if "$@" >"$T/check.out" 2>&1; then ok "$name"; else nok "$name" "$T/check.out"; fi
+}
+
+# expect NAME FILE REGEX: passes when FILE has a line matching REGEX.
+expect() {
+	if grep -Eq -- "$3" "$2"; then ok "$1"; else nok "$1 (no /$3/)" "$2"; fi
+}
+
+# expect_not NAME FILE REGEX: passes when no line of FILE matches.
+expect_not() {
+	if grep -Eq -- "$3" "$2"; then nok "$1 (found /$3/)" "$2"; else ok "$1"; fi
+}
+
+# session NAME [--source IP] STEP...: one scripted SMTP session (smtp_raw.py)
+# against the relay; passes when every step held.
+session() {
+	local name=$1
+	shift
+	local src=()
+	if [ "${1:-}" = "--source" ]; then src=(--source "$2"); shift 2; fi
+	if $RAW "${src[@]}" 127.0.0.1 "$PORT" "$@" >"$T/session.out" 2>&1; then
+		ok "$name"
+	else
+		nok "$name" "$T/session.out"
+	fi
+}
+
+free_port() {
+	$PY -c 'import socket,sys; s=socket.socket(socket.AF_INET6 if sys.argv[1]==":" else socket.AF_INET); s.bind(("::1" if sys.argv[1]==":" else "127.0.0.1",0)); print(s.getsockname()[1])' "${1:-.}"
+}
+
+PORT=$(free_port)
+
+# write_config [SERVER_LINES] [MORE_SECTIONS]: a configuration in $T.
+write_config() {
+	cat >"$T/hikyaku.conf" <<CONF
+[server]
+listen = 127.0.0.1:$PORT
+hostname = relay.test.example
+${1:-}
+
+[queue]
+dir = $T/queue
+
+[suppression]
+db = $T/suppression.db
+
+[log]
+file = $T/log.jsonl
+
+[control]
+socket = $T/control.sock
+${2:-}
+CONF
+}
+
+wait_port() {
+	local host=${2:-127.0.0.1}
+	for _ in $(seq 1 100); do
+		if $PY -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()' "$host" "$1" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+start_hikyaku() {
+	"$HIKYAKU" -c "$T/hikyaku.conf" >>"$T/hikyaku.out" 2>&1 &
+	HPID=$!
+	if ! wait_port "$PORT"; then
+		nok "hikyaku starts" "$T/hikyaku.out"
+		return 1
+	fi
+	# The probe connection above is a session too: let it go away.
+	sleep 0.2
+}
+
+stop_hikyaku() {
+	[ -n "$HPID" ] || return 0
+	kill -TERM "$HPID" 2>/dev/null
+	local rc=0
+	wait "$HPID" || rc=$?
+	HPID=""
+	[ "$rc" -eq 0 ] || nok "hikyaku exits 0 on SIGTERM (got $rc)" "$T/hikyaku.out"
+}
+
+# swaks with our defaults; the rest of the arguments are swaks's own.
+smtp() {
+	swaks --server 127.0.0.1 --port "$PORT" --helo client.test.example \
+		--from shop@example.jp --to user@example.com --timeout 20 "$@"
+}
+
+queued_ids() { ls "$T/queue/mail" 2>/dev/null | grep -E '^[0-9A-F]{18}$' || true; }
+queued_count() { queued_ids | wc -l; }
+
+# The message bytes of a queued mail (after the magic and envelope lines).
+queued_data() { tail -n +3 "$T/queue/mail/$1"; }
+queued_envelope() { sed -n 2p "$T/queue/mail/$1"; }
+
+finish() {
+	stop_hikyaku
+	local f
+	for f in "$T"/asan* "$T"/ubsan*; do
+		[ -e "$f" ] || continue
+		nok "sanitizer report $(basename "$f")" "$f"
+	done
+	echo "$PASS passed, $FAIL failed"
+	if [ "$FAIL" -eq 0 ] && [ -z "${KEEP_E2E:-}" ]; then rm -rf "$T"; else echo "# files kept in $T"; fi
+	[ "$FAIL" -eq 0 ]
+}
+trap 'if [ -n "$HPID" ]; then kill -9 "$HPID" 2>/dev/null; fi' EXIT

@@ -1,0 +1,25 @@
+#!/bin/bash
+# Runs every end-to-end test (tests/e2e/t_*.sh) against the given build
+# directory (default build-asan) and prints one closing line:
+# "N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+export E2E_BUILD=${1:-build-asan}
+pass=0
+fail=0
+failed=()
+for t in tests/e2e/t_*.sh; do
+	echo "# $t"
+	out=$(bash "$t" 2>&1)
+	rc=$?
+	echo "$out"
+	p=$(echo "$out" | grep -c '^ok - ')
+	f=$(echo "$out" | grep -c '^not ok - ')
+	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ $rc -eq 0 ] || failed+=("$t")
+done
+[ ${#failed[@]} -eq 0 ] || echo "# failed: ${failed[*]}"
+echo "e2e: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
