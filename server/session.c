@@ -662,7 +662,12 @@ static char *field_value(const buf_t *msg, size_t off, size_t len)
 		if (*q != '\r' && *q != '\n')
 			g_string_append_c(v, *q);
 	g_strstrip(v->str);
-	char *out = strdup(v->str);
+	/* Raw 8-bit headers (Shift_JIS from an old shop system) are not
+	 * UTF-8; this copy only informs the log and the envelope, so it is
+	 * made valid rather than refused. The message itself is untouched. */
+	char *valid = g_utf8_make_valid(v->str, -1);
+	char *out = strdup(valid);
+	g_free(valid);
 	g_string_free(v, TRUE);
 	return out;
 }

@@ -102,6 +102,11 @@ session "bare LF refused with bare_lf = reject" '<220' '>EHLO c.example\r\n' '<2
 	'>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' '>Subject: lf\n\nline1\r\n.\r\n' '<554 5.6.0' '>QUIT\r\n' '<221'
 check "bare LF reject: nothing queued" test "$(queued_count)" -eq "$before"
 
+# A raw Shift_JIS From: header (old shop systems send them) is accepted.
+session "raw 8-bit (Shift_JIS) From: header accepted" '<220' '>EHLO c.example\r\n' '<250' '>MAIL FROM:<a@example.jp>\r\n' '<250' \
+	'>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' \
+	'>From: \x83\x56\x83\x87\x83\x62\x83\x76 <shop@example.jp>\r\nSubject: sjis\r\n\r\nbody\r\n.\r\n' '<250 2.0.0'
+
 # 8-bit content without BODY=8BITMIME is accepted as is (SPEC §5).
 session "8-bit body without BODY=8BITMIME accepted" '<220' '>EHLO c.example\r\n' '<250' '>MAIL FROM:<a@example.jp>\r\n' '<250' \
 	'>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' '>Subject: 8bit\r\n\r\nご注文ありがとうございます\r\n.\r\n' '<250 2.0.0'
