@@ -1,0 +1,119 @@
+/*
+ * NAME
+ *	smtp_client - the outbound SMTP client (RFC 5321, 3207, 4954, 2920)
+ * SUMMARY
+ *	One connection to one server, on util/conn.c: greeting, EHLO (HELO
+ *	when EHLO is refused), STARTTLS as the TLS mode says, AUTH, then any
+ *	number of transactions on the same connection. A timeout guards every
+ *	step. The caller (the queue runner) classifies the replies.
+ * DESCRIPTION
+ *	smtp_client_open() connects and gets the session ready; open_cb runs
+ *	once: with fail == NULL when transactions may begin, or with the
+ *	reason it failed (then the client is already being freed).
+ *	TLS modes: SCT_NONE plain text; SCT_MAY STARTTLS when offered, no
+ *	certificate check, and when the handshake fails a new plain-text
+ *	connection; SCT_ENCRYPT STARTTLS required, no certificate check;
+ *	SCT_VERIFY STARTTLS required, chain and host name verified (tls_ctx
+ *	must verify); SCT_SMTPS TLS from the first byte (port 465), verified.
+ *	A server that sends bytes behind its 220 to STARTTLS is dropped
+ *	(never read as post-TLS replies). AUTH (PLAIN when offered, else
+ *	LOGIN) runs when username is set, only over TLS unless the mode is
+ *	SCT_NONE.
+ *
+ *	smtp_client_send() runs one transaction: MAIL FROM (SIZE=, BODY=8BITMIME
+ *	when the server offers them and they apply, SMTPUTF8 when the mail
+ *	needs it, ENVID= when envid is set and the server offers DSN), RCPT
+ *	TO each, DATA, the message dot-stuffed with CRLF line ends, the final
+ *	dot; with PIPELINING offered, MAIL, RCPTs and DATA go in one write.
+ *	When no recipient was accepted the data is not sent. done_cb gets
+ *	every reply. A transaction after a failed one starts with RSET.
+ *	The caller checks smtp_client_has() first for what the message needs
+ *	(SMTPUTF8, SIZE).
+ *
+ *	smtp_client_close() says QUIT when the connection is idle and closes;
+ *	the memory is freed later, on the loop.
+ * DIAGNOSTICS
+ *	A reply with code 0 means there was none: connection refused or
+ *	lost, TLS failed, timeout; text then says what happened in one line.
+ * TOUCHES
+ *	One TCP connection.
+ */
+#ifndef HK_RELAY_SMTP_CLIENT_H
+#define HK_RELAY_SMTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+enum smtp_client_tls { SCT_NONE, SCT_MAY, SCT_ENCRYPT, SCT_VERIFY, SCT_SMTPS };
+
+struct smtp_client_params {
+	const char *host;                 /* name: SNI, certificate check, logs */
+	const struct sockaddr *addr;      /* where to connect, port included */
+	const char *helo;                 /* our host name */
+	enum smtp_client_tls tls;
+	SSL_CTX *tls_ctx;                 /* verifying for VERIFY/SMTPS, any for MAY/ENCRYPT */
+	const char *username;             /* AUTH when set */
+	const char *password;
+	uint64_t connect_timeout_ms;
+	uint64_t timeout_ms;              /* for each reply */
+	uint64_t data_timeout_ms;         /* for the reply to the final dot (RFC 5321 §4.5.3.2: 10 min) */
+};
+
+struct smtp_reply {
+	int code;                         /* 0: no reply (see DIAGNOSTICS) */
+	char status[16];                  /* enhanced status code ("5.1.1"), or "" */
+	char text[512];                   /* the reply, lines joined with " ", or what went wrong */
+};
+
+struct smtp_client_msg {
+	const char *from;                 /* "" for the null sender */
+	const char *const *rcpts;
+	size_t nrcpts;
+	const char *data;                 /* CRLF line ends, not dot-stuffed */
+	size_t len;
+	bool smtputf8;
+	bool body_8bit;
+	const char *envid;                /* ENVID= (xtext-encoded by the client), or NULL */
+};
+
+struct smtp_client_result {
+	struct smtp_reply mail;
+	struct smtp_reply *rcpt;          /* one per recipient */
+	struct smtp_reply data;           /* code 0 when DATA was not reached */
+	bool reusable;                    /* may carry another transaction */
+};
+
+struct smtp_client;
+typedef void (*smtp_client_open_cb)(struct smtp_client *c, void *arg, const struct smtp_reply *fail);
+typedef void (*smtp_client_done_cb)(struct smtp_client *c, void *arg,
+                                    const struct smtp_client_result *r);
+
+int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
+                     smtp_client_open_cb cb, void *arg, struct smtp_client **out);
+int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
+                     smtp_client_done_cb cb, void *arg);
+void smtp_client_close(struct smtp_client *c);
+bool smtp_client_tls_active(const struct smtp_client *c);
+bool smtp_client_has(const struct smtp_client *c, const char *ext);
+uint64_t smtp_client_size_limit(const struct smtp_client *c); /* 0: none advertised */
+const char *smtp_client_relay(const struct smtp_client *c);  /* "host[ip]:port" */
+
+/*
+ * The reply parser, exposed for unit tests and fuzzing: feed one line
+ * (without CRLF); returns 1 when the reply is complete, 0 when more lines
+ * follow, -1 on a malformed line (no 3-digit code, or a code that changes
+ * between lines of one reply).
+ */
+struct smtp_reply_parser {
+	struct smtp_reply r;
+	int nlines;
+};
+void smtp_reply_parser_init(struct smtp_reply_parser *p);
+int smtp_reply_parser_line(struct smtp_reply_parser *p, const char *line, size_t len);
+
+#endif
