@@ -1442,6 +1442,18 @@ done:
 	return ret;
 }
 
+struct config *config_ref(struct config *cfg)
+{
+	cfg->refs++;
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	if (cfg && cfg->refs-- == 0)
+		config_free(cfg);
+}
+
 void config_free(struct config *cfg)
 {
 	if (!cfg)

@@ -64,6 +64,7 @@ enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, 
 enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
 
 struct config {
+	int refs;               /* extra references (config_ref); 0: one owner */
 	char *path;             /* the file read, as given */
 	char *dir;              /* its directory, for relative paths */
 
@@ -154,6 +155,10 @@ struct config_diags {
 
 int config_load(const char *path, struct config **out, struct config_diags *diags);
 void config_free(struct config *cfg);
+/* Shared ownership: config_ref() adds a reference, config_unref() drops one
+ * and frees the configuration with the last. */
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
 void config_diags_free(struct config_diags *diags);
 void config_print(const struct config *cfg, FILE *fp);
 const char *config_default_path(void);

@@ -5,6 +5,9 @@
  *	hikyakuctl [-c FILE] COMMAND ...
  *	  check     validate the configuration (same as hikyaku --check)
  *	  config    print the effective configuration
+ *	  route ADDRESS
+ *	            print the route a mail from ADDRESS takes, and the entry
+ *	            that matched (exit 0 when one matched, 1 when none did)
  * DIAGNOSTICS
  *	Exit 0 success, 1 not found / no match, 2 usage or configuration
  *	error. Errors go to stderr in one sentence.
@@ -17,13 +20,15 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "relay/route.h"
 
 static void usage(FILE *fp)
 {
 	fprintf(fp, "usage: hikyakuctl [-c FILE] COMMAND ...\n"
 	            "commands:\n"
 	            "  check               validate the configuration\n"
-	            "  config              print the effective configuration\n");
+	            "  config              print the effective configuration\n"
+	            "  route ADDRESS       the route a mail from ADDRESS takes (SPEC §4)\n");
 }
 
 static int load(const char *path, struct config **cfg, bool quiet_ok)
@@ -66,12 +71,43 @@ static int cmd_config(const char *path, int argc, char **argv)
 	return 0;
 }
 
+/* SPEC §8: "service (matched "interfactory1.co.jp")" or "direct". */
+static int cmd_route(const char *path, int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "hikyakuctl: usage: hikyakuctl route ADDRESS\n");
+		return 2;
+	}
+	const char *addr = argv[1];
+	char *ascii = route_ascii(addr);
+	if (!ascii) {
+		fprintf(stderr, "hikyakuctl: \"%s\" is not a mail address (local@domain).\n", addr);
+		return 2;
+	}
+	free(ascii);
+	struct config *cfg = NULL;
+	if (load(path, &cfg, true) < 0)
+		return 2;
+	route_init();
+	const struct config_domain *e = route_match(cfg, addr);
+	int rc = e ? 0 : 1;
+	if (e && cfg->service.host)
+		printf("service (matched \"%s\")\n", e->entry);
+	else if (e)
+		printf("direct (matched \"%s\", but no [service] host is configured)\n", e->entry);
+	else
+		printf("direct\n");
+	config_free(cfg);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(const char *path, int argc, char **argv);
 } commands[] = {
 	{ "check", cmd_check },
 	{ "config", cmd_config },
+	{ "route", cmd_route },
 };
 
 int main(int argc, char **argv)

@@ -28,7 +28,15 @@
  *	When no recipient was accepted the data is not sent. done_cb gets
  *	every reply. A transaction after a failed one starts with RSET.
  *	The caller checks smtp_client_has() first for what the message needs
- *	(SMTPUTF8, SIZE).
+ *	(SMTPUTF8, SIZE). Everything in the message but m->data is copied;
+ *	m->data must stay valid until done_cb runs. smtp_client_send()
+ *	returns 0, or (and done_cb then does not run) UV_EINVAL (no
+ *	recipient, or a control character or angle bracket in an address),
+ *	UV_EBUSY (the open or a transaction is under way) or UV_ENOTCONN (the
+ *	connection is gone, e.g. the server hung up while it was idle:
+ *	smtp_client_alive() tells before the call).
+ *	A timeout of 0 in the parameters means the default: 30 s to connect,
+ *	5 min per reply, 10 min after the final dot.
  *
  *	smtp_client_close() says QUIT when the connection is idle and closes;
  *	the memory is freed later, on the loop.
@@ -102,6 +110,8 @@ bool smtp_client_tls_active(const struct smtp_client *c);
 bool smtp_client_has(const struct smtp_client *c, const char *ext);
 uint64_t smtp_client_size_limit(const struct smtp_client *c); /* 0: none advertised */
 const char *smtp_client_relay(const struct smtp_client *c);  /* "host[ip]:port" */
+/* Added: false once the connection can carry no transaction (closed, 421, error). */
+bool smtp_client_alive(const struct smtp_client *c);
 
 /*
  * The reply parser, exposed for unit tests and fuzzing: feed one line

@@ -25,6 +25,7 @@
 
 #include "config/config.h"
 #include "relay/queue.h"
+#include "relay/runner.h"
 #include "server/server.h"
 #include "util/eventlog.h"
 
@@ -32,10 +33,14 @@ struct daemon {
 	uv_loop_t *loop;
 	struct server srv;
 	struct queue *queue;
+	struct runner *runner;
 	struct evlog *log;
 	char *config_path;
 	uv_signal_t sigterm, sigint, sighup;
+	uv_timer_t deadline;       /* bounds the stop: deliveries may hang */
 };
+
+#define STOP_DEADLINE_MS (SERVER_DRAIN_MS + 10000)
 
 static void usage(FILE *fp)
 {
@@ -63,11 +68,29 @@ static void stopped(struct server *srv)
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
+static void runner_stopped(void *arg)
+{
+	struct daemon *d = arg;
+	uv_close((uv_handle_t *)&d->deadline, NULL);
+}
+
+static void stop_deadline(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	fprintf(stderr, "hikyaku: deliveries still under way after %d s; stopping anyway "
+	                "(their mail stays queued)\n", STOP_DEADLINE_MS / 1000);
+	uv_stop(d->loop);
+}
+
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
+	if (uv_is_active((uv_handle_t *)&d->deadline))
+		return;
 	fprintf(stderr, "hikyaku: %s received, stopping\n", strsignal(signum));
+	uv_timer_start(&d->deadline, stop_deadline, STOP_DEADLINE_MS, 0);
 	server_stop(&d->srv, stopped);
+	runner_stop(d->runner, runner_stopped, d);
 }
 
 static void on_hup(uv_signal_t *h, int signum)
@@ -95,12 +118,14 @@ static void on_hup(uv_signal_t *h, int signum)
 		free(newlog);
 		return;
 	}
+	runner_reload(d->runner, d->srv.set->cfg);
 	if (newlog) {
 		struct evlog *nl;
 		if (evlog_open(newlog, &nl) == 0) {
 			evlog_close(d->log);
 			d->log = nl;
 			d->srv.log = nl;
+			runner_set_log(d->runner, nl);
 		} else {
 			fprintf(stderr, "hikyaku: reload: cannot open log %s; keeping the old one\n", newlog);
 		}
@@ -166,15 +191,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hikyaku: cannot open queue %s: %s\n", cfg->queue.dir, strerror(-rc));
 		return 1;
 	}
+	rc = runner_new(d.loop, cfg, d.queue, d.log, &d.runner);
+	if (rc < 0) {
+		fprintf(stderr, "hikyaku: cannot start the queue runner: %s\n", strerror(-rc));
+		return 1;
+	}
 	char err[512] = "";
 	if (server_init(&d.srv, d.loop, cfg, d.queue, d.log, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hikyaku: %s\n", err);
 		return 1;
 	}
+	d.srv.runner = d.runner;
 	if (server_listen(&d.srv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hikyaku: %s\n", err);
 		return 1;
 	}
+	runner_load(d.runner);
+	uv_timer_init(d.loop, &d.deadline);
+	d.deadline.data = &d;
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sighup);
@@ -195,6 +229,7 @@ int main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 
 	server_free(&d.srv);
+	runner_free(d.runner);
 	queue_close(d.queue);
 	evlog_close(d.log);
 	uv_loop_close(d.loop);

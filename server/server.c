@@ -67,7 +67,7 @@ void settings_unref(struct settings *set)
 		return;
 	SSL_CTX_free(set->tls);
 	auth_db_unref(set->auth);
-	config_free(set->cfg);
+	config_unref(set->cfg);
 	free(set);
 }
 

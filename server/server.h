@@ -67,6 +67,7 @@ struct server {
 	struct settings *set;
 	struct queue *queue;
 	struct evlog *log;
+	struct runner *runner;     /* gets every mail committed; may be NULL in tests */
 	GPtrArray *listeners;      /* struct listener * */
 	GHashTable *per_client;    /* client ip -> connection count */
 	struct session *sessions;  /* doubly linked list of live sessions */

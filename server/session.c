@@ -29,6 +29,8 @@
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
+#include "relay/route.h"
+#include "relay/runner.h"
 #include "server/auth.h"
 #include "server/server.h"
 #include "util/conn.h"
@@ -86,6 +88,8 @@ struct session {
 	struct smtp_data data;
 	char qid[QUEUE_ID_LEN + 1];
 	uint64_t arrival_ms;
+	struct queue_envelope env;   /* during the commit */
+	const char *warning;         /* for the received event */
 };
 
 static void session_input(struct session *s, const char *p, size_t n);
@@ -731,25 +735,40 @@ static void data_end(struct session *s)
 	queue_new_id(s->srv->queue, s->qid);
 	build_headers(s);
 
-	struct queue_envelope env;
-	memset(&env, 0, sizeof(env));
-	memcpy(env.id, s->qid, sizeof(env.id));
-	env.arrival_ms = s->arrival_ms;
-	env.session = s->id;
-	env.from = s->mail.addr;
-	env.nrcpts = s->rcpts->len;
-	env.rcpts = calloc(env.nrcpts, sizeof(*env.rcpts));
-	for (size_t i = 0; i < env.nrcpts && env.rcpts; i++)
-		env.rcpts[i].addr = g_ptr_array_index(s->rcpts, i);
-	env.client_ip = s->ip;
-	env.helo = s->helo;
-	env.tls = conn_is_tls(&s->conn) ? (char *)tls_engine_describe(s->conn.tls) : NULL;
-	env.auth_user = s->auth_user;
-	env.smtputf8 = s->mail.smtputf8;
-	env.body_8bit = s->data.has_8bit;
-	env.size = s->hdr.len + s->msg.len;
-	env.header_from = field_value(&s->msg, s->data.from_off, s->data.from_len);
-	env.message_id = field_value(&s->msg, s->data.msgid_off, s->data.msgid_len);
+	struct queue_envelope *env = &s->env;
+	memset(env, 0, sizeof(*env));
+	memcpy(env->id, s->qid, sizeof(env->id));
+	env->arrival_ms = s->arrival_ms;
+	env->session = s->id;
+	env->from = s->mail.addr;
+	env->nrcpts = s->rcpts->len;
+	env->rcpts = calloc(env->nrcpts, sizeof(*env->rcpts));
+	for (size_t i = 0; i < env->nrcpts && env->rcpts; i++)
+		env->rcpts[i].addr = g_ptr_array_index(s->rcpts, i);
+	env->client_ip = s->ip;
+	env->helo = s->helo;
+	env->tls = conn_is_tls(&s->conn) ? (char *)tls_engine_describe(s->conn.tls) : NULL;
+	env->auth_user = s->auth_user;
+	env->smtputf8 = s->mail.smtputf8;
+	env->body_8bit = s->data.has_8bit;
+	env->size = s->hdr.len + s->msg.len;
+	env->header_from = field_value(&s->msg, s->data.from_off, s->data.from_len);
+	env->message_id = field_value(&s->msg, s->data.msgid_off, s->data.msgid_len);
+
+	/* SPEC §4: the route is decided once, now, and kept with the mail. */
+	const struct config *cfg = cfg_of(s);
+	struct route_decision rd;
+	route_decide(cfg, s->mail.addr, env->header_from,
+	             env->header_from ? strlen(env->header_from) : 0, s->data.n_from, &rd);
+	env->route = (char *)route_name(rd.route);
+	env->matched = rd.matched ? rd.matched->entry : NULL;
+	/* The service verifies the envelope sender too (SPEC §3 envelope_from). */
+	s->warning = NULL;
+	if (rd.route == ROUTE_SERVICE && !cfg->service.envelope_from &&
+	    !route_match(cfg, s->mail.addr))
+		s->warning = "the envelope sender matches no verified entry; the delivery "
+		             "service may refuse it (set [service] envelope_from)";
+	route_decision_free(&rd);
 
 	uv_buf_t parts[2] = {
 		uv_buf_init(s->hdr.data, (unsigned)s->hdr.len),
@@ -757,34 +776,38 @@ static void data_end(struct session *s)
 	};
 	s->wait = WAIT_COMMIT;
 	conn_read_stop(&s->conn);
-	int rc = env.rcpts ? queue_commit(s->srv->queue, &env, parts, 2, commit_done, s) : -ENOMEM;
-	free(env.rcpts);
-	free(env.header_from);
-	free(env.message_id);
+	int rc = env->rcpts ? queue_commit(s->srv->queue, env, parts, 2, commit_done, s) : -ENOMEM;
 	if (rc < 0)
 		commit_done(s, rc);
 }
 
 static void log_received(struct session *s)
 {
-	char *hfrom = field_value(&s->msg, s->data.from_off, s->data.from_len);
-	char *msgid = field_value(&s->msg, s->data.msgid_off, s->data.msgid_len);
+	const struct queue_envelope *env = &s->env;
 	json_t *f = json_object();
 	json_object_set_new(f, "queue_id", json_string(s->qid));
 	json_object_set_new(f, "session", json_string(s->id));
 	json_object_set_new(f, "client", json_string(s->ip));
 	json_object_set_new(f, "helo", jstr(s->helo));
 	json_object_set_new(f, "from", evlog_str(s->mail.addr, s->mail.addr_len));
-	json_object_set_new(f, "header_from", jstr(hfrom));
-	json_object_set_new(f, "message_id", jstr(msgid));
+	json_object_set_new(f, "header_from", jstr(env->header_from));
+	json_object_set_new(f, "message_id", jstr(env->message_id));
 	json_object_set_new(f, "rcpts", json_integer(s->rcpts->len));
-	json_object_set_new(f, "size", json_integer((json_int_t)(s->hdr.len + s->msg.len)));
+	json_object_set_new(f, "size", json_integer((json_int_t)env->size));
 	json_object_set_new(f, "tls", json_boolean(conn_is_tls(&s->conn)));
-	json_object_set_new(f, "route", json_null());
-	json_object_set_new(f, "matched", json_null());
+	json_object_set_new(f, "route", jstr(env->route));
+	json_object_set_new(f, "matched", jstr(env->matched));
+	if (s->warning)
+		json_object_set_new(f, "warning", json_string(s->warning));
 	evlog_emit(s->srv->log, "received", f);
-	free(hfrom);
-	free(msgid);
+}
+
+static void env_release(struct session *s)
+{
+	free(s->env.rcpts);
+	free(s->env.header_from);
+	free(s->env.message_id);
+	memset(&s->env, 0, sizeof(s->env));
 }
 
 static void commit_done(void *arg, int status)
@@ -794,7 +817,10 @@ static void commit_done(void *arg, int status)
 	if (status == 0) {
 		s->srv->stats.received++;
 		log_received(s);
+		if (s->srv->runner)
+			runner_add(s->srv->runner, &s->env);
 	}
+	env_release(s);
 	if (s->gone) {
 		session_free(s);
 		return;

@@ -67,6 +67,11 @@ free_port() {
 
 PORT=$(free_port)
 
+# Unless a test routes mail itself, nothing leaves: DNS goes to a closed
+# port, so every delivery is deferred and the queue keeps what it got.
+DEFAULT_DIRECT="[direct]
+dns_servers = 127.0.0.1:9"
+
 # write_config [SERVER_LINES] [MORE_SECTIONS]: a configuration in $T.
 write_config() {
 	cat >"$T/hikyaku.conf" <<CONF
@@ -86,6 +91,8 @@ file = $T/log.jsonl
 
 [control]
 socket = $T/control.sock
+
+$DEFAULT_DIRECT
 ${2:-}
 CONF
 }

@@ -1,0 +1,69 @@
+/*
+ * NAME
+ *	runner - the queue runner: schedule, route, deliver, retry, bounce
+ * SUMMARY
+ *	Keeps an index of the queued mails in memory (loaded once at start,
+ *	then fed by the listener: the spool is never rescanned), and delivers
+ *	each mail when it is due: its pending recipients grouped by route and
+ *	destination (the delivery service, or one recipient domain via MX),
+ *	one transaction per group, over connections that are reused and
+ *	limited per destination.
+ * DESCRIPTION
+ *	runner_new() binds the runner to the loop, the queue and the log;
+ *	runner_load() reads the spool on the thread pool and schedules every
+ *	mail found (after a restart: nothing delivered is sent again).
+ *	runner_add() schedules a mail the listener has just committed.
+ *	runner_reload() takes a new configuration (a pause of the service
+ *	route is lifted). runner_stop() closes idle connections and stops
+ *	scheduling; deliveries under way finish.
+ *
+ *	Each recipient's state (pending, delivered, bounced, expired) is kept
+ *	in DIR/state/QUEUEID, written and fsynced on the thread pool after
+ *	every delivery attempt, before anything is logged: a restart never
+ *	resends to a recipient whose delivery was recorded. A mail whose
+ *	recipients are all final is removed from the spool.
+ *
+ *	Retries: retry_min after the first attempt, doubling up to retry_max;
+ *	after lifetime the remaining recipients expire. Each delivery round
+ *	that brings recipients of a mail to a final failure queues one DSN
+ *	(relay/dsn.h) to the envelope sender, unless that is the null sender.
+ * TOUCHES
+ *	DIR/mail (read, delete), DIR/state; DNS and SMTP connections; the
+ *	event log; the libuv thread pool for all disk work.
+ */
+#ifndef HK_RELAY_RUNNER_H
+#define HK_RELAY_RUNNER_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config/config.h"
+#include "relay/queue.h"
+#include "util/eventlog.h"
+
+struct runner;
+
+struct runner_stats {
+	uint64_t delivered;
+	uint64_t deferred;
+	uint64_t bounced;
+	uint64_t expired;
+	size_t queued;       /* mails in the index */
+};
+
+/* The runner keeps its own reference to cfg through config_ref. */
+int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struct evlog *log,
+               struct runner **out);
+int runner_load(struct runner *r);
+void runner_add(struct runner *r, const struct queue_envelope *env);
+int runner_reload(struct runner *r, const struct config *cfg);
+void runner_set_log(struct runner *r, struct evlog *log);
+void runner_stop(struct runner *r, void (*done)(void *arg), void *arg);
+void runner_free(struct runner *r);
+void runner_get_stats(const struct runner *r, struct runner_stats *st);
+
+/* Pure helpers, exposed for tests. */
+uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt);
+
+#endif

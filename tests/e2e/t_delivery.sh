@@ -1,0 +1,234 @@
+#!/bin/bash
+# Delivery end to end (SPEC §4, §5 outbound): swaks -> hikyaku -> real SMTP
+# servers on loopback (aiosmtpd as the delivery service with STARTTLS and
+# AUTH, and as MX hosts), dnsmasq serving the MX and A records.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_upstream.sh"
+DEFAULT_DIRECT=""
+
+mkdir -p "$T/certs"
+"$ROOT/tests/e2e/mkcerts.sh" "$T/certs" smtp.service.test
+CERT="$T/certs/server.pem,$T/certs/server.key"
+echo 'right-pass' >"$T/svc.pass"
+
+# The service, and MX hosts sharing one port on 127.0.0.2-5.
+start_upstream svc --tls "$CERT" --auth shop:right-pass || { finish; exit 1; }
+start_upstream mx --addr 127.0.0.2 --reject-rcpt 'bad@dest.test=550 5.1.1 User unknown' || { finish; exit 1; }
+MXP=$UP_PORT_mx
+start_upstream sender --addr 127.0.0.3 --port "$MXP" || { finish; exit 1; }
+start_upstream flaky --addr 127.0.0.4 --port "$MXP" --fail-first '1=451 4.3.0 Try again later' || { finish; exit 1; }
+start_dns --host-record=smtp.service.test,127.0.0.1 \
+	--mx-host=dest.test,mx.dest.test,10 --host-record=mx.dest.test,127.0.0.2 \
+	--mx-host=sender.test,mx.sender.test,10 --host-record=mx.sender.test,127.0.0.3 \
+	--mx-host=example.com,mx.sender.test,10 --mx-host=interfactory1.co.jp,mx.sender.test,10 \
+	--mx-host=flaky.test,mx.flaky.test,10 --host-record=mx.flaky.test,127.0.0.4 \
+	--mx-host=later.test,mx.later.test,10 --host-record=mx.later.test,127.0.0.5 \
+	--mx-host=dead.test,mx.dead.test,10 --host-record=mx.dead.test,127.0.0.6 \
+	--mx-host=nullmx.test,.,0 || { finish; exit 1; }
+
+conf() { # conf VERIFIED_DOMAINS_LINES [EXTRA]
+	write_config "max_recipients = 200" "
+[routing]
+verified_domains = $1
+
+[service]
+host = smtp.service.test
+port = $UP_PORT_svc
+ca_file = $T/certs/ca.pem
+username = shop
+password_file = $T/svc.pass
+rate = ${RATE:-100/s}
+pause = 2s
+connect_timeout = 3s
+timeout = 10s
+
+[direct]
+port = $MXP
+dns_servers = 127.0.0.1:$DNS_PORT
+tls = may
+connect_timeout = 3s
+timeout = 10s
+
+[queue]
+retry_min = 1s
+retry_max = 2s
+lifetime = ${LIFETIME:-1h}
+${2:-}"
+}
+conf "interfactory1.co.jp, example.co.jp
+    test.com"
+check "the test configuration is valid" "$HIKYAKU" -c "$T/hikyaku.conf" --check
+start_hikyaku || { finish; exit 1; }
+
+send() { # send FROM TO [swaks args]
+	local from=$1 to=$2
+	shift 2
+	swaks --server 127.0.0.1 --port "$PORT" --from "$from" --to "$to" --timeout 20 "$@" >"$T/send.out" 2>&1
+	grep -q 'queued as' "$T/send.out" || nok "swaks from $from to $to queued" "$T/send.out"
+}
+got() { upstream_rcpts "$1" | grep -qx "$2"; }
+wait_rcpt() { # wait_rcpt UPSTREAM ADDR
+	for _ in $(seq 1 150); do got "$1" "$2" && return 0; sleep 0.1; done
+	return 1
+}
+
+# SPEC §4 rows 1-6 with verified_domains = interfactory1.co.jp, example.co.jp / test.com.
+send test@interfactory1.co.jp row1@dest.test
+send test@example.com row2@dest.test
+send test@test.interfactory1.co.jp row3@dest.test
+send test@testinterfactory1.co.jp row4@dest.test
+check "row 1: test@interfactory1.co.jp goes through the service" wait_rcpt svc row1@dest.test
+check "row 2: test@example.com goes direct" wait_rcpt mx row2@dest.test
+check "row 3: a subdomain goes through the service" wait_rcpt svc row3@dest.test
+check "row 4: testinterfactory1.co.jp (no dot boundary) goes direct" wait_rcpt mx row4@dest.test
+send shop@example.co.jp row5@dest.test
+check "row 5: the second entry of a comma list matches" wait_rcpt svc row5@dest.test
+send shop@test.com row6@dest.test
+check "row 6: the entry on the continuation line matches" wait_rcpt svc row6@dest.test
+check "no service mail went direct" upstream_check mx 'not any(r.startswith(("row1@","row3@","row5@","row6@")) for m in msgs for r in m["rcpt_tos"])'
+check "the service is used over TLS with AUTH" upstream_check svc 'all(m["tls"] and m["auth_user"] == "shop" for m in msgs)'
+check "the message reaches the service intact" upstream_check svc 'any("X-Mailer: swaks" in data(m) and "Received: from" in data(m) for m in msgs)'
+check "hikyakuctl route names the entry" sh -c "\"$HIKYAKUCTL\" -c \"$T/hikyaku.conf\" route test@test.interfactory1.co.jp | grep -qx 'service (matched \"interfactory1.co.jp\")'"
+"$HIKYAKUCTL" -c "$T/hikyaku.conf" route test@testinterfactory1.co.jp >"$T/route.out" 2>&1
+check "hikyakuctl route: no match exits 1 and says direct" test $? -eq 1
+expect "hikyakuctl route prints direct" "$T/route.out" '^direct$'
+
+# The header From decides, not the envelope (match_on = header_from).
+send bounce-handler@example.com row1h@dest.test --header 'From: "Shop" <test@interfactory1.co.jp>'
+check "header From decides the route" wait_rcpt svc row1h@dest.test
+send test@interfactory1.co.jp row2h@dest.test --header 'From: "test@interfactory1.co.jp" <evil@example.com>'
+check "a display name never decides" wait_rcpt mx row2h@dest.test
+
+# Rows 7-8 (a single verified address) and 9 (empty), after a reload.
+conf "test@testinterfactory1.co.jp"
+kill -HUP "$HPID"; sleep 0.5
+send test@testinterfactory1.co.jp row7@dest.test
+send test@example.com row8@dest.test
+check "row 7: the verified address goes through the service" wait_rcpt svc row7@dest.test
+check "row 8: another address goes direct" wait_rcpt mx row8@dest.test
+sed -i 's/^verified_domains = .*/verified_domains =/' "$T/hikyaku.conf"
+kill -HUP "$HPID"; sleep 0.5
+send test@testinterfactory1.co.jp row9@dest.test
+check "row 9: no verified domain: direct" wait_rcpt mx row9@dest.test
+sed -i 's/^verified_domains =.*/verified_domains = interfactory1.co.jp/' "$T/hikyaku.conf"
+kill -HUP "$HPID"; sleep 0.5
+
+# 120 recipients reach the service in transactions of at most 50.
+rcpts=$(for i in $(seq 1 120); do printf 'many%d@dest.test,' "$i"; done)
+send test@interfactory1.co.jp "${rcpts%,}" --header 'To: undisclosed-recipients:;'
+check "120 recipients all reach the service" wait_rcpt svc many120@dest.test
+sleep 0.5
+check "in transactions of at most 50 recipients" upstream_check svc 'ms=[m for m in msgs if any(r.startswith("many") for r in m["rcpt_tos"])]; len(ms) >= 3 and all(len(m["rcpt_tos"]) <= 50 for m in ms) and sum(len(m["rcpt_tos"]) for m in ms) == 120'
+
+# The rate (recipients per second) is never exceeded: with 20/s the bucket
+# holds 20, so 100 recipients go in transactions of at most 20, spread
+# over at least 4 seconds.
+RATE=20/s conf "interfactory1.co.jp"
+kill -HUP "$HPID"; sleep 0.5
+rcpts=$(for i in $(seq 1 100); do printf 'rate%d@dest.test,' "$i"; done)
+send test@interfactory1.co.jp "${rcpts%,}" --header 'To: undisclosed-recipients:;'
+check "100 recipients at 20/s all arrive" wait_rcpt svc rate100@dest.test
+sleep 0.5
+check "at most 20 recipients per transaction at 20/s" upstream_check svc 'ms=[m for m in msgs if any(r.startswith("rate") for r in m["rcpt_tos"])]; all(len(m["rcpt_tos"]) <= 20 for m in ms) and sum(len(m["rcpt_tos"]) for m in ms) == 100'
+check "and spread over at least 3.5 s (no burst above the rate)" upstream_check svc 'ts=[m["ts"] for m in msgs if any(r.startswith("rate") for r in m["rcpt_tos"])]; max(ts) - min(ts) >= 3.5'
+conf "interfactory1.co.jp"
+kill -HUP "$HPID"; sleep 0.5
+
+# 5xx: bounced, and the DSN reaches the sender's MX.
+send shop@sender.test bad@dest.test
+check "a 550 5.1.1 bounces: the DSN reaches the sender's MX" wait_rcpt sender shop@sender.test
+check "the DSN is a delivery-status report naming the recipient" upstream_check sender 'd=data(msgs[-1]); "multipart/report" in d and "report-type=delivery-status" in d and "bad@dest.test" in d and "Status: 5.1.1" in d'
+check "the DSN comes from MAILER-DAEMON with the null sender" upstream_check sender 'msgs[-1]["mail_from"] == "" and "MAILER-DAEMON@relay.test.example" in data(msgs[-1])'
+
+# Null MX and a domain that does not exist bounce at once.
+n0=$(upstream_count sender)
+send shop@sender.test user@nullmx.test
+send shop@sender.test user@nosuch.test
+wait_upstream_count sender $((n0 + 2)) 20
+check "null MX: DSN with 5.1.10" upstream_check sender 'any("user@nullmx.test" in data(m) and "5.1.10" in data(m) for m in msgs)'
+check "NXDOMAIN: DSN with 5.1.2" upstream_check sender 'any("user@nosuch.test" in data(m) and "5.1.2" in data(m) for m in msgs)'
+
+# 4xx then success: deferred, retried, delivered.
+send shop@sender.test once@flaky.test
+check "a 451 then a retry delivers" wait_rcpt flaky once@flaky.test
+
+# Throttling (454) by the service: deferred and paused, never lost.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass --throttle '1=454 4.7.0 Throttling failure: Maximum sending rate exceeded.' || true
+send test@interfactory1.co.jp throttled@dest.test
+check "a throttled mail is delivered after the pause" wait_rcpt svc throttled@dest.test
+
+# A certificate with the wrong name: deferred, never sent in plain text.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$T/certs/wrong.pem,$T/certs/wrong.key" --auth shop:right-pass || true
+send test@interfactory1.co.jp wrongcert@dest.test
+sleep 3
+check "wrong-name certificate: nothing delivered" sh -c "! grep -q wrongcert@dest.test '$T'/up-svc/messages.jsonl"
+# Service down, then back with the right certificate: delivered.
+stop_upstream svc
+sleep 1
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass || true
+check "once the service is back (right certificate) the mail goes" wait_rcpt svc wrongcert@dest.test
+
+# A wrong password defers and pauses; after the fix and a reload, it goes.
+echo 'wrong-pass' >"$T/svc.pass"
+kill -HUP "$HPID"; sleep 0.5
+send test@interfactory1.co.jp authfix@dest.test
+sleep 2
+check "wrong password: nothing delivered" sh -c "! grep -q authfix@dest.test '$T'/up-svc/messages.jsonl"
+echo 'right-pass' >"$T/svc.pass"
+kill -HUP "$HPID"
+check "after the fix and a reload the mail goes" wait_rcpt svc authfix@dest.test
+
+# A restart mid-queue sends nothing twice.
+send shop@sender.test "once1@dest.test,later@later.test"
+check "the reachable recipient is delivered" wait_rcpt mx once1@dest.test
+sleep 0.5
+kill -9 "$HPID"; wait "$HPID" 2>/dev/null; HPID=""
+start_upstream later --addr 127.0.0.5 --port "$MXP" || true
+start_hikyaku || { finish; exit 1; }
+check "after the restart the deferred recipient is delivered" wait_rcpt later later@later.test
+sleep 1
+check "and the delivered one got exactly one copy" test "$(upstream_rcpts mx | grep -cx once1@dest.test)" -eq 1
+
+# Expiry: a destination that never answers, a short lifetime.
+LIFETIME=3s conf "interfactory1.co.jp"
+kill -HUP "$HPID"; sleep 0.5
+n0=$(upstream_count sender)
+send shop@sender.test user@dead.test
+wait_upstream_count sender $((n0 + 1)) 20
+check "after lifetime the mail expires and the sender gets a DSN" upstream_check sender 'any("user@dead.test" in data(m) and "4.4.7" in data(m) for m in msgs)'
+
+stop_hikyaku
+# The log has every outcome with the fields of SPEC §7.
+$PY - "$T/log.jsonl" >"$T/log.out" 2>&1 <<'PYEOF'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+by = lambda e: [x for x in ev if x["event"] == e]
+for e in by("delivered") + by("bounced") + by("deferred"):
+    for k in ("queue_id", "to", "route", "relay", "status", "response", "tls", "attempt", "delay_ms"):
+        assert k in e, (k, e)
+for e in by("deferred"):
+    assert "next_retry" in e, e
+r = {e["to"]: e for e in by("delivered")}
+assert r["row1@dest.test"]["route"] == "service" and r["row1@dest.test"]["tls"] is True, r["row1@dest.test"]
+assert r["row2@dest.test"]["route"] == "direct", r["row2@dest.test"]
+assert "[127.0.0.2]" in r["row2@dest.test"]["relay"], r["row2@dest.test"]
+b = {e["to"]: e for e in by("bounced")}
+assert b["bad@dest.test"]["status"] == "5.1.1", b
+assert b["user@nullmx.test"]["status"] == "5.1.10", b
+assert b["user@nosuch.test"]["status"] == "5.1.2", b
+d = [e for e in by("deferred") if e["to"] == "throttled@dest.test"]
+assert d and d[0]["response"].startswith("454"), d
+rec = {e["queue_id"]: e for e in by("received")}
+assert any(e["route"] == "service" and e["matched"] == "interfactory1.co.jp" for e in rec.values())
+x = [e for e in by("expired") if e["to"] == "user@dead.test"]
+assert x, "no expired event"
+for k in ("queue_id", "to", "route", "attempt", "response"):
+    assert k in x[0], (k, x[0])
+assert any(e["to"] == "user@dead.test" for e in by("deferred")), "no deferred before the expiry"
+print("log ok")
+PYEOF
+if grep -q 'log ok' "$T/log.out"; then ok "delivered/deferred/bounced events carry SPEC §7 fields"; else nok "delivered/deferred/bounced events carry SPEC §7 fields" "$T/log.out"; fi
+
+finish
