@@ -24,6 +24,7 @@ start_dns --host-record=smtp.service.test,127.0.0.1 \
 	--mx-host=flaky.test,mx.flaky.test,10 --host-record=mx.flaky.test,127.0.0.4 \
 	--mx-host=later.test,mx.later.test,10 --host-record=mx.later.test,127.0.0.5 \
 	--mx-host=dead.test,mx.dead.test,10 --host-record=mx.dead.test,127.0.0.6 \
+	--mx-host=v6.test,mx.v6.test,10 --host-record=mx.v6.test,::1 \
 	--mx-host=nullmx.test,.,0 || { finish; exit 1; }
 
 conf() { # conf VERIFIED_DOMAINS_LINES [EXTRA]
@@ -180,6 +181,43 @@ echo 'right-pass' >"$T/svc.pass"
 kill -HUP "$HPID"
 check "after the fix and a reload the mail goes" wait_rcpt svc authfix@dest.test
 
+# ENVID= goes to a service that offers DSN (SPEC §5), with the queue id.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass --dsn || true
+send test@interfactory1.co.jp envid@dest.test
+check "a service offering DSN gets the mail" wait_rcpt svc envid@dest.test
+qid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/send.out" | awk '{print $3}')
+check "with ENVID= set to the queue id" upstream_check svc "any(m.get('envid') == '$qid' for m in msgs)"
+
+# Bytes behind the STARTTLS reply: the connection is dropped, the mail waits.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass --starttls-junk '250 injected' || true
+send test@interfactory1.co.jp junk@dest.test
+sleep 2.5
+check "a server injecting bytes after its STARTTLS reply gets nothing" sh -c "! grep -q junk@dest.test '$T'/up-svc/messages.jsonl"
+
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass || true
+check "the mail deferred by the injecting server goes once the service is sane" wait_rcpt svc junk@dest.test
+
+# 554 for an unverified identity bounces, and says so loudly.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass \
+	--reject-mail '554 Message rejected: Email address is not verified. The following identities failed the check: test@interfactory1.co.jp' || true
+n0=$(upstream_count sender)
+send test@interfactory1.co.jp unverified@dest.test
+wait_upstream_count sender $((n0 + 1)) 20
+check "554 unverified: the sender gets a DSN" upstream_check sender 'any("unverified@dest.test" in data(m) and "not verified" in data(m) for m in msgs)'
+expect "554 unverified is logged loudly" "$T/hikyaku.out" 'ALERT.*not verified'
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass || true
+
+
+# IPv6: an MX with only an AAAA record.
+start_upstream6 v6 --port "$MXP" || true
+send shop@sender.test user@v6.test
+check "an IPv6-only MX gets its mail" wait_rcpt v6 user@v6.test
+
 # A restart mid-queue sends nothing twice.
 send shop@sender.test "once1@dest.test,later@later.test"
 check "the reachable recipient is delivered" wait_rcpt mx once1@dest.test
@@ -218,6 +256,8 @@ b = {e["to"]: e for e in by("bounced")}
 assert b["bad@dest.test"]["status"] == "5.1.1", b
 assert b["user@nullmx.test"]["status"] == "5.1.10", b
 assert b["user@nosuch.test"]["status"] == "5.1.2", b
+assert b["unverified@dest.test"]["response"].startswith("554"), b
+assert any(e["to"] == "junk@dest.test" for e in by("deferred")), "junk not deferred"
 d = [e for e in by("deferred") if e["to"] == "throttled@dest.test"]
 assert d and d[0]["response"].startswith("454"), d
 rec = {e["queue_id"]: e for e in by("received")}
