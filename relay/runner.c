@@ -1112,8 +1112,13 @@ static void dest_kick(struct dest *d)
 			job_fail(job, NULL, V_DEFERRED, &rep);
 		return;
 	}
-	for (guint i = 0; i < d->conns->len && !g_queue_is_empty(&d->jobs); i++) {
+	for (guint i = 0; i < d->conns->len && !g_queue_is_empty(&d->jobs);) {
 		struct dconn *dc = g_ptr_array_index(d->conns, i);
+		if (dc->c && !dc->job && dc->idle_since && !smtp_client_alive(dc->c)) {
+			dconn_close(dc); /* the server hung up while it was idle */
+			continue;
+		}
+		i++;
 		if (dc->c && !dc->job && dc->idle_since) {
 			dc->job = g_queue_pop_head(&d->jobs);
 			dconn_run(dc);
@@ -1451,7 +1456,8 @@ static void sweep_cb(uv_timer_t *t)
 		struct dest *d = v;
 		for (guint i = 0; i < d->conns->len;) {
 			struct dconn *dc = g_ptr_array_index(d->conns, i);
-			if (dc->c && !dc->job && dc->idle_since && now - dc->idle_since >= IDLE_CONN_MS) {
+			if (dc->c && !dc->job && dc->idle_since &&
+			    (now - dc->idle_since >= IDLE_CONN_MS || !smtp_client_alive(dc->c))) {
 				dconn_close(dc);
 				continue;
 			}
