@@ -21,8 +21,8 @@ async def expect(reader, code):
             return line
 
 
-async def transaction(reader, writer, body, to):
-    writer.write(b"MAIL FROM:<bench@example.jp>\r\nRCPT TO:<%s>\r\nDATA\r\n" % to)
+async def transaction(reader, writer, body, frm, to):
+    writer.write(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (frm, to))
     await expect(reader, b"250")
     await expect(reader, b"250")
     await expect(reader, b"354")
@@ -43,7 +43,8 @@ async def worker(args, counter, lat, body):
             await expect(reader, b"220")
             writer.write(b"EHLO bench.example\r\n")
             await expect(reader, b"250")
-        await transaction(reader, writer, body, b"user%d@example.com" % n)
+        await transaction(reader, writer, body, args.frm.encode(),
+                          b"user%d@%s" % (n, args.to_domain.encode()))
         if not args.reuse:
             writer.write(b"QUIT\r\n")
             await expect(reader, b"221")
@@ -63,8 +64,10 @@ async def main():
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--from", dest="frm", default="bench@example.jp")
+    ap.add_argument("--to-domain", default="example.com")
     args = ap.parse_args()
-    head = b"From: bench@example.jp\r\nTo: user@example.com\r\nSubject: bench\r\n\r\n"
+    head = b"From: %s\r\nTo: user@example.com\r\nSubject: bench\r\n\r\n" % args.frm.encode()
     line = b"x" * 74 + b"\r\n"
     body = head + line * max(1, (args.size - len(head)) // len(line))
     counter = [0]
