@@ -141,6 +141,13 @@ check "a 550 5.1.1 bounces: the DSN reaches the sender's MX" wait_rcpt sender sh
 check "the DSN is a delivery-status report naming the recipient" upstream_check sender 'd=data(msgs[-1]); "multipart/report" in d and "report-type=delivery-status" in d and "bad@dest.test" in d and "Status: 5.1.1" in d'
 check "the DSN comes from MAILER-DAEMON with the null sender" upstream_check sender 'msgs[-1]["mail_from"] == "" and "MAILER-DAEMON@relay.test.example" in data(msgs[-1])'
 
+# A bounce (null sender) that fails is never bounced again.
+n0=$(upstream_count sender)
+swaks --server 127.0.0.1 --port "$PORT" --from '' --to bad@dest.test --timeout 20 >"$T/null.out" 2>&1
+expect "a mail from the null sender is queued" "$T/null.out" 'queued as'
+sleep 2
+check "its failure sends no DSN" test "$(upstream_count sender)" -eq "$n0"
+
 # Null MX and a domain that does not exist bounce at once.
 n0=$(upstream_count sender)
 send shop@sender.test user@nullmx.test
@@ -200,6 +207,16 @@ stop_upstream svc
 start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass || true
 check "the mail deferred by the injecting server goes once the service is sane" wait_rcpt svc junk@dest.test
 
+# A service that does not offer STARTTLS: deferred, never plain text.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --auth shop:right-pass || true
+send test@interfactory1.co.jp notls@dest.test
+sleep 2.5
+check "a service without STARTTLS gets nothing in plain text" sh -c "! grep -q notls@dest.test '$T'/up-svc/messages.jsonl"
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass || true
+check "and the mail goes once STARTTLS is back" wait_rcpt svc notls@dest.test
+
 # 554 for an unverified identity bounces, and says so loudly.
 stop_upstream svc
 start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass \
@@ -238,6 +255,8 @@ wait_upstream_count sender $((n0 + 1)) 20
 check "after lifetime the mail expires and the sender gets a DSN" upstream_check sender 'any("user@dead.test" in data(m) and "4.4.7" in data(m) for m in msgs)'
 
 stop_hikyaku
+stop_upstream svc
+check "connections to the service are reused across transactions" upstream_check svc 'any(x.get("transactions", 0) >= 2 for x in sessions)'
 # The log has every outcome with the fields of SPEC §7.
 $PY - "$T/log.jsonl" >"$T/log.out" 2>&1 <<'PYEOF'
 import json, sys
