@@ -277,6 +277,7 @@ static void log_outcome(struct runner *r, const char *event, struct qmail *m, un
 
 struct disk_job {
 	uv_work_t work;
+	bool retry;                 /* the last write failed: wait, then again */
 	struct runner *r;
 	struct qmail *m;
 	char path[PATH_MAX];
@@ -331,6 +332,8 @@ static int write_file_durably(const char *dir, const char *path, const char *tex
 static void state_write_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
+	if (j->retry)
+		sleep(1); /* a full or failing disk: do not spin (thread pool) */
 	j->status = write_file_durably(j->r->state_dir, j->path, j->text);
 }
 
@@ -343,6 +346,23 @@ static char *state_serialize(struct qmail *m)
 	for (size_t i = 0; i < m->env.nrcpts; i++)
 		json_array_append_new(a, json_string(state_name(m->env.rcpts[i].state)));
 	json_object_set_new(o, "rcpts", a);
+	/* Failures not yet reported to the sender: a restart still sends the DSN. */
+	json_t *nt = json_array();
+	for (guint k = 0; m->failures && k < m->failures->len; k++) {
+		const struct dsn_rcpt *f = &g_array_index(m->failures, struct dsn_rcpt, k);
+		size_t i = 0;
+		while (i < m->env.nrcpts && m->env.rcpts[i].addr != f->addr)
+			i++;
+		json_t *e = json_object();
+		json_object_set_new(e, "i", json_integer((json_int_t)i));
+		json_object_set_new(e, "status", json_string(f->status));
+		json_object_set_new(e, "remote", jstr(f->remote_mta));
+		json_object_set_new(e, "diagnostic", jstr(f->diagnostic));
+		json_object_set_new(e, "reason", jstr(f->reason));
+		json_object_set_new(e, "at", json_integer((json_int_t)f->last_attempt_ms));
+		json_array_append_new(nt, e);
+	}
+	json_object_set_new(o, "notify", nt);
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;
@@ -354,9 +374,19 @@ static void state_write_after(uv_work_t *w, int status)
 {
 	struct disk_job *j = w->data;
 	struct qmail *m = j->m;
-	if (status == 0 && j->status < 0)
-		fprintf(stderr, "hikyaku: cannot record the state of %s: %s\n", m->env.id,
-		        strerror(-j->status));
+	if (j->status < 0 || status < 0) {
+		/* Nothing is logged or acted on before it is on disk (SPEC §5):
+		 * the waiters wait, and the newest state is written again. */
+		if (!j->retry)
+			fprintf(stderr, "hikyaku: cannot record the state of %s: %s; retrying\n",
+			        m->env.id, strerror(j->status < 0 ? -j->status : EIO));
+		free(j->text);
+		j->text = state_serialize(m);
+		j->status = 0;
+		j->retry = true;
+		if (uv_queue_work(m->r->loop, &j->work, state_write_work, state_write_after) == 0)
+			return;
+	}
 	free(j->text);
 	free(j);
 	m->writing = false;
@@ -772,6 +802,7 @@ static void dns_result_drop(struct dconn *dc)
 
 static void dconn_try_next(struct dconn *dc);
 static void dconn_run(struct dconn *dc);
+static void dconn_open(struct dest *d, struct job *job);
 
 static void dconn_fail_job(struct dconn *dc, enum verdict v, const struct smtp_reply *rep)
 {
@@ -802,7 +833,10 @@ static void client_opened(struct smtp_client *c, void *arg, const struct smtp_re
 	dc->c = NULL; /* the client frees itself after a failed open */
 	dc->last_fail = *fail;
 	struct dest *d = dc->d;
-	if (d->service && is_throttle_or_auth(fail->code)) {
+	/* A refusal before any recipient was named (greeting, EHLO, AUTH)
+	 * says nothing about the recipients: on the service route it defers
+	 * and pauses, it never bounces the queue (SPEC §5). */
+	if (d->service && (is_throttle_or_auth(fail->code) || fail->code >= 500)) {
 		dest_pause(d, fail);
 		dconn_fail_job(dc, V_DEFERRED, fail);
 		return;
@@ -859,7 +893,7 @@ static void dconn_try_next(struct dconn *dc)
 	struct smtp_reply rep = dc->last_fail;
 	if (!rep.text[0])
 		reply_set(&rep, 0, "4.4.1", "no host of %s could be reached", dc->d->key);
-	enum verdict v = classify(dc->d, &rep);
+	enum verdict v = dc->d->service ? V_DEFERRED : classify(dc->d, &rep);
 	if (rep.code == 0 && !rep.status[0])
 		snprintf(rep.status, sizeof(rep.status), "4.4.1");
 	dconn_fail_job(dc, v, &rep);
@@ -876,6 +910,17 @@ static void dns_done(void *arg, struct dns_result *res)
 	if (res->status == DNS_OK) {
 		dns_result_steal(dc, res);
 		dconn_try_next(dc);
+		return;
+	}
+	if (res->status == DNS_TEMPFAIL && strstr(res->error, "cancelled") && !dc->d->r->stopping &&
+	    dc->job) {
+		/* The resolver was replaced by a reload: ask the new one. */
+		struct dest *d = dc->d;
+		struct job *job = dc->job;
+		dc->job = NULL;
+		g_ptr_array_remove(d->conns, dc);
+		free(dc);
+		dconn_open(d, job);
 		return;
 	}
 	if (dc->d->service || res->status == DNS_TEMPFAIL) {
@@ -1047,9 +1092,12 @@ static void txn_done(struct smtp_client *c, void *arg, const struct smtp_client_
 	}
 	job->next += dc->sent_rcpts;
 	dc->sent_rcpts = 0;
-	if (t->pause) {
-		struct outcome *o0 = &g_array_index(t->outcomes, struct outcome, 0);
-		dest_pause(d, &o0->rep);
+	for (guint k = 0; t->pause && k < t->outcomes->len; k++) {
+		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
+		if (is_throttle_or_auth(o->rep.code)) {
+			dest_pause(d, &o->rep);
+			break;
+		}
 	}
 	if (!res->reusable) {
 		smtp_client_close(dc->c);
@@ -1074,8 +1122,15 @@ static void dconn_after_txn(struct dconn *dc, bool reusable)
 		return;
 	}
 	if (d->paused_until > now_ms()) {
+		struct job *job = dc->job;
 		dc->job = NULL;
 		dc->idle_since = now_ms();
+		if (job) {
+			/* The rest of a split job waits out the pause like the others. */
+			struct smtp_reply prep;
+			reply_set(&prep, 0, "4.7.0", "the delivery service is paused: %s", d->pause_reason);
+			job_fail(job, NULL, V_DEFERRED, &prep);
+		}
 		dest_kick(d);
 		return;
 	}
@@ -1149,13 +1204,23 @@ static void round_job_done(struct job *job)
 
 struct dsn_commit {
 	struct runner *r;
+	struct qmail *m;            /* the mail whose failures it reports */
 	buf_t msg;
 	struct queue_envelope env;
 };
 
+static void round_finish(struct qmail *m);
+
+static void dsn_reported(struct qmail *m, void *arg)
+{
+	(void)arg;
+	round_finish(m);
+}
+
 static void dsn_committed(void *arg, int status)
 {
 	struct dsn_commit *dc = arg;
+	struct qmail *m = dc->m;
 	if (status == 0) {
 		json_t *f = json_object();
 		json_object_set_new(f, "queue_id", json_string(dc->env.id));
@@ -1171,24 +1236,44 @@ static void dsn_committed(void *arg, int status)
 		json_object_set_new(f, "route", json_string("direct"));
 		json_object_set_new(f, "matched", json_null());
 		evlog_emit(dc->r->log, "received", f);
+		dc->env.from = (char *)"";
+		dc->env.helo = NULL;
+		dc->env.route = (char *)"direct";
 		runner_add(dc->r, &dc->env);
 	} else {
-		fprintf(stderr, "hikyaku: cannot queue a bounce for %s: %s\n", dc->env.rcpts[0].addr,
-		        strerror(-status));
+		fprintf(stderr, "hikyaku: cannot queue a bounce for %s: %s; trying again later\n",
+		        dc->env.rcpts[0].addr, strerror(-status));
 	}
 	buf_free(&dc->msg);
 	free(dc->env.rcpts[0].addr);
 	free(dc->env.rcpts);
 	free(dc->env.header_from);
 	free(dc);
+	if (status == 0) {
+		/* The DSN is queued: the failures are reported; record that. */
+		g_array_set_size(m->failures, 0);
+		g_ptr_array_set_size(m->strings, 0);
+		state_save(m, dsn_reported, NULL);
+	} else {
+		round_finish(m); /* the failures stay recorded; the next round tries again */
+	}
+	mail_unref(m);
 }
 
-/* One DSN per mail per round (SPEC §5), never to the null sender. */
-static void round_send_dsn(struct qmail *m)
+/*
+ * One DSN per mail per round (SPEC §5), never to the null sender. Returns
+ * true when a DSN is being queued (the round ends when that is done).
+ */
+static bool round_send_dsn(struct qmail *m)
 {
 	struct runner *r = m->r;
-	if (!m->failures || m->failures->len == 0 || !m->env.from || !m->env.from[0])
-		return;
+	if (!m->failures || m->failures->len == 0)
+		return false;
+	if (!m->env.from || !m->env.from[0]) {
+		g_array_set_size(m->failures, 0);
+		g_ptr_array_set_size(m->strings, 0);
+		return false;
+	}
 	const char *hdr_end = m->data ? strstr(m->data, "\r\n\r\n") : NULL;
 	struct dsn_info info = {
 		.hostname = r->cfg->server.hostname,
@@ -1201,13 +1286,18 @@ static void round_send_dsn(struct qmail *m)
 	};
 	struct dsn_commit *dc = calloc(1, sizeof(*dc));
 	dc->r = r;
+	dc->m = m;
+	m->refs++;
 	buf_init(&dc->msg, (size_t)64 << 20);
 	if (dsn_build(&info, (struct dsn_rcpt *)(void *)m->failures->data, m->failures->len,
 	              &dc->msg) < 0) {
 		fprintf(stderr, "hikyaku: cannot build a bounce for %s\n", m->env.id);
 		buf_free(&dc->msg);
 		free(dc);
-		return;
+		mail_unref(m);
+		g_array_set_size(m->failures, 0);
+		g_ptr_array_set_size(m->strings, 0);
+		return false;
 	}
 	struct queue_envelope *e = &dc->env;
 	queue_new_id(r->q, e->id);
@@ -1225,15 +1315,16 @@ static void round_send_dsn(struct qmail *m)
 	e->header_from = strdup(hf);
 	e->route = (char *)"direct";
 	uv_buf_t part = uv_buf_init(dc->msg.data, (unsigned)dc->msg.len);
-	if (queue_commit(r->q, e, &part, 1, dsn_committed, dc) < 0)
-		dsn_committed(dc, -EIO);
-	/* the strings that point into r->cfg must not outlive this call in env */
-	e->helo = NULL;
-	e->from = (char *)"";
+	int rc = queue_commit(r->q, e, &part, 1, dsn_committed, dc);
+	if (rc < 0)
+		dsn_committed(dc, rc); /* frees dc; the round goes on from there */
+	return true;
 }
 
 static bool mail_done(const struct qmail *m)
 {
+	if (m->failures && m->failures->len)
+		return false; /* a DSN is still owed */
 	for (size_t i = 0; i < m->env.nrcpts; i++)
 		if (m->env.rcpts[i].state == RCPT_PENDING)
 			return false;
@@ -1242,14 +1333,10 @@ static bool mail_done(const struct qmail *m)
 
 static void runner_maybe_stopped(struct runner *r);
 
-static void round_end(struct qmail *m)
+/* The end of a round: the mail leaves the queue or waits for its next. */
+static void round_finish(struct qmail *m)
 {
 	struct runner *r = m->r;
-	round_send_dsn(m);
-	if (m->failures) {
-		g_array_set_size(m->failures, 0);
-		g_ptr_array_set_size(m->strings, 0);
-	}
 	free(m->data);
 	m->data = NULL;
 	m->len = 0;
@@ -1266,6 +1353,12 @@ static void round_end(struct qmail *m)
 	}
 	runner_arm(r);
 	runner_maybe_stopped(r);
+}
+
+static void round_end(struct qmail *m)
+{
+	if (!round_send_dsn(m))
+		round_finish(m);
 }
 
 struct expiry {
@@ -1508,6 +1601,7 @@ struct load_item {
 	struct queue_envelope env;
 	unsigned attempts;
 	uint64_t next_ms;
+	json_t *notify;             /* failures still to report */
 };
 
 struct load_job {
@@ -1539,6 +1633,9 @@ static void load_state(const char *path, struct load_item *it)
 	json_t *nx = json_object_get(o, "next_ms");
 	if (json_is_integer(nx) && json_integer_value(nx) >= 0)
 		it->next_ms = (uint64_t)json_integer_value(nx);
+	json_t *nt = json_object_get(o, "notify");
+	if (json_is_array(nt) && json_array_size(nt) > 0)
+		it->notify = json_incref(nt);
 	json_decref(o);
 }
 
@@ -1601,6 +1698,19 @@ static void load_after(uv_work_t *w, int status)
 		m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->env = it->env;
 		m->attempts = it->attempts;
+		size_t k;
+		json_t *e;
+		json_array_foreach(it->notify, k, e) {
+			json_int_t ri = json_integer_value(json_object_get(e, "i"));
+			const char *st = json_string_value(json_object_get(e, "status"));
+			if (ri < 0 || (size_t)ri >= m->env.nrcpts || !st)
+				continue;
+			add_failure(m, (unsigned)ri, st, json_string_value(json_object_get(e, "remote")),
+			            json_string_value(json_object_get(e, "diagnostic")),
+			            json_string_value(json_object_get(e, "reason")) ?
+			            json_string_value(json_object_get(e, "reason")) : "delivery failed");
+		}
+		json_decref(it->notify);
 		if (g_hash_table_contains(r->mails, m->env.id)) {
 			mail_unref(m);
 			continue;
@@ -1676,9 +1786,10 @@ static int runner_apply(struct runner *r, const struct config *cfg)
 	SSL_CTX_free(r->tls_any);
 	r->tls_verify = verify;
 	r->tls_any = any;
-	if (r->dns)
-		dns_resolver_free(r->dns);
+	struct dns_resolver *old_dns = r->dns;
 	r->dns = dns;
+	if (old_dns)
+		dns_resolver_free(old_dns); /* its lookups come back "cancelled": retried */
 	if (r->service_password)
 		explicit_bzero(r->service_password, strlen(r->service_password));
 	free(r->service_password);
@@ -1816,6 +1927,11 @@ void runner_stop(struct runner *r, void (*done)(void *arg), void *arg)
 		}
 		uv_timer_stop(&d->rate_timer);
 		d->rate_timer_on = false;
+		struct smtp_reply srep;
+		reply_set(&srep, 0, "4.3.2", "hikyaku is shutting down; the mail stays queued");
+		struct job *job;
+		while ((job = g_queue_pop_head(&d->jobs)))
+			job_fail(job, NULL, V_DEFERRED, &srep);
 	}
 	runner_maybe_stopped(r);
 }

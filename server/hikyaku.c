@@ -98,6 +98,8 @@ static void on_hup(uv_signal_t *h, int signum)
 	(void)signum;
 	struct daemon *d = h->data;
 	struct config *cfg = NULL;
+	if (d->srv.stopping)
+		return; /* stopping: a reload would open the listeners again */
 	/* Reading a small file is quick; the loop pauses for it only on a
 	 * SIGHUP, which the operator sends by hand. */
 	if (load_config(d->config_path, &cfg) < 0) {

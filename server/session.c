@@ -717,6 +717,7 @@ static void build_headers(struct session *s)
 }
 
 static void commit_done(void *arg, int status);
+static void env_release(struct session *s);
 
 static void data_end(struct session *s)
 {
@@ -777,8 +778,19 @@ static void data_end(struct session *s)
 	s->wait = WAIT_COMMIT;
 	conn_read_stop(&s->conn);
 	int rc = env->rcpts ? queue_commit(s->srv->queue, env, parts, 2, commit_done, s) : -ENOMEM;
-	if (rc < 0)
-		commit_done(s, rc);
+	if (rc < 0) {
+		/* Answered here, inside the input loop: no resume, which would
+		 * re-enter it (the loop goes on by itself). */
+		s->wait = WAIT_NONE;
+		const char *line = rc == -ENOSPC || rc == -EDQUOT ? R_STORAGE : R_LOCAL_ERROR;
+		fprintf(stderr, "hikyaku: queue commit failed: %s\n", strerror(-rc));
+		reply(s, line);
+		for (unsigned i = 0; i < s->rcpts->len; i++)
+			log_rejected(s, g_ptr_array_index(s->rcpts, i), line);
+		env_release(s);
+		txn_reset(s);
+		conn_read_start(&s->conn);
+	}
 }
 
 static void log_received(struct session *s)
@@ -835,6 +847,10 @@ static void commit_done(void *arg, int status)
 			log_rejected(s, g_ptr_array_index(s->rcpts, i), line);
 	}
 	txn_reset(s);
+	if (s->draining) {
+		maybe_drain(s); /* the 250, then 421: no further transaction */
+		return;
+	}
 	session_resume(s);
 }
 
