@@ -8,19 +8,28 @@
  *	  route ADDRESS
  *	            print the route a mail from ADDRESS takes, and the entry
  *	            that matched (exit 0 when one matched, 1 when none did)
+ *	  suppression list|add|remove|import|export|ingest
+ *	            manage the suppression list (SPEC §6)
  * DIAGNOSTICS
  *	Exit 0 success, 1 not found / no match, 2 usage or configuration
  *	error. Errors go to stderr in one sentence.
  * TOUCHES
  *	Reads the configuration file.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
+#include "ctl/ctl_suppression.h"
+#include "relay/dsn_parse.h"
 #include "relay/route.h"
+#include "relay/suppression.h"
+#include "util/buf.h"
+#include "util/eventlog.h"
 
 static void usage(FILE *fp)
 {
@@ -28,7 +37,9 @@ static void usage(FILE *fp)
 	            "commands:\n"
 	            "  check               validate the configuration\n"
 	            "  config              print the effective configuration\n"
-	            "  route ADDRESS       the route a mail from ADDRESS takes (SPEC §4)\n");
+	            "  route ADDRESS       the route a mail from ADDRESS takes (SPEC §4)\n"
+	            "  suppression list [--search TEXT] | add ADDR [--reason TEXT] | remove ADDR\n"
+	            "              | import FILE.csv | export | ingest (a DSN on stdin)\n");
 }
 
 static int load(const char *path, struct config **cfg, bool quiet_ok)
@@ -101,6 +112,100 @@ static int cmd_route(const char *path, int argc, char **argv)
 	return rc;
 }
 
+#define INGEST_MAX ((size_t)32 << 20)
+
+/*
+ * suppression ingest: a delivery status report on stdin, from the operator
+ * (trusted, SPEC §6): every recipient it reports as failed with 5.1.x or
+ * 5.2.1 is added. Exit 0 when at least one address was learned or already
+ * listed, 1 when the input reports no such failure.
+ */
+static int ingest(const struct config *cfg, struct evlog *log)
+{
+	buf_t in;
+	buf_init(&in, INGEST_MAX);
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+		if (buf_append(&in, chunk, n) < 0) {
+			fprintf(stderr, "hikyakuctl: the report on stdin is larger than 32 MiB.\n");
+			buf_free(&in);
+			return 2;
+		}
+	}
+	route_init();
+	struct dsn_report rep;
+	int rc = dsn_parse(in.data ? in.data : "", in.len, &rep);
+	buf_free(&in);
+	if (rc <= 0) {
+		fprintf(stderr, "hikyakuctl: stdin is not a delivery status report.\n");
+		if (rc == 0)
+			dsn_report_free(&rep);
+		return rc == 0 ? 1 : 2;
+	}
+	struct supp *s;
+	int orc = supp_open(cfg->suppression.db, &s);
+	if (orc < 0) {
+		fprintf(stderr, "hikyakuctl: cannot open the suppression list %s: %s.\n",
+		        cfg->suppression.db, strerror(-orc));
+		dsn_report_free(&rep);
+		return 2;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int found = 0, status = 0;
+	for (size_t i = 0; i < rep.nrcpts; i++) {
+		const struct dsn_report_rcpt *r = &rep.rcpts[i];
+		if (!dsn_rcpt_suppresses(r))
+			continue;
+		int a = supp_add(s, r->final_recipient, "bounced", r->status, r->diagnostic, "dsn", now);
+		if (a < 0) {
+			fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list.\n",
+			        r->final_recipient);
+			status = 2;
+			continue;
+		}
+		found++;
+		printf("%s %s (%s)\n", a == 1 ? "learned" : "already listed:", r->final_recipient,
+		       r->status);
+		if (a == 1 && log) {
+			json_t *f = json_object();
+			json_object_set_new(f, "to", evlog_str(r->final_recipient, strlen(r->final_recipient)));
+			json_object_set_new(f, "source", json_string("dsn"));
+			json_object_set_new(f, "status", json_string(r->status));
+			json_object_set_new(f, "response", r->diagnostic ?
+			                    evlog_str(r->diagnostic, strlen(r->diagnostic)) : json_null());
+			evlog_emit(log, "learned", f);
+		}
+	}
+	supp_close(s);
+	dsn_report_free(&rep);
+	if (!found && !status) {
+		printf("the report names no recipient that failed with 5.1.x or 5.2.1; nothing learned\n");
+		return 1;
+	}
+	return status;
+}
+
+static int cmd_suppression(const char *path, int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	if (load(path, &cfg, true) < 0)
+		return 2;
+	struct evlog *log = NULL;
+	if (evlog_open(cfg->log.file, &log) < 0)
+		log = NULL; /* the list still works; the event is not logged */
+	int rc;
+	if (argc == 2 && strcmp(argv[1], "ingest") == 0)
+		rc = ingest(cfg, log);
+	else
+		rc = ctl_suppression(cfg, log, argc, argv);
+	evlog_close(log);
+	config_free(cfg);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(const char *path, int argc, char **argv);
@@ -108,6 +213,7 @@ static const struct {
 	{ "check", cmd_check },
 	{ "config", cmd_config },
 	{ "route", cmd_route },
+	{ "suppression", cmd_suppression },
 };
 
 int main(int argc, char **argv)

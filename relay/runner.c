@@ -42,6 +42,7 @@
 #include "relay/dsn.h"
 #include "relay/route.h"
 #include "relay/smtp_client.h"
+#include "relay/suppression.h"
 #include "util/tls.h"
 
 #define IDLE_CONN_MS 5000           /* an idle connection is kept this long */
@@ -131,6 +132,8 @@ struct runner {
 	SSL_CTX *tls_verify;        /* service and [direct] tls = verify */
 	SSL_CTX *tls_any;           /* opportunistic */
 	char *service_password;
+	struct supp *supp;          /* the suppression list (SPEC §6), or NULL */
+	uv_mutex_t supp_lock;       /* one SQLite connection, used by worker threads */
 	uv_timer_t timer;
 	uv_timer_t sweep;
 	unsigned rounds;            /* mails in a round now */
@@ -287,6 +290,9 @@ struct disk_job {
 	size_t len;
 	uint64_t offset;
 	int status;
+	bool check_supp;            /* look the pending recipients up (read_work) */
+	GArray *supp_idx;           /* unsigned: recipients found on the list */
+	GPtrArray *supp_reason;     /* char *: their reasons */
 };
 
 static int write_file_durably(const char *dir, const char *path, const char *text)
@@ -500,6 +506,84 @@ static void read_work(uv_work_t *w)
 	if (!j->data)
 		j->status = -ENOMEM;
 	j->len = off;
+	/* SPEC §6: the list is consulted at every delivery attempt. Here, on
+	 * the thread pool, since SQLite may touch the disk. */
+	struct qmail *m = j->m;
+	struct runner *r = j->r;
+	if (j->status == 0 && j->check_supp && r->supp) {
+		j->supp_idx = g_array_new(FALSE, FALSE, sizeof(unsigned));
+		j->supp_reason = g_ptr_array_new_with_free_func(free);
+		uv_mutex_lock(&r->supp_lock);
+		for (unsigned i = 0; i < m->env.nrcpts; i++) {
+			if (m->env.rcpts[i].state != RCPT_PENDING)
+				continue;
+			struct supp_entry e = { 0 };
+			if (supp_lookup(r->supp, m->env.rcpts[i].addr, &e) == 1) {
+				g_array_append_val(j->supp_idx, i);
+				g_ptr_array_add(j->supp_reason, strdup(e.reason && *e.reason ? e.reason :
+				                                        "on the suppression list"));
+				supp_entry_free(&e);
+			}
+		}
+		uv_mutex_unlock(&r->supp_lock);
+	}
+}
+
+/* ---- the suppression list -------------------------------------------- */
+
+struct learn_job {
+	uv_work_t work;
+	struct runner *r;
+	char *addr, *status, *response;
+	int rc;
+};
+
+static void learn_work(uv_work_t *w)
+{
+	struct learn_job *l = w->data;
+	uv_mutex_lock(&l->r->supp_lock);
+	l->rc = supp_add(l->r->supp, l->addr, "bounced", l->status, l->response, "delivery",
+	                 (int64_t)now_ms());
+	uv_mutex_unlock(&l->r->supp_lock);
+}
+
+static void learn_after(uv_work_t *w, int status)
+{
+	struct learn_job *l = w->data;
+	if (status == 0 && l->rc == 1) {
+		json_t *f = json_object();
+		json_object_set_new(f, "to", jstr(l->addr));
+		json_object_set_new(f, "source", json_string("delivery"));
+		json_object_set_new(f, "status", jstr(l->status));
+		json_object_set_new(f, "response", jstr(l->response));
+		evlog_emit(l->r->log, "learned", f);
+	} else if (l->rc < 0) {
+		fprintf(stderr, "hikyaku: cannot add %s to the suppression list\n", l->addr);
+	}
+	free(l->addr);
+	free(l->status);
+	free(l->response);
+	free(l);
+}
+
+/* SPEC §6 item 1: 5.1.x (bad mailbox or destination) and 5.2.1 (disabled). */
+static bool status_suppresses(const char *st)
+{
+	return st && (strncmp(st, "5.1.", 4) == 0 || strcmp(st, "5.2.1") == 0);
+}
+
+static void learn(struct runner *r, const char *addr, const char *status, const char *response)
+{
+	if (!r->supp)
+		return;
+	struct learn_job *l = calloc(1, sizeof(*l));
+	l->work.data = l;
+	l->r = r;
+	l->addr = strdup(addr);
+	l->status = strdup(status);
+	l->response = strdup(response ? response : "");
+	if (uv_queue_work(r->loop, &l->work, learn_work, learn_after) < 0)
+		learn_after(&l->work, -1);
 }
 
 /* ---- destinations ---------------------------------------------------- */
@@ -680,10 +764,15 @@ static void txn_logged(struct qmail *m, void *arg)
 			r->stats.delivered++;
 			log_outcome(r, "delivered", m, o->idx, relay, &o->rep, tls, 0);
 			break;
-		case V_BOUNCED:
+		case V_BOUNCED: {
 			r->stats.bounced++;
 			log_outcome(r, "bounced", m, o->idx, relay, &o->rep, tls, 0);
+			char line[600];
+			if (status_suppresses(o->rep.status))
+				learn(r, m->env.rcpts[o->idx].addr, o->rep.status,
+				      reply_line(&o->rep, line, sizeof(line)));
 			break;
+		}
 		case V_DEFERRED:
 			r->stats.deferred++;
 			log_outcome(r, "deferred", m, o->idx, relay, &o->rep, tls, next);
@@ -1396,6 +1485,30 @@ static char *rcpt_dest_key(const char *addr)
 	return d;
 }
 
+struct supp_round {
+	GArray *idx;
+	GPtrArray *reason;
+};
+
+static void suppressed_logged(struct qmail *m, void *arg)
+{
+	struct supp_round *sr = arg;
+	for (guint k = 0; k < sr->idx->len; k++) {
+		unsigned i = g_array_index(sr->idx, unsigned, k);
+		json_t *f = json_object();
+		json_object_set_new(f, "queue_id", json_string(m->env.id));
+		json_object_set_new(f, "to", jstr(m->env.rcpts[i].addr));
+		json_object_set_new(f, "route", jstr(m->env.route ? m->env.route : "direct"));
+		json_object_set_new(f, "reason", jstr(g_ptr_array_index(sr->reason, k)));
+		evlog_emit(m->r->log, "suppressed", f);
+	}
+	g_array_free(sr->idx, TRUE);
+	g_ptr_array_free(sr->reason, TRUE);
+	free(sr);
+	if (--m->outstanding == 0)
+		round_end(m);
+}
+
 static void round_read_done(uv_work_t *w, int status)
 {
 	struct disk_job *j = w->data;
@@ -1406,6 +1519,10 @@ static void round_read_done(uv_work_t *w, int status)
 		fprintf(stderr, "hikyaku: cannot read queued mail %s: %s; it stays in the queue\n",
 		        m->env.id, strerror(j->status < 0 ? -j->status : EIO));
 		free(j->data);
+		if (j->supp_idx)
+			g_array_free(j->supp_idx, TRUE);
+		if (j->supp_reason)
+			g_ptr_array_free(j->supp_reason, TRUE);
 		free(j);
 		m->in_round = false;
 		r->rounds--;
@@ -1421,7 +1538,29 @@ static void round_read_done(uv_work_t *w, int status)
 	memmove(j->data, j->data + off, m->len);
 	j->data[m->len] = '\0';
 	m->data = j->data;
+	GArray *supp_idx = j->supp_idx;
+	GPtrArray *supp_reason = j->supp_reason;
 	free(j);
+
+	/* Suppressed recipients (SPEC §6 item 3): not sent, logged, reported. */
+	struct supp_round *sr = NULL;
+	if (supp_idx && supp_idx->len) {
+		sr = calloc(1, sizeof(*sr));
+		sr->idx = supp_idx;
+		sr->reason = supp_reason;
+		for (guint k = 0; k < supp_idx->len; k++) {
+			unsigned i = g_array_index(supp_idx, unsigned, k);
+			m->env.rcpts[i].state = RCPT_SUPPRESSED;
+			add_failure(m, i, "5.1.1", NULL, NULL,
+			            "the recipient is on the suppression list: an earlier mail to this "
+			            "address bounced, so it was not sent again");
+		}
+	} else {
+		if (supp_idx)
+			g_array_free(supp_idx, TRUE);
+		if (supp_reason)
+			g_ptr_array_free(supp_reason, TRUE);
+	}
 
 	GHashTable *groups = g_hash_table_new_full(g_str_hash, g_str_equal, free, NULL);
 	GPtrArray *jobs = g_ptr_array_new();
@@ -1450,7 +1589,9 @@ static void round_read_done(uv_work_t *w, int status)
 		g_array_append_val(job->rcpts, i);
 	}
 	g_hash_table_destroy(groups);
-	m->outstanding = (int)jobs->len + (bad->len ? 1 : 0);
+	m->outstanding = (int)jobs->len + (bad->len ? 1 : 0) + (sr ? 1 : 0);
+	if (sr)
+		state_save(m, suppressed_logged, sr);
 	if (m->outstanding == 0) {
 		g_array_free(bad, TRUE);
 		g_ptr_array_free(jobs, TRUE);
@@ -1503,6 +1644,8 @@ static void round_start(struct qmail *m)
 	j->m = m;
 	m->refs++;
 	snprintf(j->path, sizeof(j->path), "%s/%s", r->mail_dir, m->env.id);
+	j->check_supp = (m->env.route && strcmp(m->env.route, "service") == 0) ||
+	                r->cfg->suppression.apply_to == APPLY_ALL;
 	uv_queue_work(r->loop, &j->work, read_work, round_read_done);
 }
 
@@ -1823,6 +1966,13 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	r->schedule = g_sequence_new(NULL);
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
 	r->dests = g_hash_table_new(g_str_hash, g_str_equal);
+	uv_mutex_init(&r->supp_lock);
+	int src = supp_open(cfg->suppression.db, &r->supp);
+	if (src < 0) {
+		fprintf(stderr, "hikyaku: cannot open the suppression list %s (%s); "
+		        "mail is delivered without it\n", cfg->suppression.db, strerror(-src));
+		r->supp = NULL;
+	}
 	uv_timer_init(loop, &r->timer);
 	r->timer.data = r;
 	uv_timer_init(loop, &r->sweep);
@@ -1964,6 +2114,9 @@ void runner_free(struct runner *r)
 		g_sequence_free(r->schedule);
 	if (r->dns)
 		dns_resolver_free(r->dns);
+	if (r->supp)
+		supp_close(r->supp);
+	uv_mutex_destroy(&r->supp_lock);
 	free(r->state_dir);
 	free(r->mail_dir);
 	free(r->service_password);

@@ -785,9 +785,15 @@ int64_t supp_data_version(struct supp *s)
 
 /* ---- time as text: RFC 3339 ---- */
 
-/* "2026-11-26T06:14:04.123Z" */
-static void format_time(int64_t ms, char *out, size_t cap)
+/*
+ * "2026-11-26T06:14:04.123Z". The room is what the compiler reckons the
+ * format may take for any int, not what a real date needs.
+ */
+#define TIME_SIZE 96
+
+static void format_time(int64_t ms, char out[TIME_SIZE])
 {
+	const size_t cap = TIME_SIZE;
 	time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
 	int frac = (int)(ms - (int64_t)t * 1000);
 	struct tm tm;
@@ -913,10 +919,10 @@ static int put_field(FILE *out, const char *v, bool last)
 static int export_row(void *arg, const struct supp_entry *e)
 {
 	FILE *out = arg;
-	char first[40], last[40], count[24];
+	char first[TIME_SIZE], last[TIME_SIZE], count[24];
 
-	format_time(e->first_ms, first, sizeof(first));
-	format_time(e->last_ms, last, sizeof(last));
+	format_time(e->first_ms, first);
+	format_time(e->last_ms, last);
 	snprintf(count, sizeof(count), "%" PRId64, e->count);
 	if (put_field(out, e->address, false) || put_field(out, e->reason, false) ||
 	    put_field(out, e->status, false) || put_field(out, e->response, false) ||

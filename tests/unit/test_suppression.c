@@ -15,8 +15,9 @@
 
 #include "relay/suppression.h"
 
-static char root[64];
-static char db_path[128];
+static char top[64];             /* per run; removed by the parent */
+static char root[128];           /* per test, inside top */
+static char db_path[192];
 
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -26,9 +27,24 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
 	return remove(p);
 }
 
+/*
+ * The unchecked fixture runs in the parent, so the directory goes even
+ * when a failing test's child exits without its teardown.
+ */
+static void setup_run(void)
+{
+	strcpy(top, "/tmp/hk-supp-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(top));
+}
+
+static void teardown_run(void)
+{
+	nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void setup(void)
 {
-	strcpy(root, "/tmp/hk-supp-XXXXXX");
+	snprintf(root, sizeof(root), "%s/t-XXXXXX", top);
 	ck_assert_ptr_nonnull(mkdtemp(root));
 	/* A directory that does not exist yet: supp_open() makes it. */
 	snprintf(db_path, sizeof(db_path), "%s/lib/hikyaku/suppression.db", root);
@@ -86,7 +102,7 @@ START_TEST(test_open_creates)
 {
 	struct supp *s = open_db();
 	struct stat st;
-	char wal[160];
+	char wal[224];
 
 	ck_assert_int_eq(stat(db_path, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777 & ~0640, 0);
@@ -104,7 +120,7 @@ END_TEST
 START_TEST(test_open_refuses)
 {
 	struct supp *s = (struct supp *)1;
-	char path[160];
+	char path[192];
 	FILE *f;
 
 	/* Not a database. */
@@ -645,6 +661,7 @@ static Suite *suppression_suite(void)
 	Suite *s = suite_create("suppression");
 	TCase *tc = tcase_create("store");
 
+	tcase_add_unchecked_fixture(tc, setup_run, teardown_run);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_open_creates);

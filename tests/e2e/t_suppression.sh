@@ -1,0 +1,124 @@
+#!/bin/bash
+# The suppression list (SPEC §6) end to end: the first mail to an invalid
+# address is sent and bounces; later ones are accepted, not delivered,
+# logged "suppressed", and the sender still gets the MAILER-DAEMON notice.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_upstream.sh"
+DEFAULT_DIRECT=""
+
+mkdir -p "$T/certs"
+"$ROOT/tests/e2e/mkcerts.sh" "$T/certs" smtp.service.test
+echo 'pw' >"$T/svc.pass"
+start_upstream svc --tls "$T/certs/server.pem,$T/certs/server.key" --auth shop:pw \
+	--reject-rcpt 'bad@dest.test=550 5.1.1 <bad@dest.test>: Recipient address rejected: User unknown' || { finish; exit 1; }
+start_upstream mx --addr 127.0.0.2 || { finish; exit 1; }
+start_upstream sender --addr 127.0.0.3 --port "$UP_PORT_mx" || { finish; exit 1; }
+start_dns --host-record=smtp.service.test,127.0.0.1 \
+	--mx-host=dest.test,mx.dest.test,10 --host-record=mx.dest.test,127.0.0.2 \
+	--mx-host=interfactory1.co.jp,mx.sender.test,10 --mx-host=example.com,mx.sender.test,10 \
+	--host-record=mx.sender.test,127.0.0.3 || { finish; exit 1; }
+conf() {
+	write_config "" "
+[routing]
+verified_domains = interfactory1.co.jp
+
+[service]
+host = smtp.service.test
+port = $UP_PORT_svc
+ca_file = $T/certs/ca.pem
+username = shop
+password_file = $T/svc.pass
+
+[direct]
+port = $UP_PORT_mx
+dns_servers = 127.0.0.1:$DNS_PORT
+tls = none
+
+[queue]
+retry_min = 1s
+retry_max = 2s
+
+[suppression]
+apply_to = ${1:-service}"
+	# write_config already has [suppression] db; keys differ, so the section may repeat.
+}
+conf service
+start_hikyaku || { finish; exit 1; }
+ctl() { "$HIKYAKUCTL" -c "$T/hikyaku.conf" "$@"; }
+send() {
+	local from=$1 to=$2
+	shift 2
+	swaks --server 127.0.0.1 --port "$PORT" --from "$from" --to "$to" --timeout 20 "$@" >"$T/send.out" 2>&1
+	grep -q '250 2.0.0 Ok: queued as' "$T/send.out"
+}
+got() { upstream_rcpts "$1" | grep -qx "$2"; }
+wait_rcpt() { for _ in $(seq 1 150); do got "$1" "$2" && return 0; sleep 0.1; done; return 1; }
+wait_log() { for _ in $(seq 1 150); do grep -q "$1" "$T/log.jsonl" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# Mail 1: attempted, refused with 550 5.1.1, learned; the sender gets a DSN.
+n0=$(upstream_count sender)
+check "mail 1 to the invalid address is accepted" send test@interfactory1.co.jp bad@dest.test
+check "mail 1 bounces and the sender gets the DSN" wait_upstream_count sender $((n0 + 1)) 20
+check "the address is learned from the delivery" wait_log '"event":"learned","to":"bad@dest.test","source":"delivery"'
+ctl suppression list >"$T/list.out" 2>&1
+expect "suppression list shows it" "$T/list.out" 'bad@dest\.test'
+check "the service saw exactly one attempt" upstream_check svc 'sum(1 for r in refused if "bad@dest.test" in json.dumps(r)) <= 1'
+
+# Mail 2: the invalid address and a good one; 250 as usual.
+n1=$(upstream_count sender)
+check "mail 2 (invalid + good) gets 250" send test@interfactory1.co.jp bad@dest.test,good@dest.test
+check "the good recipient is delivered" wait_rcpt svc good@dest.test
+check "the sender still gets a MAILER-DAEMON notice" wait_upstream_count sender $((n1 + 1)) 20
+check "the notice says the recipient is on the suppression list" upstream_check sender 'd=data(msgs[-1]); "bad@dest.test" in d and "suppression list" in d and "5.1.1" in d'
+check "the suppressed recipient is never offered to the service again" upstream_check svc 'not any("bad@dest.test" in m["rcpt_tos"] for m in msgs)'
+check "the log says suppressed" wait_log '"event":"suppressed","queue_id":"[0-9A-F]*","to":"bad@dest.test","route":"service"'
+
+# After remove, mail 3 is attempted again.
+check "suppression remove" ctl suppression remove bad@dest.test
+ctl suppression remove bad@dest.test >"$T/rm2.out" 2>&1
+check "removing it again: exit 1" test $? -eq 1
+before=$(grep -c '"event":"bounced".*"to":"bad@dest.test"' "$T/log.jsonl")
+check "mail 3 is accepted" send test@interfactory1.co.jp bad@dest.test
+for _ in $(seq 1 100); do [ "$(grep -c '"event":"bounced".*"to":"bad@dest.test"' "$T/log.jsonl")" -gt "$before" ] && break; sleep 0.1; done
+check "after remove, mail 3 is attempted (and bounces) again" test "$(grep -c '"event":"bounced".*"to":"bad@dest.test"' "$T/log.jsonl")" -gt "$before"
+
+# apply_to = service: a direct-route mail to a listed address is delivered.
+check "suppression add" ctl suppression add listed@dest.test --reason 'complaint'
+check "direct mail to a listed address is delivered (apply_to = service)" sh -c "
+	swaks --server 127.0.0.1 --port $PORT --from test@example.com --to listed@dest.test --timeout 20 >/dev/null 2>&1"
+check "it reaches the MX" wait_rcpt mx listed@dest.test
+# apply_to = all: now it is suppressed too.
+conf all
+kill -HUP "$HPID"; sleep 0.5
+send test@example.com listed@dest.test,other@dest.test
+check "with apply_to = all the other recipient is delivered" wait_rcpt mx other@dest.test
+check "and the listed one is suppressed" wait_log '"event":"suppressed","queue_id":"[0-9A-F]*","to":"listed@dest.test","route":"direct"'
+
+# ingest (trusted): a Postfix-style DSN on stdin.
+ctl suppression ingest <"$ROOT/tests/dsn/postfix_bounce.eml" >"$T/ingest.out" 2>&1
+check "ingest of a Postfix bounce exits 0" test $? -eq 0
+ctl suppression ingest <"$ROOT/tests/dsn/delayed.eml" >"$T/ingest2.out" 2>&1
+check "a delayed (non-failure) report learns nothing: exit 1" test $? -eq 1
+ctl suppression list >"$T/list2.out" 2>&1
+check "the ingested address is listed" sh -c "grep -c '@' '$T/list2.out' | grep -qv '^0$'"
+
+# import / export round trip, while the daemon delivers.
+printf 'EmailAddress,Reason,LastUpdateTime\r\n"imp1@dest.test",BOUNCE,2026-01-01\r\nimp2@dest.test,COMPLAINT,2026-01-02\r\n' >"$T/ses.csv"
+check "import of an SES-style CSV" ctl suppression import "$T/ses.csv"
+ctl suppression export >"$T/export.csv" 2>&1
+expect "export lists the imported addresses" "$T/export.csv" '^"?imp2@dest\.test'
+# Concurrent adds while mail flows.
+pids=()
+for i in $(seq 1 10); do
+	swaks --server 127.0.0.1 --port "$PORT" --from test@interfactory1.co.jp --to "flow$i@dest.test" \
+		--timeout 20 >/dev/null 2>&1 &
+	pids+=($!)
+done
+fails=0
+for i in $(seq 1 30); do ctl suppression add "conc$i@dest.test" >/dev/null 2>&1 || fails=$((fails + 1)); done
+wait "${pids[@]}"
+check "30 adds from hikyakuctl while the daemon delivers: no failure" test "$fails" -eq 0
+check "and the mails flowing meanwhile arrive" wait_rcpt svc flow10@dest.test
+check "learned events from admin and import" sh -c "grep -q '\"source\":\"admin\"' '$T/log.jsonl' && grep -q '\"source\":\"import\"' '$T/log.jsonl'"
+
+finish
