@@ -1639,3 +1639,30 @@ const char *config_default_path(void)
 
 	return p && *p ? p : DEFAULT_PATH;
 }
+
+bool config_is_bounce_address(const struct config *cfg, const char *addr,
+                              const char **tag, size_t *tag_len)
+{
+	const char *b = cfg->suppression.bounce_address;
+	if (tag) {
+		*tag = NULL;
+		*tag_len = 0;
+	}
+	if (!b || !addr)
+		return false;
+	if (strcasecmp(addr, b) == 0)
+		return true;
+	const char *bat = strrchr(b, '@');
+	const char *aat = strrchr(addr, '@');
+	if (!bat || !aat || strcasecmp(bat, aat) != 0)
+		return false;
+	size_t blocal = (size_t)(bat - b);
+	if ((size_t)(aat - addr) <= blocal || strncasecmp(addr, b, blocal) != 0 ||
+	    addr[blocal] != '+')
+		return false;
+	if (tag) {
+		*tag = addr + blocal + 1;
+		*tag_len = (size_t)(aat - *tag);
+	}
+	return true;
+}

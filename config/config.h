@@ -162,6 +162,11 @@ void config_unref(struct config *cfg);
 void config_diags_free(struct config_diags *diags);
 void config_print(const struct config *cfg, FILE *fp);
 const char *config_default_path(void);
+/* [suppression] bounce_address or one of its +tag forms, case-insensitive
+ * (SPEC §6). With tag != NULL, *tag points at the tag inside addr (after
+ * the '+') and *tag_len is its length (0 without a tag). */
+bool config_is_bounce_address(const struct config *cfg, const char *addr,
+                              const char **tag, size_t *tag_len);
 
 /* Value parsers, exposed for reuse and unit tests. Each returns 0 or -1. */
 int config_parse_duration(const char *s, uint64_t *ms);

@@ -40,6 +40,7 @@
 
 #include "relay/dns.h"
 #include "relay/dsn.h"
+#include "relay/dsn_parse.h"
 #include "relay/route.h"
 #include "relay/smtp_client.h"
 #include "relay/suppression.h"
@@ -137,6 +138,7 @@ struct runner {
 	uv_timer_t timer;
 	uv_timer_t sweep;
 	unsigned rounds;            /* mails in a round now */
+	uint64_t sweeps;
 	bool stopping;
 	void (*stopped)(void *arg);
 	void *stopped_arg;
@@ -566,6 +568,68 @@ static void learn_after(uv_work_t *w, int status)
 	free(l);
 }
 
+struct sent_job {
+	uv_work_t work;
+	struct runner *r;
+	char *qid, *rcpt, *sender, *service_id;
+	int64_t prune_before;      /* > 0: forget older records instead */
+};
+
+static void sent_work(uv_work_t *w)
+{
+	struct sent_job *j = w->data;
+	uv_mutex_lock(&j->r->supp_lock);
+	if (j->prune_before > 0)
+		supp_sent_prune(j->r->supp, j->prune_before);
+	else
+		supp_sent_add(j->r->supp, j->qid, j->rcpt, j->sender, j->service_id,
+		              (int64_t)now_ms());
+	uv_mutex_unlock(&j->r->supp_lock);
+}
+
+static void sent_after(uv_work_t *w, int status)
+{
+	(void)status;
+	struct sent_job *j = w->data;
+	free(j->qid);
+	free(j->rcpt);
+	free(j->sender);
+	free(j->service_id);
+	free(j);
+}
+
+/*
+ * The service's own id for the message, from its 250: SES answers
+ * "250 Ok 0101018c1d2e3f4a-...-000000" and puts "<that id@...>" in the
+ * Message-ID of the bounce it sends later.
+ */
+static char *service_id_of(const struct smtp_reply *rep)
+{
+	const char *t = rep->text;
+	if (strncasecmp(t, "Ok ", 3) == 0)
+		t += 3;
+	else if (strrchr(t, ' '))
+		t = strrchr(t, ' ') + 1;
+	size_t n = strcspn(t, " <>@");
+	return n >= 8 ? strndup(t, n) : NULL;
+}
+
+static void record_sent(struct runner *r, const struct qmail *m, unsigned i,
+                        const struct smtp_reply *rep)
+{
+	if (!r->supp || !m->env.from || !m->env.from[0])
+		return;
+	struct sent_job *j = calloc(1, sizeof(*j));
+	j->work.data = j;
+	j->r = r;
+	j->qid = strdup(m->env.id);
+	j->rcpt = strdup(m->env.rcpts[i].addr);
+	j->sender = strdup(m->env.from);
+	j->service_id = service_id_of(rep);
+	if (uv_queue_work(r->loop, &j->work, sent_work, sent_after) < 0)
+		sent_after(&j->work, -1);
+}
+
 /* SPEC §6 item 1: 5.1.x (bad mailbox or destination) and 5.2.1 (disabled). */
 static bool status_suppresses(const char *st)
 {
@@ -763,6 +827,8 @@ static void txn_logged(struct qmail *m, void *arg)
 		case V_DELIVERED:
 			r->stats.delivered++;
 			log_outcome(r, "delivered", m, o->idx, relay, &o->rep, tls, 0);
+			if (d->service)
+				record_sent(r, m, o->idx, &o->rep);
 			break;
 		case V_BOUNCED: {
 			r->stats.bounced++;
@@ -1338,6 +1404,8 @@ static void dsn_committed(void *arg, int status)
 	free(dc->env.rcpts);
 	free(dc->env.header_from);
 	free(dc);
+	if (!m)
+		return; /* a notice for a mail already gone (a service bounce) */
 	if (status == 0) {
 		/* The DSN is queued: the failures are reported; record that. */
 		g_array_set_size(m->failures, 0);
@@ -1347,6 +1415,51 @@ static void dsn_committed(void *arg, int status)
 		round_finish(m); /* the failures stay recorded; the next round tries again */
 	}
 	mail_unref(m);
+}
+
+/*
+ * Builds a DSN and queues it to sender with the null envelope sender. The
+ * owner (a mail whose round waits for it) gets dsn_committed's verdict;
+ * without an owner the notice stands alone. Returns 0 when the commit is
+ * under way (the callback will run), <0 when nothing was started.
+ */
+static int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_info *info,
+                     const struct dsn_rcpt *rcpts, size_t n, bool smtputf8)
+{
+	struct dsn_commit *dc = calloc(1, sizeof(*dc));
+	if (!dc)
+		return -ENOMEM;
+	dc->r = r;
+	buf_init(&dc->msg, (size_t)64 << 20);
+	if (dsn_build(info, rcpts, n, &dc->msg) < 0) {
+		fprintf(stderr, "hikyaku: cannot build a bounce for %s\n", info->queue_id);
+		buf_free(&dc->msg);
+		free(dc);
+		return -EINVAL;
+	}
+	dc->m = owner;
+	if (owner)
+		owner->refs++;
+	struct queue_envelope *e = &dc->env;
+	queue_new_id(r->q, e->id);
+	e->arrival_ms = now_ms();
+	e->from = (char *)"";
+	e->nrcpts = 1;
+	e->rcpts = calloc(1, sizeof(*e->rcpts));
+	e->rcpts[0].addr = strdup(info->sender);
+	e->helo = r->cfg->server.hostname;
+	e->smtputf8 = smtputf8;
+	e->body_8bit = true;
+	e->size = dc->msg.len;
+	char hf[300];
+	snprintf(hf, sizeof(hf), "MAILER-DAEMON@%s", r->cfg->server.hostname);
+	e->header_from = strdup(hf);
+	e->route = (char *)"direct";
+	uv_buf_t part = uv_buf_init(dc->msg.data, (unsigned)dc->msg.len);
+	int rc = queue_commit(r->q, e, &part, 1, dsn_committed, dc);
+	if (rc < 0)
+		dsn_committed(dc, rc); /* reports and frees; the owner goes on from there */
+	return 0;
 }
 
 /*
@@ -1373,40 +1486,12 @@ static bool round_send_dsn(struct qmail *m)
 		.headers_len = hdr_end ? (size_t)(hdr_end - m->data) + 2 : (m->data ? m->len : 0),
 		.now_ms = now_ms(),
 	};
-	struct dsn_commit *dc = calloc(1, sizeof(*dc));
-	dc->r = r;
-	dc->m = m;
-	m->refs++;
-	buf_init(&dc->msg, (size_t)64 << 20);
-	if (dsn_build(&info, (struct dsn_rcpt *)(void *)m->failures->data, m->failures->len,
-	              &dc->msg) < 0) {
-		fprintf(stderr, "hikyaku: cannot build a bounce for %s\n", m->env.id);
-		buf_free(&dc->msg);
-		free(dc);
-		mail_unref(m);
+	if (dsn_queue(r, m, &info, (struct dsn_rcpt *)(void *)m->failures->data,
+	              m->failures->len, m->env.smtputf8) < 0) {
 		g_array_set_size(m->failures, 0);
 		g_ptr_array_set_size(m->strings, 0);
 		return false;
 	}
-	struct queue_envelope *e = &dc->env;
-	queue_new_id(r->q, e->id);
-	e->arrival_ms = now_ms();
-	e->from = (char *)"";
-	e->nrcpts = 1;
-	e->rcpts = calloc(1, sizeof(*e->rcpts));
-	e->rcpts[0].addr = strdup(m->env.from);
-	e->helo = r->cfg->server.hostname;
-	e->smtputf8 = m->env.smtputf8;
-	e->body_8bit = true;
-	e->size = dc->msg.len;
-	char hf[300];
-	snprintf(hf, sizeof(hf), "MAILER-DAEMON@%s", r->cfg->server.hostname);
-	e->header_from = strdup(hf);
-	e->route = (char *)"direct";
-	uv_buf_t part = uv_buf_init(dc->msg.data, (unsigned)dc->msg.len);
-	int rc = queue_commit(r->q, e, &part, 1, dsn_committed, dc);
-	if (rc < 0)
-		dsn_committed(dc, rc); /* frees dc; the round goes on from there */
 	return true;
 }
 
@@ -1490,6 +1575,157 @@ struct supp_round {
 	GPtrArray *reason;
 };
 
+/* ---- reports that arrive for bounce_address (SPEC §6 item 1) ---------- */
+
+struct bounce_found {
+	char *addr, *status, *diagnostic, *remote, *sender, *qid;
+	bool is_new;
+};
+
+struct bounce_job {
+	uv_work_t work;
+	struct qmail *m;
+	GArray *idx;                /* unsigned: this mail's bounce_address recipients */
+	GPtrArray *tags;            /* char *: their +tags (VERP), "" without */
+	GArray *found;              /* struct bounce_found */
+	bool is_report;
+	unsigned unmatched;         /* failures naming no mail hikyaku sent */
+};
+
+static char *service_id_of_message_id(const char *mid)
+{
+	if (!mid)
+		return NULL;
+	if (*mid == '<')
+		mid++;
+	size_t n = strcspn(mid, "@>");
+	return n >= 8 ? strndup(mid, n) : NULL;
+}
+
+/*
+ * On the thread pool: parse the report, and learn only the recipients it
+ * reports as failed that hikyaku really sent this mail to (by the VERP
+ * tag, the envelope id, or the service's message id): a forged report
+ * must not put an arbitrary customer on the list.
+ */
+static void bounce_work(uv_work_t *w)
+{
+	struct bounce_job *j = w->data;
+	struct qmail *m = j->m;
+	struct runner *r = m->r;
+	struct dsn_report rep;
+	int rc = dsn_parse(m->data, m->len, &rep);
+	if (rc != 1) {
+		if (rc == 0)
+			dsn_report_free(&rep);
+		return;
+	}
+	j->is_report = true;
+	char *sid = service_id_of_message_id(rep.original_message_id);
+	const char *envid = rep.original_envelope_id && queue_id_valid(rep.original_envelope_id) ?
+	                    rep.original_envelope_id : NULL;
+	uv_mutex_lock(&r->supp_lock);
+	for (size_t k = 0; r->supp && k < rep.nrcpts; k++) {
+		const struct dsn_report_rcpt *x = &rep.rcpts[k];
+		if (!dsn_rcpt_suppresses(x))
+			continue;
+		char *sender = NULL, *qid = NULL;
+		int found = 0;
+		for (guint t = 0; found != 1 && t < j->tags->len; t++) {
+			char *tag = g_ascii_strup(g_ptr_array_index(j->tags, t), -1);
+			if (queue_id_valid(tag))
+				found = supp_sent_find(r->supp, tag, NULL, x->final_recipient, &sender, &qid);
+			g_free(tag);
+		}
+		if (found != 1 && envid)
+			found = supp_sent_find(r->supp, envid, NULL, x->final_recipient, &sender, &qid);
+		if (found != 1 && sid)
+			found = supp_sent_find(r->supp, NULL, sid, x->final_recipient, &sender, &qid);
+		if (found != 1) {
+			j->unmatched++;
+			continue;
+		}
+		struct bounce_found f = { 0 };
+		f.addr = strdup(x->final_recipient);
+		f.status = strdup(x->status);
+		f.diagnostic = x->diagnostic ? strdup(x->diagnostic) : NULL;
+		f.remote = x->remote_mta ? strdup(x->remote_mta) : NULL;
+		f.sender = sender;
+		f.qid = qid;
+		f.is_new = supp_add(r->supp, x->final_recipient, "bounced", x->status, x->diagnostic,
+		                    "dsn", (int64_t)now_ms()) == 1;
+		g_array_append_val(j->found, f);
+	}
+	uv_mutex_unlock(&r->supp_lock);
+	free(sid);
+	dsn_report_free(&rep);
+}
+
+static void bounce_consumed(struct qmail *m, void *arg)
+{
+	struct bounce_job *j = arg;
+	g_array_free(j->idx, TRUE);
+	g_ptr_array_free(j->tags, TRUE);
+	g_array_free(j->found, TRUE);
+	free(j);
+	if (--m->outstanding == 0)
+		round_end(m);
+}
+
+static void bounce_after(uv_work_t *w, int status)
+{
+	(void)status;
+	struct bounce_job *j = w->data;
+	struct qmail *m = j->m;
+	struct runner *r = m->r;
+	for (guint k = 0; k < j->found->len; k++) {
+		struct bounce_found *f = &g_array_index(j->found, struct bounce_found, k);
+		if (f->is_new) {
+			json_t *fl = json_object();
+			json_object_set_new(fl, "to", jstr(f->addr));
+			json_object_set_new(fl, "source", json_string("dsn"));
+			json_object_set_new(fl, "status", jstr(f->status));
+			json_object_set_new(fl, "response", jstr(f->diagnostic));
+			evlog_emit(r->log, "learned", fl);
+		}
+		/* The original sender's MAILER-DAEMON notice for that recipient. */
+		struct dsn_info info = {
+			.hostname = r->cfg->server.hostname,
+			.queue_id = f->qid,
+			.sender = f->sender,
+			.arrival_ms = now_ms(),
+			.now_ms = now_ms(),
+		};
+		struct dsn_rcpt dr = {
+			.addr = f->addr,
+			.action = "failed",
+			.status = f->status,
+			.remote_mta = f->remote,
+			.diagnostic = f->diagnostic,
+			.reason = "the delivery service accepted the mail, then reported that it "
+			          "could not be delivered",
+			.last_attempt_ms = now_ms(),
+		};
+		dsn_queue(r, NULL, &info, &dr, 1, false);
+		free(f->addr);
+		free(f->status);
+		free(f->diagnostic);
+		free(f->remote);
+		free(f->sender);
+		free(f->qid);
+	}
+	if (!j->is_report)
+		fprintf(stderr, "hikyaku: mail %s to the bounce address is not a delivery status "
+		        "report; ignored\n", m->env.id);
+	else if (j->unmatched)
+		fprintf(stderr, "hikyaku: report %s names %u failed recipient(s) of no mail hikyaku "
+		        "sent; not learned\n", m->env.id, j->unmatched);
+	/* Read, not relayed: the bounce address recipients are done. */
+	for (guint k = 0; k < j->idx->len; k++)
+		m->env.rcpts[g_array_index(j->idx, unsigned, k)].state = RCPT_DELIVERED;
+	state_save(m, bounce_consumed, j);
+}
+
 static void suppressed_logged(struct qmail *m, void *arg)
 {
 	struct supp_round *sr = arg;
@@ -1567,9 +1803,25 @@ static void round_read_done(uv_work_t *w, int status)
 	bool service = m->env.route && strcmp(m->env.route, "service") == 0;
 	struct smtp_reply rep;
 	GArray *bad = g_array_new(FALSE, FALSE, sizeof(unsigned));
+	struct bounce_job *bj = NULL;
 	for (unsigned i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != RCPT_PENDING)
 			continue;
+		const char *tag;
+		size_t tag_len;
+		if (config_is_bounce_address(r->cfg, m->env.rcpts[i].addr, &tag, &tag_len)) {
+			if (!bj) {
+				bj = calloc(1, sizeof(*bj));
+				bj->work.data = bj;
+				bj->m = m;
+				bj->idx = g_array_new(FALSE, FALSE, sizeof(unsigned));
+				bj->tags = g_ptr_array_new_with_free_func(g_free);
+				bj->found = g_array_new(FALSE, TRUE, sizeof(struct bounce_found));
+			}
+			g_array_append_val(bj->idx, i);
+			g_ptr_array_add(bj->tags, g_strndup(tag ? tag : "", tag_len));
+			continue;
+		}
 		char *key = service ? strdup("service") : rcpt_dest_key(m->env.rcpts[i].addr);
 		if (!key) {
 			g_array_append_val(bad, i);
@@ -1589,9 +1841,11 @@ static void round_read_done(uv_work_t *w, int status)
 		g_array_append_val(job->rcpts, i);
 	}
 	g_hash_table_destroy(groups);
-	m->outstanding = (int)jobs->len + (bad->len ? 1 : 0) + (sr ? 1 : 0);
+	m->outstanding = (int)jobs->len + (bad->len ? 1 : 0) + (sr ? 1 : 0) + (bj ? 1 : 0);
 	if (sr)
 		state_save(m, suppressed_logged, sr);
+	if (bj && uv_queue_work(r->loop, &bj->work, bounce_work, bounce_after) < 0)
+		bounce_after(&bj->work, -1);
 	if (m->outstanding == 0) {
 		g_array_free(bad, TRUE);
 		g_ptr_array_free(jobs, TRUE);
@@ -1685,6 +1939,16 @@ static void sweep_cb(uv_timer_t *t)
 {
 	struct runner *r = t->data;
 	uint64_t now = now_ms();
+	/* Records of what the service got are needed for a bounce for the
+	 * queue lifetime after delivery (SPEC §6); forget older ones hourly. */
+	if (r->supp && ++r->sweeps % 3600 == 1 && now > r->cfg->queue.lifetime_ms) {
+		struct sent_job *j = calloc(1, sizeof(*j));
+		j->work.data = j;
+		j->r = r;
+		j->prune_before = (int64_t)(now - r->cfg->queue.lifetime_ms);
+		if (uv_queue_work(r->loop, &j->work, sent_work, sent_after) < 0)
+			sent_after(&j->work, -1);
+	}
 	GHashTableIter it;
 	gpointer k, v;
 	g_hash_table_iter_init(&it, r->dests);

@@ -98,6 +98,17 @@ static const char *const migrations[SUPP_SCHEMA_VERSION] = {
 	" last_ms INTEGER NOT NULL,"
 	" count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1)"
 	") WITHOUT ROWID",
+	/* 2: what went through the delivery service, to match its bounces. */
+	"CREATE TABLE IF NOT EXISTS sent ("
+	" queue_id TEXT NOT NULL,"
+	" rcpt TEXT NOT NULL COLLATE NOCASE,"
+	" sender TEXT NOT NULL,"
+	" service_id TEXT,"
+	" sent_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (queue_id, rcpt)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS sent_service_id ON sent (service_id);"
+	"CREATE INDEX IF NOT EXISTS sent_time ON sent (sent_ms)",
 };
 
 struct supp {
@@ -1380,4 +1391,79 @@ int supp_import_csv(struct supp *s, FILE *in, const char *source, int64_t now_ms
                     long *err_line, char *err, size_t errlen)
 {
 	return supp_import_csv_cb(s, in, source, now_ms, NULL, NULL, err_line, err, errlen);
+}
+
+/* ---- what went through the service ----------------------------------- */
+
+static int one_shot(struct supp *s, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+	return rc == SQLITE_OK ? 0 : sqlite_errno(s->db, rc);
+}
+
+int supp_sent_add(struct supp *s, const char *queue_id, const char *rcpt, const char *sender,
+                  const char *service_id, int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	int rc = one_shot(s, "INSERT OR REPLACE INTO sent (queue_id, rcpt, sender, service_id, sent_ms)"
+	                     " VALUES (?1, ?2, ?3, ?4, ?5)", &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_text(st, 1, queue_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, rcpt, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, sender, -1, SQLITE_TRANSIENT);
+	if (service_id && *service_id)
+		sqlite3_bind_text(st, 4, service_id, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 4);
+	sqlite3_bind_int64(st, 5, now_ms);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int supp_sent_find(struct supp *s, const char *queue_id, const char *service_id,
+                   const char *rcpt, char **sender, char **qid)
+{
+	sqlite3_stmt *st;
+	*sender = *qid = NULL;
+	int rc = one_shot(s, "SELECT sender, queue_id FROM sent WHERE rcpt = ?3 AND"
+	                     " ((?1 IS NOT NULL AND queue_id = ?1) OR"
+	                     "  (?2 IS NOT NULL AND service_id = ?2))"
+	                     " ORDER BY sent_ms DESC LIMIT 1", &st);
+	if (rc)
+		return rc;
+	if (queue_id)
+		sqlite3_bind_text(st, 1, queue_id, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 1);
+	if (service_id)
+		sqlite3_bind_text(st, 2, service_id, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 2);
+	sqlite3_bind_text(st, 3, rcpt, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*sender = strdup((const char *)sqlite3_column_text(st, 0));
+		*qid = strdup((const char *)sqlite3_column_text(st, 1));
+		rc = *sender && *qid ? 1 : -ENOMEM;
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int supp_sent_prune(struct supp *s, int64_t before_ms)
+{
+	sqlite3_stmt *st;
+	int rc = one_shot(s, "DELETE FROM sent WHERE sent_ms < ?1", &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, before_ms);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? sqlite3_changes(s->db) : sqlite_errno(s->db, rc);
+	sqlite3_finalize(st);
+	return rc;
 }

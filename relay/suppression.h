@@ -105,7 +105,7 @@
 #define SUPP_ADDRESS_MAX 320
 
 /* The schema version this code writes (PRAGMA user_version). */
-#define SUPP_SCHEMA_VERSION 1
+#define SUPP_SCHEMA_VERSION 2
 
 struct supp;
 
@@ -136,6 +136,22 @@ int supp_import_csv_cb(struct supp *s, FILE *in, const char *source, int64_t now
                        long *err_line, char *err, size_t errlen);
 int supp_export_csv(struct supp *s, FILE *out);
 int64_t supp_data_version(struct supp *s);
+
+/*
+ * What hikyaku sent through the delivery service, kept so that a bounce the
+ * service sends later can be matched to its mail (SPEC §6): by the queue
+ * id (VERP tag or Original-Envelope-Id) or by the service's own message id
+ * from its 250 reply. supp_sent_add() records one recipient of one mail;
+ * supp_sent_find() finds the record for rcpt by queue_id or service_id
+ * (either may be NULL) and returns 1 with malloc'd copies of the original
+ * envelope sender and queue id, 0 when nothing matches, <0 on error;
+ * supp_sent_prune() forgets records older than before_ms.
+ */
+int supp_sent_add(struct supp *s, const char *queue_id, const char *rcpt, const char *sender,
+                  const char *service_id, int64_t now_ms);
+int supp_sent_find(struct supp *s, const char *queue_id, const char *service_id,
+                   const char *rcpt, char **sender, char **qid);
+int supp_sent_prune(struct supp *s, int64_t before_ms);
 bool supp_address_valid(const char *address);
 const char *supp_strerror(int rc);
 

@@ -299,23 +299,6 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	reply(s, R_SENDER_OK);
 }
 
-/* bounce_address or one of its +tag forms (SPEC §6): case-insensitive. */
-static bool is_bounce_address(const struct config *cfg, const char *addr)
-{
-	const char *b = cfg->suppression.bounce_address;
-	if (!b)
-		return false;
-	if (strcasecmp(addr, b) == 0)
-		return true;
-	const char *bat = strrchr(b, '@');
-	const char *aat = strrchr(addr, '@');
-	if (!bat || !aat || strcasecmp(bat, aat) != 0)
-		return false;
-	size_t blocal = (size_t)(bat - b);
-	return (size_t)(aat - addr) > blocal && strncasecmp(addr, b, blocal) == 0 &&
-	       addr[blocal] == '+';
-}
-
 static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 {
 	if (need_helo(s))
@@ -336,7 +319,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	const struct config *cfg = cfg_of(s);
-	if (!s->allowed && !s->auth_user && !is_bounce_address(cfg, r.addr)) {
+	if (!s->allowed && !s->auth_user && !config_is_bounce_address(cfg, r.addr, NULL, NULL)) {
 		refuse(s, r.addr, R_RELAY_DENIED);
 		count_error(s);
 		return;

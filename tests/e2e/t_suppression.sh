@@ -39,7 +39,8 @@ retry_min = 1s
 retry_max = 2s
 
 [suppression]
-apply_to = ${1:-service}"
+apply_to = ${1:-service}
+${2:-}"
 	# write_config already has [suppression] db; keys differ, so the section may repeat.
 }
 conf service
@@ -120,5 +121,38 @@ wait "${pids[@]}"
 check "30 adds from hikyakuctl while the daemon delivers: no failure" test "$fails" -eq 0
 check "and the mails flowing meanwhile arrive" wait_rcpt svc flow10@dest.test
 check "learned events from admin and import" sh -c "grep -q '\"source\":\"admin\"' '$T/log.jsonl' && grep -q '\"source\":\"import\"' '$T/log.jsonl'"
+
+# Closing the loop with the service (SPEC §6): it answers 250, then mails
+# an SES-style bounce to the VERP envelope sender; hikyaku learns the
+# address and sends the original sender its notice.
+conf service "bounce_address = bounces@mail.shop.test"
+sed -i 's/^password_file = .*/&\nenvelope_from = bounces@mail.shop.test\nverp = yes/' "$T/hikyaku.conf"
+check "the loop configuration is valid" "$HIKYAKU" -c "$T/hikyaku.conf" --check
+kill -HUP "$HPID"; sleep 0.5
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$T/certs/server.pem,$T/certs/server.key" --auth shop:pw \
+	--reply-message-id --bounce-to "127.0.0.1:$PORT" --bounce-rcpt invalid@dest.test || true
+n0=$(upstream_count sender)
+check "a mail to an address the service will bounce later gets 250" send test@interfactory1.co.jp invalid@dest.test
+qid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/send.out" | awk '{print $3}')
+check "the service accepts it" wait_rcpt svc invalid@dest.test
+check "with the VERP envelope sender bounces+QUEUEID@" upstream_check svc "any(m['mail_from'].lower() == 'bounces+$qid@mail.shop.test'.lower() for m in msgs)"
+check "the service's bounce comes back and the address is learned" wait_log '"event":"learned","to":"invalid@dest.test","source":"dsn"'
+check "the original sender receives its notice" wait_upstream_count sender $((n0 + 1)) 20
+check "the notice names the recipient" upstream_check sender 'any("invalid@dest.test" in data(m) and "5.1.1" in data(m) for m in msgs)'
+ctl suppression list --search invalid >"$T/list3.out" 2>&1
+expect "suppression list shows the learned address" "$T/list3.out" 'invalid@dest\.test'
+check "the bounce itself was not relayed anywhere" sh -c "! grep -q 'bounces' '$T'/up-mx/messages.jsonl"
+
+# A forged report from outside allow_networks naming an address hikyaku
+# never sent to changes nothing.
+swaks --server 127.0.0.1 --port "$PORT" --local-interface 127.0.0.9 --from '' \
+	--to bounces@mail.shop.test --data "@$ROOT/tests/dsn/ses_bounce.eml" --timeout 20 >"$T/forged.out" 2>&1
+expect "the forged report is accepted from outside (for the bounce address only)" "$T/forged.out" 'queued as'
+sleep 2
+ctl suppression export >"$T/list4.out" 2>&1
+expect_not "the forged report suppresses no one" "$T/list4.out" 'nobody@example\.com'
+expect_not "and logs no learned event for it" "$T/log.jsonl" '"event":"learned","to":"nobody@example.com"'
+expect "the refusal to learn is reported" "$T/hikyaku.out" 'not learned'
 
 finish
