@@ -159,6 +159,18 @@ check "without VERP: a mail the service will bounce later gets 250" send test@in
 check "the bounce is matched by the service's message id and learned" wait_log '"event":"learned","to":"invalid2@dest.test","source":"dsn"'
 check "and the original sender receives its notice" wait_upstream_count sender $((n0 + 1)) 20
 
+# With DSN offered, hikyaku sends ENVID= and the bounce names its mail by
+# Original-Envelope-Id.
+stop_upstream svc
+start_upstream svc --port "$UP_PORT_svc" --tls "$T/certs/server.pem,$T/certs/server.key" --auth shop:pw \
+	--dsn --reply-message-id --bounce-to "127.0.0.1:$PORT" --bounce-rcpt invalid3@dest.test || true
+n0=$(upstream_count sender)
+check "with DSN: a mail the service will bounce later gets 250" send test@interfactory1.co.jp invalid3@dest.test
+qid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/send.out" | awk '{print $3}')
+check "the service got ENVID= with the queue id" sh -c "for i in \$(seq 1 100); do grep -q '\"envid\": \"$qid\"' '$T'/up-svc/messages.jsonl && exit 0; sleep 0.1; done; exit 1"
+check "the bounce is matched by Original-Envelope-Id and learned" wait_log '"event":"learned","to":"invalid3@dest.test","source":"dsn"'
+check "and that sender receives its notice too" wait_upstream_count sender $((n0 + 1)) 20
+
 # A forged report from outside allow_networks naming an address hikyaku
 # never sent to changes nothing.
 learned_before=$(grep -c '"event":"learned","to":"nobody@example.com"' "$T/log.jsonl")
