@@ -540,15 +540,14 @@ static bool ldh_valid(const char *d)
  * browsers and current resolvers do: "faß.de" stays "faß"), then the
  * transitional one for names only it accepts.
  */
-static char *domain_ascii(const char *in)
+char *config_domain_ascii(const char *in, size_t n)
 {
-	size_t n = strlen(in);
 	char *a = NULL;
 
 	if (n && in[n - 1] == '.')
 		n--;
-	if (n == 0 || n > 1024)
-		return NULL;
+	if (n == 0 || n > 1024 || in[0] == '[')
+		return NULL; /* a domain literal is no domain name */
 	char *tmp = strndup(in, n);
 	if (!tmp)
 		return NULL;
@@ -596,7 +595,7 @@ static char *address_ascii(const char *in)
 
 	if (!at || strchr(at + 1, '@') || !local_valid(in, (size_t)(at - in)))
 		return NULL;
-	char *dom = domain_ascii(at + 1);
+	char *dom = config_domain_ascii(at + 1, strlen(at + 1));
 	if (!dom)
 		return NULL;
 	char *r = NULL;
@@ -839,7 +838,7 @@ static void add_domain(struct load_ctx *c, const char *e, int line)
 {
 	struct config *cfg = c->cfg;
 	bool is_address = strchr(e, '@') != NULL;
-	char *ascii = is_address ? address_ascii(e) : domain_ascii(e);
+	char *ascii = is_address ? address_ascii(e) : config_domain_ascii(e, strlen(e));
 
 	if (!ascii) {
 		ERR(c, line, "verified_domains: \"%s\" is not a %s", e,
@@ -1012,7 +1011,7 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 	case T_HOSTNAME: {
 		if (*v == '\0')
 			break;  /* empty: the default, the FQDN */
-		char *a = domain_ascii(v);
+		char *a = config_domain_ascii(v, strlen(v));
 		if (!a) {
 			ERR(c, line, "%s: \"%s\" is not a valid host name", kd->name, v);
 			break;
@@ -1039,7 +1038,7 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 			set_string(c, k, strdup(v));
 			break;
 		}
-		char *a = domain_ascii(v);
+		char *a = config_domain_ascii(v, strlen(v));
 		if (!a) {
 			ERR(c, line, "%s: \"%s\" is not a host name or an IP address", kd->name, v);
 			break;

@@ -165,6 +165,11 @@ const char *config_default_path(void);
 /* [suppression] bounce_address or one of its +tag forms, case-insensitive
  * (SPEC §6). With tag != NULL, *tag points at the tag inside addr (after
  * the '+') and *tag_len is its length (0 without a tag). */
+/* The lowercase A-label form of a domain name written in either form (one
+ * trailing dot dropped), as verified_domains entries are stored: UTS #46
+ * nontransitional processing, then transitional (libidn2). NULL for an
+ * invalid name or an address literal. The caller frees the result. */
+char *config_domain_ascii(const char *in, size_t n);
 bool config_is_bounce_address(const struct config *cfg, const char *addr,
                               const char **tag, size_t *tag_len);
 

@@ -4,6 +4,7 @@
  * gets 0, the mail is on stable storage, so the 250 that follows it is
  * never a lie (SPEC §5), and the loop thread never waits for a disk.
  */
+#include "util/fsutil.h"
 #include "relay/queue.h"
 
 #include <dirent.h>
@@ -111,33 +112,6 @@ bool queue_id_valid(const char *s)
 	return s[QUEUE_ID_LEN] == '\0';
 }
 
-/* mkdir -p; an existing directory is fine, an existing file is not. */
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	struct stat st;
-	size_t len = strlen(path);
-
-	if (len == 0)
-		return -EINVAL;
-	if (len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	if (stat(tmp, &st) < 0)
-		return -errno;
-	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
-
 /*
  * Nothing in tmp/ was ever answered 250: a crash between open and rename
  * leaves it there, and it is garbage.
@@ -224,8 +198,8 @@ int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
 	snprintf(q->mail_dir, sizeof(q->mail_dir), "%s/mail", dir);
 	snprintf(q->tmp_dir, sizeof(q->tmp_dir), "%s/tmp", dir);
 
-	if ((rc = mkdir_p(dir, 0700)) || (rc = mkdir_p(q->mail_dir, 0700)) ||
-	    (rc = mkdir_p(q->tmp_dir, 0700)))
+	if ((rc = fs_mkdir_p(dir, 0700)) || (rc = fs_mkdir_p(q->mail_dir, 0700)) ||
+	    (rc = fs_mkdir_p(q->tmp_dir, 0700)))
 		goto fail_dir;
 	if ((rc = queue_clean_tmp(q->tmp_dir)))
 		goto fail_dir;

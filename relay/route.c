@@ -374,57 +374,6 @@ static void ascii_lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-/* Letters, digits and hyphens, 1..63 per label (RFC 1035 §2.3.1, 5890). */
-static bool ldh_valid(const char *d)
-{
-	size_t n = strlen(d);
-
-	if (n == 0 || n > ROUTE_DOMAIN_MAX)
-		return false;
-	for (const char *label = d;;) {
-		const char *dot = strchr(label, '.');
-		size_t ln = dot ? (size_t)(dot - label) : strlen(label);
-		if (ln == 0 || ln > 63 || label[0] == '-' || label[ln - 1] == '-')
-			return false;
-		for (size_t i = 0; i < ln; i++)
-			if (!isalnum((unsigned char)label[i]) && label[i] != '-')
-				return false;
-		if (!dot)
-			return true;
-		label = dot + 1;
-	}
-}
-
-/*
- * The domain as config.c stores an entry: one trailing dot dropped,
- * lowercase A-labels. UTS #46 nontransitional processing first, then the
- * transitional one for names only it accepts (the same order as the
- * configuration, so both sides of a comparison agree).
- */
-static char *domain_ascii(const char *in, size_t n)
-{
-	char *a = NULL;
-
-	if (n && in[n - 1] == '.')
-		n--;
-	if (n == 0 || n > 1024 || in[0] == '[')
-		return NULL;    /* a domain literal is no verified domain */
-	char *tmp = strndup(in, n);
-	if (!tmp)
-		return NULL;
-	ascii_lower(tmp);
-	int rc = idn2_to_ascii_8z(tmp, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
-	if (rc != IDN2_OK)
-		rc = idn2_to_ascii_8z(tmp, &a, IDN2_NFC_INPUT | IDN2_TRANSITIONAL);
-	free(tmp);
-	if (rc != IDN2_OK)
-		return NULL;
-	ascii_lower(a);
-	char *r = ldh_valid(a) ? strdup(a) : NULL;
-	idn2_free(a);
-	return r;
-}
-
 /* A dot-atom (RFC 5322 §3.2.3), UTF-8 allowed (RFC 6532 §3.2). */
 static bool dot_atom(const char *s, size_t n)
 {
@@ -473,7 +422,7 @@ char *route_ascii(const char *addr)
 
 	if (!at || at == addr)
 		return NULL;
-	char *dom = domain_ascii(at + 1, strlen(at + 1));
+	char *dom = config_domain_ascii(at + 1, strlen(at + 1));
 	if (!dom)
 		return NULL;
 	char *local = local_form(addr, (size_t)(at - addr));

@@ -919,6 +919,19 @@ static void dconn_close(struct dconn *dc)
 	free(dc);
 }
 
+/* Closes the destination's connections that carry no job. */
+static void dest_close_idle(struct dest *d)
+{
+	for (guint i = 0; i < d->conns->len;) {
+		struct dconn *dc = g_ptr_array_index(d->conns, i);
+		if (dc->c && !dc->job) {
+			dconn_close(dc);
+			continue;
+		}
+		i++;
+	}
+}
+
 static void dns_result_steal(struct dconn *dc, struct dns_result *res)
 {
 	/* The dns module frees res after the callback: keep a deep copy. */
@@ -2261,14 +2274,7 @@ int runner_reload(struct runner *r, const struct config *cfg)
 	g_hash_table_iter_init(&hit, r->dests);
 	while (g_hash_table_iter_next(&hit, &hk, &hv)) {
 		struct dest *d = hv;
-		for (guint i = 0; i < d->conns->len;) {
-			struct dconn *dc = g_ptr_array_index(d->conns, i);
-			if (dc->c && !dc->job) {
-				dconn_close(dc);
-				continue;
-			}
-			i++;
-		}
+		dest_close_idle(d);
 	}
 	/* SPEC §3: a reload lifts the pause; the service's mail goes now. */
 	struct dest *sd = g_hash_table_lookup(r->dests, "service");
@@ -2331,14 +2337,7 @@ void runner_stop(struct runner *r, void (*done)(void *arg), void *arg)
 	g_hash_table_iter_init(&it, r->dests);
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		struct dest *d = v;
-		for (guint i = 0; i < d->conns->len;) {
-			struct dconn *dc = g_ptr_array_index(d->conns, i);
-			if (dc->c && !dc->job) {
-				dconn_close(dc);
-				continue;
-			}
-			i++;
-		}
+		dest_close_idle(d);
 		uv_timer_stop(&d->rate_timer);
 		d->rate_timer_on = false;
 		struct smtp_reply srep;

@@ -6,6 +6,7 @@
  * lock and fail with SQLITE_BUSY_SNAPSHOT), and a bad CSV file imports
  * nothing (every row is parsed and checked before the one transaction).
  */
+#include "util/fsutil.h"
 #include "relay/suppression.h"
 
 #include <csv.h>
@@ -173,33 +174,6 @@ const char *supp_strerror(int rc)
 	}
 }
 
-/* mkdir -p of the directory part of path. */
-static int mkdir_parent(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	char *slash;
-	size_t len = strlen(path);
-
-	if (len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	slash = strrchr(tmp, '/');
-	if (!slash || slash == tmp)
-		return 0;
-	*slash = '\0';
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static int exec(struct supp *s, const char *sql)
 {
 	return sqlite_errno(s->db, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
@@ -272,7 +246,7 @@ int supp_open(const char *path, struct supp **out)
 	if (!path || !*path || !out)
 		return -EINVAL;
 	*out = NULL;
-	rc = mkdir_parent(path, 0750);
+	rc = fs_mkdir_parent(path, 0750);
 	if (rc)
 		return rc;
 	/*

@@ -4,6 +4,7 @@
  * line goes out in a single write(2) on an O_APPEND descriptor: the kernel
  * then places every line whole at the end of the file.
  */
+#include "util/fsutil.h"
 #include "util/eventlog.h"
 
 #include <errno.h>
@@ -27,36 +28,9 @@ struct evlog {
 	atomic_bool failing;
 };
 
-/* mkdir -p of the directory part of path. */
-static int mkdir_parent(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	char *slash;
-	size_t len = strlen(path);
-
-	if (len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	slash = strrchr(tmp, '/');
-	if (!slash || slash == tmp)
-		return 0;       /* the current directory or / */
-	*slash = '\0';
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static int evlog_open_fd(const char *path)
 {
-	int rc = mkdir_parent(path, 0750);
+	int rc = fs_mkdir_parent(path, 0750);
 	int fd;
 
 	if (rc)
