@@ -90,6 +90,7 @@ struct dest {
 	uint64_t tokens_at;
 	uv_timer_t rate_timer;
 	bool rate_timer_on;
+	unsigned njobs;             /* jobs alive that point here */
 };
 
 /* A pending write of a mail's state file and who waits for it. */
@@ -1358,6 +1359,7 @@ static void round_end(struct qmail *m);
 
 static void job_free(struct job *job)
 {
+	job->d->njobs--;
 	g_array_free(job->rcpts, TRUE);
 	free(job);
 }
@@ -1845,6 +1847,7 @@ static void round_read_done(uv_work_t *w, int status)
 			job = calloc(1, sizeof(*job));
 			job->m = m;
 			job->d = dest_get(r, key, service);
+			job->d->njobs++;
 			job->rcpts = g_array_new(FALSE, FALSE, sizeof(unsigned));
 			g_hash_table_insert(groups, key, job);
 			g_ptr_array_add(jobs, job);
@@ -1870,6 +1873,7 @@ static void round_read_done(uv_work_t *w, int status)
 		struct job *job = calloc(1, sizeof(*job));
 		job->m = m;
 		job->d = dest_get(r, "invalid", false);
+		job->d->njobs++;
 		job->rcpts = bad;
 		reply_set(&rep, 0, "5.1.2", "the recipient's domain is not a valid domain name");
 		job_fail(job, NULL, V_BOUNCED, &rep);
@@ -1948,6 +1952,14 @@ static void runner_arm(struct runner *r)
 	uv_timer_start(&r->timer, runner_tick, m->next_ms > now ? m->next_ms - now : 0, 0);
 }
 
+static void dest_closed(uv_handle_t *h)
+{
+	struct dest *d = h->data;
+	g_ptr_array_free(d->conns, TRUE);
+	free(d->key);
+	free(d);
+}
+
 static void sweep_cb(uv_timer_t *t)
 {
 	struct runner *r = t->data;
@@ -1978,6 +1990,13 @@ static void sweep_cb(uv_timer_t *t)
 		}
 		if (!g_queue_is_empty(&d->jobs))
 			dest_kick(d);
+		/* A destination with nothing left to do is forgotten, so that a
+		 * long uptime over many recipient domains does not accumulate. */
+		if (d->njobs == 0 && d->conns->len == 0 && d->paused_until <= now &&
+		    !d->rate_timer_on) {
+			g_hash_table_iter_remove(&it);
+			uv_close((uv_handle_t *)&d->rate_timer, dest_closed);
+		}
 	}
 }
 
