@@ -38,6 +38,7 @@ struct daemon {
 	char *config_path;
 	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t deadline;       /* bounds the stop: deliveries may hang */
+	bool forced;               /* the deadline stopped the loop */
 };
 
 #define STOP_DEADLINE_MS (SERVER_DRAIN_MS + 10000)
@@ -79,6 +80,7 @@ static void stop_deadline(uv_timer_t *t)
 	struct daemon *d = t->data;
 	fprintf(stderr, "hikyaku: deliveries still under way after %d s; stopping anyway "
 	                "(their mail stays queued)\n", STOP_DEADLINE_MS / 1000);
+	d->forced = true;
 	uv_stop(d->loop);
 }
 
@@ -229,6 +231,12 @@ int main(int argc, char **argv)
 	        c->log.file);
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
+	if (d.forced) {
+		/* Handles are still open: nothing can be freed safely, and nothing
+		 * needs to be: every mail answered 250 is on disk. */
+		fprintf(stderr, "hikyaku: stopped\n");
+		return 0;
+	}
 
 	server_free(&d.srv);
 	runner_free(d.runner);
