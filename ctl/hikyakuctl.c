@@ -8,6 +8,9 @@
  *	  route ADDRESS
  *	            print the route a mail from ADDRESS takes, and the entry
  *	            that matched (exit 0 when one matched, 1 when none did)
+ *	  log [--follow] [--json] [--since DUR] [--queue-id ID] [--to ADDR]
+ *	      [--from ADDR] [--event EV]
+ *	            the relay log as a table, or its lines (SPEC §7)
  *	  suppression list|add|remove|import|export|ingest
  *	            manage the suppression list (SPEC §6)
  * DIAGNOSTICS
@@ -24,6 +27,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "ctl/ctl_log.h"
 #include "ctl/ctl_suppression.h"
 #include "relay/dsn_parse.h"
 #include "relay/route.h"
@@ -38,6 +42,8 @@ static void usage(FILE *fp)
 	            "  check               validate the configuration\n"
 	            "  config              print the effective configuration\n"
 	            "  route ADDRESS       the route a mail from ADDRESS takes (SPEC §4)\n"
+	            "  log [--follow] [--json] [--since DUR] [--queue-id ID] [--to ADDR]\n"
+	            "      [--from ADDR] [--event EV]  the relay log (SPEC §7)\n"
 	            "  suppression list [--search TEXT] | add ADDR [--reason TEXT] | remove ADDR\n"
 	            "              | import FILE.csv | export | ingest (a DSN on stdin)\n");
 }
@@ -108,6 +114,17 @@ static int cmd_route(const char *path, int argc, char **argv)
 		printf("direct (matched \"%s\", but no [service] host is configured)\n", e->entry);
 	else
 		printf("direct\n");
+	config_free(cfg);
+	return rc;
+}
+
+/* SPEC §8: the relay log, filtered (ctl/ctl_log.h). */
+static int cmd_log(const char *path, int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	if (load(path, &cfg, true) < 0)
+		return 2;
+	int rc = ctl_log(cfg, argc, argv);
 	config_free(cfg);
 	return rc;
 }
@@ -212,6 +229,7 @@ static const struct {
 } commands[] = {
 	{ "check", cmd_check },
 	{ "config", cmd_config },
+	{ "log", cmd_log },
 	{ "route", cmd_route },
 	{ "suppression", cmd_suppression },
 };
