@@ -3,6 +3,7 @@
  * written by util/eventlog.c (compact JSON, keys in insertion order, ts
  * first, UTF-8 as is); this file only reads it.
  */
+#include "util/clock.h"
 #include "ctl/ctl_log.h"
 
 #include <errno.h>
@@ -75,14 +76,6 @@ static void usage(FILE *fp)
 	            "                      [--to ADDR] [--from ADDR] [--event EV[,EV...]]\n"
 	            "events: received delivered deferred bounced expired suppressed rejected\n"
 	            "        deleted learned\n");
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -240,7 +233,7 @@ static int parse_args(int argc, char **argv, struct filter *f, struct out *o)
 				return -1;
 			}
 			f->since_set = true;
-			f->since_ms = now_ms() - (int64_t)ms;
+			f->since_ms = (int64_t)clock_now_ms() - (int64_t)ms;
 			t = (time_t)(f->since_ms / 1000);
 			if (f->since_ms < 0 || !gmtime_r(&t, &tm) ||
 			    !strftime(f->since_ts, sizeof(f->since_ts), "%Y-%m-%dT%H:%M:%S", &tm))

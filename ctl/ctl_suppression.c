@@ -4,6 +4,7 @@
  * file parses arguments, words the messages for a shop administrator, and
  * logs what the list learned.
  */
+#include "util/clock.h"
 #include "ctl/ctl_suppression.h"
 
 #include <errno.h>
@@ -35,14 +36,6 @@ static void usage(FILE *fp)
 	            "  import FILE.csv           add the addresses of a CSV file (\"-\": stdin)\n"
 	            "  export                    write the whole list as CSV to stdout\n"
 	            "  ingest                    read a delivery status notification on stdin\n");
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -399,7 +392,7 @@ static int cmd_add(const struct config *cfg, struct evlog *log, int argc, char *
 	reason = a.opt_value;
 	if (!reason || !*reason)
 		reason = supp_lookup(s, addr, NULL) == 1 ? NULL : "added by the administrator";
-	rc = supp_add(s, addr, reason, NULL, NULL, "admin", now_ms());
+	rc = supp_add(s, addr, reason, NULL, NULL, "admin", (int64_t)clock_now_ms());
 	supp_close(s);
 	if (rc < 0) {
 		fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list: %s.\n", addr,
@@ -484,7 +477,7 @@ static int cmd_import(const struct config *cfg, struct evlog *log, int argc, cha
 			fclose(in);
 		return 2;
 	}
-	rc = supp_import_csv_cb(s, in, "import", now_ms(), import_new, &il, &line, err,
+	rc = supp_import_csv_cb(s, in, "import", (int64_t)clock_now_ms(), import_new, &il, &line, err,
 	                        sizeof(err));
 	supp_close(s);
 	if (in != stdin)

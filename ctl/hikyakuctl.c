@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/clock.h"
 #include "config/config.h"
 #include "ctl/ctl_log.h"
 #include "ctl/ctl_suppression.h"
@@ -168,9 +169,7 @@ static int ingest(const struct config *cfg, struct evlog *log)
 		dsn_report_free(&rep);
 		return 2;
 	}
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t now = (int64_t)clock_now_ms();
 	int found = 0, status = 0;
 	for (size_t i = 0; i < rep.nrcpts; i++) {
 		const struct dsn_report_rcpt *r = &rep.rcpts[i];

@@ -4,7 +4,6 @@
  * gets 0, the mail is on stable storage, so the 250 that follows it is
  * never a lie (SPEC §5), and the loop thread never waits for a disk.
  */
-#include "util/fsutil.h"
 #include "relay/queue.h"
 
 #include <dirent.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/fsutil.h"
 
 /*
  * Batches allowed on the thread pool at once. One batch alone would leave

@@ -45,6 +45,7 @@
 #include "relay/smtp_client.h"
 #include "relay/suppression.h"
 #include "util/tls.h"
+#include "util/clock.h"
 
 #define IDLE_CONN_MS 5000           /* an idle connection is kept this long */
 #define SWEEP_MS 1000
@@ -145,22 +146,6 @@ struct runner {
 	void *stopped_arg;
 	struct runner_stats stats;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void rfc3339(uint64_t ms, char *out, size_t cap)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, cap - n, ".%03uZ", (unsigned)(ms % 1000));
-}
 
 /* The reply as the log and DSNs show it: "550 5.1.1 User unknown"; for a
  * failure without a reply (refused, timeout, TLS) just what happened. */
@@ -270,10 +255,10 @@ static void log_outcome(struct runner *r, const char *event, struct qmail *m, un
 		json_object_set_new(f, "tls", json_boolean(tls));
 	json_object_set_new(f, "attempt", json_integer(m->attempts));
 	if (strcmp(event, "expired") != 0)
-		json_object_set_new(f, "delay_ms", json_integer((json_int_t)(now_ms() - m->env.arrival_ms)));
+		json_object_set_new(f, "delay_ms", json_integer((json_int_t)(clock_now_ms() - m->env.arrival_ms)));
 	if (next_retry) {
 		char ts[40];
-		rfc3339(next_retry, ts, sizeof(ts));
+		clock_rfc3339(next_retry, ts, sizeof(ts));
 		json_object_set_new(f, "next_retry", json_string(ts));
 	}
 	evlog_emit(r->log, event, f);
@@ -546,7 +531,7 @@ static void learn_work(uv_work_t *w)
 	struct learn_job *l = w->data;
 	uv_mutex_lock(&l->r->supp_lock);
 	l->rc = supp_add(l->r->supp, l->addr, "bounced", l->status, l->response, "delivery",
-	                 (int64_t)now_ms());
+	                 (int64_t)clock_now_ms());
 	uv_mutex_unlock(&l->r->supp_lock);
 }
 
@@ -584,7 +569,7 @@ static void sent_work(uv_work_t *w)
 		supp_sent_prune(j->r->supp, j->prune_before);
 	else
 		supp_sent_add(j->r->supp, j->qid, j->rcpt, j->sender, j->service_id,
-		              (int64_t)now_ms());
+		              (int64_t)clock_now_ms());
 	uv_mutex_unlock(&j->r->supp_lock);
 }
 
@@ -696,7 +681,7 @@ static double bucket_capacity(const struct config *cfg)
 static void bucket_refill(struct dest *d)
 {
 	const struct config *cfg = d->r->cfg;
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	double cap = bucket_capacity(cfg);
 	if (d->tokens < 0) {
 		d->tokens = cap;
@@ -741,7 +726,7 @@ static void add_failure(struct qmail *m, unsigned i, const char *status, const c
 	}
 	g_ptr_array_add(m->strings, s = g_strdup(reason));
 	dr.reason = s;
-	dr.last_attempt_ms = now_ms();
+	dr.last_attempt_ms = clock_now_ms();
 	g_array_append_val(m->failures, dr);
 }
 
@@ -786,7 +771,7 @@ static void txn_finish(struct txn *t)
 {
 	struct qmail *m = t->job->m;
 	struct runner *r = m->r;
-	uint64_t next = now_ms() + runner_backoff_ms(r->cfg, m->attempts);
+	uint64_t next = clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts);
 	for (guint k = 0; k < t->outcomes->len; k++) {
 		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
 		switch (o->v) {
@@ -816,7 +801,7 @@ static void txn_logged(struct qmail *m, void *arg)
 {
 	struct txn *t = arg;
 	struct runner *r = m->r;
-	uint64_t next = now_ms() + runner_backoff_ms(r->cfg, m->attempts);
+	uint64_t next = clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts);
 	struct dest *d = t->job->d;
 	if (d->paused_until > next)
 		next = d->paused_until;
@@ -899,7 +884,7 @@ static void reply_set(struct smtp_reply *rep, int code, const char *status, cons
 static void dest_pause(struct dest *d, const struct smtp_reply *rep)
 {
 	const struct config *cfg = d->r->cfg;
-	d->paused_until = now_ms() + cfg->service.pause_ms;
+	d->paused_until = clock_now_ms() + cfg->service.pause_ms;
 	char line[600];
 	snprintf(d->pause_reason, sizeof(d->pause_reason), "%.290s",
 	         reply_line(rep, line, sizeof(line)));
@@ -1174,7 +1159,7 @@ static void dconn_run(struct dconn *dc)
 			uint64_t wait = (uint64_t)(need / cfg->service.rate_per_sec * 1000.0) + 1;
 			g_queue_push_head(&d->jobs, job);
 			dc->job = NULL;
-			dc->idle_since = now_ms();
+			dc->idle_since = clock_now_ms();
 			if (!d->rate_timer_on) {
 				d->rate_timer_on = true;
 				uv_timer_start(&d->rate_timer, rate_timer_cb, wait, 0);
@@ -1290,10 +1275,10 @@ static void dconn_after_txn(struct dconn *dc, bool reusable)
 		dest_kick(d);
 		return;
 	}
-	if (d->paused_until > now_ms()) {
+	if (d->paused_until > clock_now_ms()) {
 		struct job *job = dc->job;
 		dc->job = NULL;
-		dc->idle_since = now_ms();
+		dc->idle_since = clock_now_ms();
 		if (job) {
 			/* The rest of a split job waits out the pause like the others. */
 			struct smtp_reply prep;
@@ -1313,7 +1298,7 @@ static void dconn_after_txn(struct dconn *dc, bool reusable)
 		dconn_run(dc);
 		return;
 	}
-	dc->idle_since = now_ms();
+	dc->idle_since = clock_now_ms();
 }
 
 static void dest_kick(struct dest *d)
@@ -1329,7 +1314,7 @@ static void dest_kick(struct dest *d)
 			job_fail(job, NULL, V_DEFERRED, &rep);
 		return;
 	}
-	if (d->paused_until > now_ms()) {
+	if (d->paused_until > clock_now_ms()) {
 		reply_set(&rep, 0, "4.7.0", "the delivery service is paused: %s", d->pause_reason);
 		struct job *job;
 		while ((job = g_queue_pop_head(&d->jobs)))
@@ -1457,7 +1442,7 @@ static int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_inf
 		owner->refs++;
 	struct queue_envelope *e = &dc->env;
 	queue_new_id(r->q, e->id);
-	e->arrival_ms = now_ms();
+	e->arrival_ms = clock_now_ms();
 	e->from = (char *)"";
 	e->nrcpts = 1;
 	e->rcpts = calloc(1, sizeof(*e->rcpts));
@@ -1499,7 +1484,7 @@ static bool round_send_dsn(struct qmail *m)
 		.arrival_ms = m->env.arrival_ms,
 		.headers = m->data,
 		.headers_len = hdr_end ? (size_t)(hdr_end - m->data) + 2 : (m->data ? m->len : 0),
-		.now_ms = now_ms(),
+		.now_ms = clock_now_ms(),
 	};
 	if (dsn_queue(r, m, &info, (struct dsn_rcpt *)(void *)m->failures->data,
 	              m->failures->len, m->env.smtputf8) < 0) {
@@ -1534,7 +1519,7 @@ static void round_finish(struct qmail *m)
 	if (mail_done(m)) {
 		mail_delete(m);
 	} else {
-		uint64_t next = now_ms() + runner_backoff_ms(r->cfg, m->attempts);
+		uint64_t next = clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts);
 		struct dest *sd = g_hash_table_lookup(r->dests, "service");
 		if (m->env.route && strcmp(m->env.route, "service") == 0 && sd && sd->paused_until > next)
 			next = sd->paused_until;
@@ -1668,7 +1653,7 @@ static void bounce_work(uv_work_t *w)
 		f.sender = sender;
 		f.qid = qid;
 		f.is_new = supp_add(r->supp, x->final_recipient, "bounced", x->status, x->diagnostic,
-		                    "dsn", (int64_t)now_ms()) == 1;
+		                    "dsn", (int64_t)clock_now_ms()) == 1;
 		g_array_append_val(j->found, f);
 	}
 	uv_mutex_unlock(&r->supp_lock);
@@ -1708,8 +1693,8 @@ static void bounce_after(uv_work_t *w, int status)
 			.hostname = r->cfg->server.hostname,
 			.queue_id = f->qid,
 			.sender = f->sender,
-			.arrival_ms = now_ms(),
-			.now_ms = now_ms(),
+			.arrival_ms = clock_now_ms(),
+			.now_ms = clock_now_ms(),
 		};
 		struct dsn_rcpt dr = {
 			.addr = f->addr,
@@ -1719,7 +1704,7 @@ static void bounce_after(uv_work_t *w, int status)
 			.diagnostic = f->diagnostic,
 			.reason = "the delivery service accepted the mail, then reported that it "
 			          "could not be delivered",
-			.last_attempt_ms = now_ms(),
+			.last_attempt_ms = clock_now_ms(),
 		};
 		dsn_queue(r, NULL, &info, &dr, 1, false);
 		free(f->addr);
@@ -1777,7 +1762,7 @@ static void round_read_done(uv_work_t *w, int status)
 		free(j);
 		m->in_round = false;
 		r->rounds--;
-		schedule_mail(m, now_ms() + runner_backoff_ms(r->cfg, m->attempts));
+		schedule_mail(m, clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts));
 		mail_unref(m);
 		return;
 	}
@@ -1895,7 +1880,7 @@ static void round_start(struct qmail *m)
 	m->in_round = true;
 	r->rounds++;
 	m->attempts++;
-	if (now_ms() >= m->env.arrival_ms + r->cfg->queue.lifetime_ms) {
+	if (clock_now_ms() >= m->env.arrival_ms + r->cfg->queue.lifetime_ms) {
 		struct expiry *x = calloc(1, sizeof(*x));
 		x->idx = g_array_new(FALSE, FALSE, sizeof(unsigned));
 		for (unsigned i = 0; i < m->env.nrcpts; i++) {
@@ -1923,7 +1908,7 @@ static void round_start(struct qmail *m)
 static void runner_tick(uv_timer_t *t)
 {
 	struct runner *r = t->data;
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	while (!r->stopping && r->rounds < MAX_ROUNDS_AT_ONCE) {
 		GSequenceIter *it = g_sequence_get_begin_iter(r->schedule);
 		if (g_sequence_iter_is_end(it))
@@ -1948,7 +1933,7 @@ static void runner_arm(struct runner *r)
 		return;
 	}
 	struct qmail *m = g_sequence_get(it);
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	uv_timer_start(&r->timer, runner_tick, m->next_ms > now ? m->next_ms - now : 0, 0);
 }
 
@@ -1963,7 +1948,7 @@ static void dest_closed(uv_handle_t *h)
 static void sweep_cb(uv_timer_t *t)
 {
 	struct runner *r = t->data;
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	/* Records of what the service got are needed for a bounce for the
 	 * queue lifetime after delivery (SPEC §6); forget older ones hourly. */
 	if (r->supp && ++r->sweeps % 3600 == 1 && now > r->cfg->queue.lifetime_ms) {
@@ -2033,7 +2018,7 @@ void runner_add(struct runner *r, const struct queue_envelope *env)
 	}
 	g_hash_table_insert(r->mails, m->env.id, m);
 	r->stats.queued = g_hash_table_size(r->mails);
-	schedule_mail(m, now_ms());
+	schedule_mail(m, clock_now_ms());
 }
 
 struct load_item {
@@ -2127,7 +2112,7 @@ static void load_after(uv_work_t *w, int status)
 	(void)status;
 	struct load_job *lj = w->data;
 	struct runner *r = lj->r;
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	for (guint i = 0; i < lj->items->len; i++) {
 		struct load_item *it = &g_array_index(lj->items, struct load_item, i);
 		struct qmail *m = calloc(1, sizeof(*m));
@@ -2306,7 +2291,7 @@ int runner_reload(struct runner *r, const struct config *cfg)
 		if (m->env.route && strcmp(m->env.route, "service") == 0)
 			g_ptr_array_add(due, m);
 	}
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	for (guint i = 0; i < due->len; i++)
 		schedule_mail(g_ptr_array_index(due, i), now);
 	g_ptr_array_free(due, TRUE);

@@ -6,8 +6,8 @@
  * lock and fail with SQLITE_BUSY_SNAPSHOT), and a bad CSV file imports
  * nothing (every row is parsed and checked before the one transaction).
  */
-#include "util/fsutil.h"
 #include "relay/suppression.h"
+#include "util/fsutil.h"
 
 #include <csv.h>
 #include <errno.h>

@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
@@ -702,20 +703,31 @@ static void build_headers(struct session *s)
 static void commit_done(void *arg, int status);
 static void env_release(struct session *s);
 
+/* A refused message: one reply, one rejected event per recipient. */
+static void refuse_message(struct session *s, const char *line)
+{
+	reply(s, line);
+	for (unsigned i = 0; i < s->rcpts->len; i++)
+		log_rejected(s, g_ptr_array_index(s->rcpts, i), line);
+}
+
+/* The queue could not take the message (SPEC §5: 452 4.3.1 when full). */
+static void commit_refused(struct session *s, int status)
+{
+	fprintf(stderr, "hikyaku: queue commit failed: %s\n", strerror(-status));
+	refuse_message(s, status == -ENOSPC || status == -EDQUOT ? R_STORAGE : R_LOCAL_ERROR);
+}
+
 static void data_end(struct session *s)
 {
 	const char *err = data_error_reply(s->data.error);
 	if (err) {
-		reply(s, err);
-		for (unsigned i = 0; i < s->rcpts->len; i++)
-			log_rejected(s, g_ptr_array_index(s->rcpts, i), err);
+		refuse_message(s, err);
 		txn_reset(s);
 		maybe_drain(s);
 		return;
 	}
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	s->arrival_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	s->arrival_ms = clock_now_ms();
 	queue_new_id(s->srv->queue, s->qid);
 	build_headers(s);
 
@@ -765,11 +777,7 @@ static void data_end(struct session *s)
 		/* Answered here, inside the input loop: no resume, which would
 		 * re-enter it (the loop goes on by itself). */
 		s->wait = WAIT_NONE;
-		const char *line = rc == -ENOSPC || rc == -EDQUOT ? R_STORAGE : R_LOCAL_ERROR;
-		fprintf(stderr, "hikyaku: queue commit failed: %s\n", strerror(-rc));
-		reply(s, line);
-		for (unsigned i = 0; i < s->rcpts->len; i++)
-			log_rejected(s, g_ptr_array_index(s->rcpts, i), line);
+		commit_refused(s, rc);
 		env_release(s);
 		txn_reset(s);
 		conn_read_start(&s->conn);
@@ -823,11 +831,7 @@ static void commit_done(void *arg, int status)
 	if (status == 0) {
 		replyf(s, R_QUEUED_FMT, s->qid);
 	} else {
-		const char *line = status == -ENOSPC || status == -EDQUOT ? R_STORAGE : R_LOCAL_ERROR;
-		fprintf(stderr, "hikyaku: queue commit failed: %s\n", strerror(-status));
-		reply(s, line);
-		for (unsigned i = 0; i < s->rcpts->len; i++)
-			log_rejected(s, g_ptr_array_index(s->rcpts, i), line);
+		commit_refused(s, status);
 	}
 	txn_reset(s);
 	if (s->draining) {

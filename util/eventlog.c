@@ -4,8 +4,9 @@
  * line goes out in a single write(2) on an O_APPEND descriptor: the kernel
  * then places every line whole at the end of the file.
  */
-#include "util/fsutil.h"
 #include "util/eventlog.h"
+#include "util/clock.h"
+#include "util/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,19 +103,7 @@ void evlog_close(struct evlog *log)
 
 void evlog_now_rfc3339(char *out, size_t cap)
 {
-	struct timespec ts;
-	struct tm tm;
-	char date[EVLOG_TS_SIZE];
-
-	if (!out || cap == 0)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (!gmtime_r(&ts.tv_sec, &tm) ||
-	    !strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm)) {
-		out[0] = '\0';
-		return;
-	}
-	snprintf(out, cap, "%s.%03dZ", date, (int)(ts.tv_nsec / 1000000L));
+	clock_rfc3339(clock_now_ms(), out, cap);
 }
 
 /*

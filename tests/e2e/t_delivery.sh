@@ -246,6 +246,33 @@ check "after the restart the deferred recipient is delivered" wait_rcpt later la
 sleep 1
 check "and the delivered one got exactly one copy" test "$(upstream_rcpts mx | grep -cx once1@dest.test)" -eq 1
 
+# [service] max_connections: 12 mails at once never open more than 2.
+conf "interfactory1.co.jp"
+sed -i 's/^rate = .*/&\nmax_connections = 2/' "$T/hikyaku.conf"
+kill -HUP "$HPID"; sleep 0.5
+t0=$(date +%s.%N)
+pids=()
+for i in $(seq 1 12); do
+	swaks --server 127.0.0.1 --port "$PORT" --from test@interfactory1.co.jp --to "par$i@dest.test" \
+		--timeout 20 >/dev/null 2>&1 &
+	pids+=($!)
+done
+wait "${pids[@]}"
+for i in $(seq 1 12); do wait_rcpt svc "par$i@dest.test" || break; done
+check "12 mails submitted at once all reach the service" wait_rcpt svc par12@dest.test
+stop_upstream svc
+check "over at most max_connections = 2 connections at a time" upstream_check svc "
+ss = [x for x in sessions if x['start'] >= $t0]
+ev = sorted([(x['start'], 1) for x in ss] + [(x.get('end') or 1e12, -1) for x in ss])
+peak = cur = 0
+for _, d in ev:
+    cur += d
+    peak = max(peak, cur)
+len(ss) >= 1 and peak <= 2"
+start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass || true
+conf "interfactory1.co.jp"
+kill -HUP "$HPID"; sleep 0.5
+
 # Expiry: a destination that never answers, a short lifetime.
 LIFETIME=3s conf "interfactory1.co.jp"
 kill -HUP "$HPID"; sleep 0.5
