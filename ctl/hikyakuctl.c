@@ -13,11 +13,13 @@
  *	            the relay log as a table, or its lines (SPEC §7)
  *	  suppression list|add|remove|import|export|ingest
  *	            manage the suppression list (SPEC §6)
+ *	  queue list|show|retry|delete, status
+ *	            the running daemon's queue, through the control socket
  * DIAGNOSTICS
  *	Exit 0 success, 1 not found / no match, 2 usage or configuration
  *	error. Errors go to stderr in one sentence.
  * TOUCHES
- *	Reads the configuration file.
+ *	Reads the configuration file; the files and the socket it names.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +31,7 @@
 #include "util/clock.h"
 #include "config/config.h"
 #include "ctl/ctl_log.h"
+#include "ctl/ctl_queue.h"
 #include "ctl/ctl_suppression.h"
 #include "relay/dsn_parse.h"
 #include "relay/route.h"
@@ -46,7 +49,10 @@ static void usage(FILE *fp)
 	            "  log [--follow] [--json] [--since DUR] [--queue-id ID] [--to ADDR]\n"
 	            "      [--from ADDR] [--event EV]  the relay log (SPEC §7)\n"
 	            "  suppression list [--search TEXT] | add ADDR [--reason TEXT] | remove ADDR\n"
-	            "              | import FILE.csv | export | ingest (a DSN on stdin)\n");
+	            "              | import FILE.csv | export | ingest (a DSN on stdin)\n"
+	            "  queue list [--json] | show ID [--json] | retry ID|--all | delete ID\n"
+	            "                      the queue of the running daemon (or its spool)\n"
+	            "  status [--json]     uptime, connections, queue size, counts since start\n");
 }
 
 static int load(const char *path, struct config **cfg, bool quiet_ok)
@@ -222,6 +228,17 @@ static int cmd_suppression(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* queue ... and status: through the control socket (ctl/ctl_queue.h). */
+static int cmd_queue(const char *path, int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	if (load(path, &cfg, true) < 0)
+		return 2;
+	int rc = strcmp(argv[0], "status") == 0 ? ctl_status(cfg, argc, argv) : ctl_queue(cfg, argc, argv);
+	config_free(cfg);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(const char *path, int argc, char **argv);
@@ -229,7 +246,9 @@ static const struct {
 	{ "check", cmd_check },
 	{ "config", cmd_config },
 	{ "log", cmd_log },
+	{ "queue", cmd_queue },
 	{ "route", cmd_route },
+	{ "status", cmd_queue },
 	{ "suppression", cmd_suppression },
 };
 

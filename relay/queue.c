@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -80,6 +81,7 @@ struct queue {
 	uint64_t batches;       /* batches completed, for tests */
 	bool in_callbacks;      /* queue_after() is calling back */
 	bool closing;           /* queue_close() was called from a callback */
+	int lock_fd;            /* DIR/lock, flock()ed while the queue is open */
 	/* Fixed slots: forming a batch never allocates, so it cannot fail. */
 	struct queue_batch slot[QUEUE_MAX_INFLIGHT];
 };
@@ -198,17 +200,34 @@ int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
 	snprintf(q->mail_dir, sizeof(q->mail_dir), "%s/mail", dir);
 	snprintf(q->tmp_dir, sizeof(q->tmp_dir), "%s/tmp", dir);
 
+	q->lock_fd = -1;
 	if ((rc = fs_mkdir_p(dir, 0700)) || (rc = fs_mkdir_p(q->mail_dir, 0700)) ||
 	    (rc = fs_mkdir_p(q->tmp_dir, 0700)))
 		goto fail_dir;
+	/* One process per spool: a second daemon would empty tmp/ under the
+	 * first one's commits and deliver its mail twice. The lock goes with
+	 * the process, so a crash leaves nothing to clean up. */
+	char lock[PATH_MAX + 8];
+	snprintf(lock, sizeof(lock), "%s/lock", dir);
+	q->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (q->lock_fd < 0) {
+		rc = -errno;
+		goto fail_dir;
+	}
+	if (flock(q->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto fail_lock;
+	}
 	if ((rc = queue_clean_tmp(q->tmp_dir)))
-		goto fail_dir;
+		goto fail_lock;
 	if ((rc = queue_seed_ids(q)))
-		goto fail_dir;
+		goto fail_lock;
 
 	*out = q;
 	return 0;
 
+fail_lock:
+	close(q->lock_fd);
 fail_dir:
 	free(q->dir);
 fail_q:
@@ -225,6 +244,8 @@ void queue_close(struct queue *q)
 		q->closing = true;
 		return;
 	}
+	if (q->lock_fd >= 0)
+		close(q->lock_fd);
 	free(q->dir);
 	free(q);
 }
@@ -804,8 +825,10 @@ void queue_envelope_free(struct queue_envelope *env)
 {
 	if (!env)
 		return;
-	for (size_t i = 0; i < env->nrcpts; i++)
+	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].addr);
+		free(env->rcpts[i].last);
+	}
 	free(env->rcpts);
 	env->rcpts = NULL;
 	env->nrcpts = 0;

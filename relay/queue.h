@@ -62,6 +62,7 @@ enum queue_rcpt_state {
 struct queue_rcpt {
 	char *addr;
 	enum queue_rcpt_state state;
+	char *last;                /* the last attempt's response, or NULL (relay/queue_state.h) */
 };
 
 struct queue_envelope {
@@ -120,6 +121,8 @@ int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *
  *	queue_pending() is 0; the queue is freed when the callbacks return.
  *	The queue is meant for one process: queue_open() empties tmp/, so a
  *	second process (hikyakuctl) reads with queue_read_envelope() only.
+ *	queue_open() holds an exclusive flock() on DIR/lock until
+ *	queue_close(); a spool already open elsewhere gives -EBUSY.
  */
 bool queue_id_valid(const char *s);
 

@@ -41,6 +41,7 @@
 #include "relay/dns.h"
 #include "relay/dsn.h"
 #include "relay/dsn_parse.h"
+#include "relay/queue_state.h"
 #include "relay/route.h"
 #include "relay/smtp_client.h"
 #include "relay/suppression.h"
@@ -104,8 +105,10 @@ struct qmail {
 	struct runner *r;
 	struct queue_envelope env;
 	uint64_t next_ms;
+	uint64_t last_ms;           /* the last attempt, 0: never tried */
 	unsigned attempts;
 	GSequenceIter *sched;
+	bool delete_requested;      /* by an administrator, during a round */
 	int outstanding;            /* jobs of the current round */
 	bool in_round;
 	bool removed;               /* deleted from the index */
@@ -166,30 +169,6 @@ uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt)
 	for (unsigned i = 1; i < attempt && d < cfg->queue.retry_max_ms; i++)
 		d *= 2;
 	return d < cfg->queue.retry_max_ms ? d : cfg->queue.retry_max_ms;
-}
-
-static const char *state_name(enum queue_rcpt_state s)
-{
-	switch (s) {
-	case RCPT_PENDING: return "pending";
-	case RCPT_DELIVERED: return "delivered";
-	case RCPT_BOUNCED: return "bounced";
-	case RCPT_EXPIRED: return "expired";
-	case RCPT_SUPPRESSED: return "suppressed";
-	}
-	return "pending";
-}
-
-static int state_parse(const char *s, enum queue_rcpt_state *out)
-{
-	static const enum queue_rcpt_state all[] = { RCPT_PENDING, RCPT_DELIVERED, RCPT_BOUNCED,
-	                                             RCPT_EXPIRED, RCPT_SUPPRESSED };
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-		if (strcmp(s, state_name(all[i])) == 0) {
-			*out = all[i];
-			return 0;
-		}
-	return -1;
 }
 
 /* ---- the schedule ---------------------------------------------------- */
@@ -333,13 +312,6 @@ static void state_write_work(uv_work_t *w)
 
 static char *state_serialize(struct qmail *m)
 {
-	json_t *o = json_object();
-	json_object_set_new(o, "attempts", json_integer(m->attempts));
-	json_object_set_new(o, "next_ms", json_integer((json_int_t)m->next_ms));
-	json_t *a = json_array();
-	for (size_t i = 0; i < m->env.nrcpts; i++)
-		json_array_append_new(a, json_string(state_name(m->env.rcpts[i].state)));
-	json_object_set_new(o, "rcpts", a);
 	/* Failures not yet reported to the sender: a restart still sends the DSN. */
 	json_t *nt = json_array();
 	for (guint k = 0; m->failures && k < m->failures->len; k++) {
@@ -356,9 +328,9 @@ static char *state_serialize(struct qmail *m)
 		json_object_set_new(e, "at", json_integer((json_int_t)f->last_attempt_ms));
 		json_array_append_new(nt, e);
 	}
-	json_object_set_new(o, "notify", nt);
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
+	struct queue_state st = { m->attempts, m->next_ms, m->last_ms, nt };
+	char *s = queue_state_dump(&m->env, &st);
+	json_decref(nt);
 	return s;
 }
 
@@ -771,9 +743,19 @@ static void txn_finish(struct txn *t)
 {
 	struct qmail *m = t->job->m;
 	struct runner *r = m->r;
-	uint64_t next = clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts);
+	uint64_t now = clock_now_ms();
+	uint64_t next = now + runner_backoff_ms(r->cfg, m->attempts);
+	if (t->job->d->paused_until > next)
+		next = t->job->d->paused_until;
+	/* What the state file says for the queue view (queue_state.h); the
+	 * schedule itself is set when the round ends. */
+	m->last_ms = now;
+	m->next_ms = next;
 	for (guint k = 0; k < t->outcomes->len; k++) {
 		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
+		char resp[600];
+		free(m->env.rcpts[o->idx].last);
+		m->env.rcpts[o->idx].last = strdup(reply_line(&o->rep, resp, sizeof(resp)));
 		switch (o->v) {
 		case V_DELIVERED:
 			m->env.rcpts[o->idx].state = RCPT_DELIVERED;
@@ -791,7 +773,6 @@ static void txn_finish(struct txn *t)
 			break;
 		}
 	}
-	(void)next;
 	state_save(m, txn_logged, t);
 }
 
@@ -1507,6 +1488,19 @@ static bool mail_done(const struct qmail *m)
 
 static void runner_maybe_stopped(struct runner *r);
 
+/* SPEC §7: "deleted", with every recipient still pending. */
+static void log_deleted(struct qmail *m)
+{
+	json_t *f = json_object(), *to = json_array();
+	json_object_set_new(f, "queue_id", json_string(m->env.id));
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		if (m->env.rcpts[i].state == RCPT_PENDING)
+			json_array_append_new(to, jstr(m->env.rcpts[i].addr));
+	json_object_set_new(f, "to", to);
+	evlog_emit(m->r->log, "deleted", f);
+	m->r->stats.deleted++;
+}
+
 /* The end of a round: the mail leaves the queue or waits for its next. */
 static void round_finish(struct qmail *m)
 {
@@ -1516,7 +1510,10 @@ static void round_finish(struct qmail *m)
 	m->len = 0;
 	m->in_round = false;
 	r->rounds--;
-	if (mail_done(m)) {
+	if (m->delete_requested) {
+		log_deleted(m);
+		mail_delete(m);
+	} else if (mail_done(m)) {
 		mail_delete(m);
 	} else {
 		uint64_t next = clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts);
@@ -1531,6 +1528,9 @@ static void round_finish(struct qmail *m)
 
 static void round_end(struct qmail *m)
 {
+	/* A mail an administrator deleted meanwhile owes its sender nothing. */
+	if (m->delete_requested && m->failures)
+		g_array_set_size(m->failures, 0);
 	if (!round_send_dsn(m))
 		round_finish(m);
 }
@@ -1737,6 +1737,7 @@ static void suppressed_logged(struct qmail *m, void *arg)
 		json_object_set_new(f, "route", jstr(m->env.route ? m->env.route : "direct"));
 		json_object_set_new(f, "reason", jstr(g_ptr_array_index(sr->reason, k)));
 		evlog_emit(m->r->log, "suppressed", f);
+		m->r->stats.suppressed++;
 	}
 	g_array_free(sr->idx, TRUE);
 	g_ptr_array_free(sr->reason, TRUE);
@@ -1787,6 +1788,8 @@ static void round_read_done(uv_work_t *w, int status)
 		for (guint k = 0; k < supp_idx->len; k++) {
 			unsigned i = g_array_index(supp_idx, unsigned, k);
 			m->env.rcpts[i].state = RCPT_SUPPRESSED;
+			free(m->env.rcpts[i].last);
+			m->env.rcpts[i].last = strdup("not sent: on the suppression list");
 			add_failure(m, i, "5.1.1", NULL, NULL,
 			            "the recipient is on the suppression list: an earlier mail to this "
 			            "address bounced, so it was not sent again");
@@ -2023,9 +2026,7 @@ void runner_add(struct runner *r, const struct queue_envelope *env)
 
 struct load_item {
 	struct queue_envelope env;
-	unsigned attempts;
-	uint64_t next_ms;
-	json_t *notify;             /* failures still to report */
+	struct queue_state st;
 };
 
 struct load_job {
@@ -2035,33 +2036,6 @@ struct load_job {
 	char *queue_dir;
 	int errors;
 };
-
-static void load_state(const char *path, struct load_item *it)
-{
-	json_error_t err;
-	json_t *o = json_load_file(path, 0, &err);
-	if (!o)
-		return;
-	json_t *a = json_object_get(o, "rcpts");
-	if (json_is_array(a) && json_array_size(a) == it->env.nrcpts) {
-		for (size_t i = 0; i < it->env.nrcpts; i++) {
-			const char *s = json_string_value(json_array_get(a, i));
-			enum queue_rcpt_state st;
-			if (s && state_parse(s, &st) == 0)
-				it->env.rcpts[i].state = st;
-		}
-	}
-	json_t *at = json_object_get(o, "attempts");
-	if (json_is_integer(at) && json_integer_value(at) >= 0)
-		it->attempts = (unsigned)json_integer_value(at);
-	json_t *nx = json_object_get(o, "next_ms");
-	if (json_is_integer(nx) && json_integer_value(nx) >= 0)
-		it->next_ms = (uint64_t)json_integer_value(nx);
-	json_t *nt = json_object_get(o, "notify");
-	if (json_is_array(nt) && json_array_size(nt) > 0)
-		it->notify = json_incref(nt);
-	json_decref(o);
-}
 
 static void load_work(uv_work_t *w)
 {
@@ -2083,9 +2057,8 @@ static void load_work(uv_work_t *w)
 				lj->errors++;
 				continue;
 			}
-			char sp[PATH_MAX * 2];
-			snprintf(sp, sizeof(sp), "%s/%s", state_dir, de->d_name);
-			load_state(sp, &it);
+			/* An unreadable state file: the mail is tried again from the start. */
+			queue_state_load(lj->queue_dir, de->d_name, &it.env, &it.st);
 			g_array_append_val(lj->items, it);
 		}
 		closedir(dir);
@@ -2121,10 +2094,11 @@ static void load_after(uv_work_t *w, int status)
 		m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->env = it->env;
-		m->attempts = it->attempts;
+		m->attempts = it->st.attempts;
+		m->last_ms = it->st.last_ms;
 		size_t k;
 		json_t *e;
-		json_array_foreach(it->notify, k, e) {
+		json_array_foreach(it->st.notify, k, e) {
 			json_int_t ri = json_integer_value(json_object_get(e, "i"));
 			const char *st = json_string_value(json_object_get(e, "status"));
 			if (ri < 0 || (size_t)ri >= m->env.nrcpts || !st)
@@ -2134,7 +2108,7 @@ static void load_after(uv_work_t *w, int status)
 			            json_string_value(json_object_get(e, "reason")) ?
 			            json_string_value(json_object_get(e, "reason")) : "delivery failed");
 		}
-		json_decref(it->notify);
+		json_decref(it->st.notify);
 		if (g_hash_table_contains(r->mails, m->env.id)) {
 			mail_unref(m);
 			continue;
@@ -2143,7 +2117,7 @@ static void load_after(uv_work_t *w, int status)
 		if (mail_done(m))
 			mail_delete(m);
 		else
-			schedule_mail(m, it->next_ms > now ? it->next_ms : now);
+			schedule_mail(m, it->st.next_ms > now ? it->st.next_ms : now);
 	}
 	r->stats.queued = g_hash_table_size(r->mails);
 	fprintf(stderr, "hikyaku: %u queued mails loaded\n", lj->items->len);
@@ -2397,4 +2371,144 @@ void runner_get_stats(const struct runner *r, struct runner_stats *st)
 {
 	*st = r->stats;
 	st->queued = g_hash_table_size(r->mails);
+}
+
+/* ---- administration (the control socket, SPEC §8) -------------------- */
+
+static json_t *mail_view(const struct qmail *m, bool all)
+{
+	struct queue_state st = { m->attempts, m->in_round ? 0 : m->next_ms, m->last_ms, NULL };
+	json_t *v = queue_view(&m->env, &st, all);
+	json_object_set_new(v, "active", json_boolean(m->in_round));
+	return v;
+}
+
+static gint mail_id_cmp(gconstpointer a, gconstpointer b)
+{
+	const struct qmail *x = *(struct qmail *const *)a, *y = *(struct qmail *const *)b;
+	return strcmp(x->env.id, y->env.id);
+}
+
+json_t *runner_queue_list(struct runner *r)
+{
+	GPtrArray *all = g_ptr_array_sized_new(g_hash_table_size(r->mails));
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		g_ptr_array_add(all, v);
+	g_ptr_array_sort(all, mail_id_cmp);
+	json_t *a = json_array();
+	for (guint i = 0; i < all->len; i++)
+		json_array_append_new(a, mail_view(g_ptr_array_index(all, i), false));
+	g_ptr_array_free(all, TRUE);
+	return a;
+}
+
+json_t *runner_queue_show(struct runner *r, const char *id)
+{
+	struct qmail *m = g_hash_table_lookup(r->mails, id);
+	return m && !m->removed ? mail_view(m, true) : NULL;
+}
+
+/* An administrator's retry also lifts a pause of the service route: the
+ * operator has looked at the cause (SPEC §3 lifts it on reload too). */
+static void service_unpause(struct runner *r)
+{
+	struct dest *d = g_hash_table_lookup(r->dests, "service");
+	if (!d || d->paused_until == 0)
+		return;
+	d->paused_until = 0;
+	d->pause_reason[0] = '\0';
+	dest_kick(d);
+}
+
+static bool mail_retry(struct qmail *m, uint64_t now)
+{
+	if (m->removed || m->delete_requested)
+		return false;
+	if (m->sched)
+		schedule_mail(m, now);
+	return true; /* a mail in a round is being tried now */
+}
+
+int runner_queue_retry(struct runner *r, const char *id)
+{
+	uint64_t now = clock_now_ms();
+	if (id) {
+		struct qmail *m = g_hash_table_lookup(r->mails, id);
+		if (!m || !mail_retry(m, now))
+			return -ENOENT;
+		if (m->env.route && strcmp(m->env.route, "service") == 0)
+			service_unpause(r);
+		return 1;
+	}
+	service_unpause(r);
+	int n = 0;
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		if (mail_retry(v, now))
+			n++;
+	return n;
+}
+
+int runner_queue_delete(struct runner *r, const char *id)
+{
+	struct qmail *m = g_hash_table_lookup(r->mails, id);
+	if (!m || m->removed || m->delete_requested)
+		return -ENOENT;
+	if (m->in_round) {
+		/* Deliveries under way finish; the mail goes when they have. */
+		m->delete_requested = true;
+		return 1;
+	}
+	log_deleted(m);
+	mail_delete(m);
+	r->stats.queued = g_hash_table_size(r->mails);
+	return 0;
+}
+
+json_t *runner_status(struct runner *r)
+{
+	uint64_t rcpts = 0, bytes = 0;
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		const struct qmail *m = v;
+		bytes += m->env.size;
+		for (size_t i = 0; i < m->env.nrcpts; i++)
+			rcpts += m->env.rcpts[i].state == RCPT_PENDING;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "queue", json_pack("{s:I,s:I,s:I,s:I}", "mails",
+	                    (json_int_t)g_hash_table_size(r->mails), "recipients", (json_int_t)rcpts,
+	                    "bytes", (json_int_t)bytes, "active", (json_int_t)r->rounds));
+	json_object_set_new(o, "counts", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
+	                    "delivered", (json_int_t)r->stats.delivered,
+	                    "deferred", (json_int_t)r->stats.deferred,
+	                    "bounced", (json_int_t)r->stats.bounced,
+	                    "expired", (json_int_t)r->stats.expired,
+	                    "suppressed", (json_int_t)r->stats.suppressed,
+	                    "deleted", (json_int_t)r->stats.deleted));
+	json_t *svc = json_null();
+	if (r->cfg->service.host) {
+		struct dest *d = g_hash_table_lookup(r->dests, "service");
+		uint64_t now = clock_now_ms();
+		bool paused = d && d->paused_until > now;
+		char hp[300], ts[40] = "";
+		snprintf(hp, sizeof(hp), "%s:%u", r->cfg->service.host, (unsigned)r->cfg->service.port);
+		if (paused)
+			clock_rfc3339(d->paused_until, ts, sizeof(ts));
+		svc = json_object();
+		json_object_set_new(svc, "host", json_string(hp));
+		json_object_set_new(svc, "connections", json_integer(d ? (json_int_t)d->conns->len : 0));
+		json_object_set_new(svc, "waiting", json_integer(d ? (json_int_t)g_queue_get_length(&d->jobs) : 0));
+		json_object_set_new(svc, "paused_until", paused ? json_string(ts) : json_null());
+		json_object_set_new(svc, "pause_reason", paused ? jstr(d->pause_reason) : json_null());
+	}
+	json_object_set_new(o, "service", svc);
+	return o;
 }

@@ -36,6 +36,7 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -49,6 +50,8 @@ struct runner_stats {
 	uint64_t deferred;
 	uint64_t bounced;
 	uint64_t expired;
+	uint64_t suppressed;
+	uint64_t deleted;
 	size_t queued;       /* mails in the index */
 };
 
@@ -63,6 +66,26 @@ void runner_stop(struct runner *r, void (*done)(void *arg), void *arg);
 void runner_free(struct runner *r);
 void runner_get_stats(const struct runner *r, struct runner_stats *st);
 
+/*
+ * Administration (the control socket, SPEC §8):
+ *	runner_queue_list() is the view (relay/queue_state.h) of every mail,
+ *	oldest first, with its pending recipients and "active" when a
+ *	delivery round is under way; runner_queue_show() one mail with all
+ *	its recipients, NULL when there is none.
+ *	runner_queue_retry() schedules the mail (id NULL: every mail) now
+ *	and lifts a pause of the service route; it returns the number of
+ *	mails, or -ENOENT.
+ *	runner_queue_delete() removes a mail without a DSN and logs
+ *	"deleted": 0 done, 1 done once the delivery under way ends,
+ *	-ENOENT no such mail.
+ *	runner_status() is the queue's size, the counts since start and
+ *	the service route's state.
+ */
+json_t *runner_queue_list(struct runner *r);
+json_t *runner_queue_show(struct runner *r, const char *id);
+int runner_queue_retry(struct runner *r, const char *id);
+int runner_queue_delete(struct runner *r, const char *id);
+json_t *runner_status(struct runner *r);
 /* Pure helpers, exposed for tests. */
 uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt);
 

@@ -10,6 +10,7 @@ libuv1-dev libssl-dev openssl libc-ares-dev libsqlite3-dev sqlite3
 libinih-dev libidn2-dev libcrypt-dev libjansson-dev libgmime-3.0-dev libglib2.0-dev
 libcsv-dev check libsubunit-dev
 swaks python3 python3-aiosmtpd dnsmasq-base procps whois
+scdoc libsystemd-dev clang libclang-rt-14-dev llvm
 "
 
 missing=""

@@ -6,7 +6,10 @@
  *	Runs in the foreground: loads the configuration, opens the queue and
  *	the log, listens, and runs the libuv loop until SIGTERM or SIGINT.
  *	SIGHUP reloads the configuration; an invalid file is refused and the
- *	old configuration stays in force.
+ *	old configuration stays in force. SIGUSR1 reopens the log file (for
+ *	logrotate). Under systemd (Type=notify) it reports READY=1 once it
+ *	listens, RELOADING=1 around a reload and STOPPING=1. The control
+ *	socket (server/control.h) serves hikyakuctl's queue and status.
  * DIAGNOSTICS
  *	Exit 0 after a clean stop or a valid --check, 2 for a usage or
  *	configuration error, 1 when the daemon cannot start (port in use,
@@ -17,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,7 @@
 #include "relay/runner.h"
 #include "server/server.h"
 #include "util/eventlog.h"
+#include "server/control.h"
 
 struct daemon {
 	uv_loop_t *loop;
@@ -36,7 +41,8 @@ struct daemon {
 	struct runner *runner;
 	struct evlog *log;
 	char *config_path;
-	uv_signal_t sigterm, sigint, sighup;
+	struct control *control;   /* NULL when the socket could not be opened */
+	uv_signal_t sigterm, sigint, sighup, sigusr1;
 	uv_timer_t deadline;       /* bounds the stop: deliveries may hang */
 	bool forced;               /* the deadline stopped the loop */
 };
@@ -67,6 +73,30 @@ static void stopped(struct server *srv)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
+	uv_close((uv_handle_t *)&d->sigusr1, NULL);
+	control_close(d->control);
+	d->control = NULL;
+}
+
+/* The control socket is for the operator: without it (a stale daemon
+ * holds the path, the directory is not writable) mail still flows. */
+static void open_control(struct daemon *d, const char *path)
+{
+	char err[512];
+	if (control_open(d->loop, path, &d->srv, &d->control, err, sizeof(err)) < 0) {
+		d->control = NULL;
+		fprintf(stderr, "hikyaku: %s; hikyakuctl queue and status will not reach this "
+		                "daemon\n", err);
+	}
+}
+
+/* logrotate: the log file was moved away; write to a new one. */
+static void on_usr1(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	struct daemon *d = h->data;
+	if (evlog_reopen(d->log) < 0)
+		fprintf(stderr, "hikyaku: cannot reopen the log; still writing to the old file\n");
 }
 
 static void runner_stopped(void *arg)
@@ -90,6 +120,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	if (uv_is_active((uv_handle_t *)&d->deadline))
 		return;
 	fprintf(stderr, "hikyaku: %s received, stopping\n", strsignal(signum));
+	sd_notify(0, "STOPPING=1");
 	uv_timer_start(&d->deadline, stop_deadline, STOP_DEADLINE_MS, 0);
 	server_stop(&d->srv, stopped);
 	runner_stop(d->runner, runner_stopped, d);
@@ -104,9 +135,11 @@ static void on_hup(uv_signal_t *h, int signum)
 		return; /* stopping: a reload would open the listeners again */
 	/* Reading a small file is quick; the loop pauses for it only on a
 	 * SIGHUP, which the operator sends by hand. */
+	sd_notify(0, "RELOADING=1");
 	if (load_config(d->config_path, &cfg) < 0) {
 		fprintf(stderr, "hikyaku: reload refused: %s has errors; the running "
 		                "configuration stays in force\n", d->config_path);
+		sd_notify(0, "READY=1");
 		return;
 	}
 	const struct config *old = d->srv.set->cfg;
@@ -120,9 +153,15 @@ static void on_hup(uv_signal_t *h, int signum)
 		                "stays in force\n", err);
 		config_free(cfg);
 		free(newlog);
+		sd_notify(0, "READY=1");
 		return;
 	}
 	runner_reload(d->runner, d->srv.set->cfg);
+	const char *sock = d->srv.set->cfg->control.socket;
+	if (!d->control || strcmp(control_path(d->control), sock) != 0) {
+		control_close(d->control);
+		open_control(d, sock);
+	}
 	if (newlog) {
 		struct evlog *nl;
 		if (evlog_open(newlog, &nl) == 0) {
@@ -138,6 +177,7 @@ static void on_hup(uv_signal_t *h, int signum)
 		evlog_reopen(d->log);
 	}
 	fprintf(stderr, "hikyaku: configuration reloaded from %s\n", d->config_path);
+	sd_notify(0, "READY=1");
 }
 
 int main(int argc, char **argv)
@@ -188,17 +228,22 @@ int main(int argc, char **argv)
 	int rc = evlog_open(cfg->log.file, &d.log);
 	if (rc < 0) {
 		fprintf(stderr, "hikyaku: cannot open log %s: %s\n", cfg->log.file, strerror(-rc));
-		return 1;
+		goto fail_log;
 	}
 	rc = queue_open(d.loop, cfg->queue.dir, &d.queue);
 	if (rc < 0) {
-		fprintf(stderr, "hikyaku: cannot open queue %s: %s\n", cfg->queue.dir, strerror(-rc));
-		return 1;
+		if (rc == -EBUSY)
+			fprintf(stderr, "hikyaku: queue %s is in use by another hikyaku; one daemon "
+			                "per queue directory\n", cfg->queue.dir);
+		else
+			fprintf(stderr, "hikyaku: cannot open queue %s: %s\n", cfg->queue.dir,
+			        strerror(-rc));
+		goto fail_queue;
 	}
 	rc = runner_new(d.loop, cfg, d.queue, d.log, &d.runner);
 	if (rc < 0) {
 		fprintf(stderr, "hikyaku: cannot start the queue runner: %s\n", strerror(-rc));
-		return 1;
+		goto fail_runner;
 	}
 	char err[512] = "";
 	if (server_init(&d.srv, d.loop, cfg, d.queue, d.log, err, sizeof(err)) < 0) {
@@ -211,15 +256,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	runner_load(d.runner);
+	open_control(&d, d.srv.set->cfg->control.socket);
 	uv_timer_init(d.loop, &d.deadline);
 	d.deadline.data = &d;
 	uv_signal_init(d.loop, &d.sigterm);
 	uv_signal_init(d.loop, &d.sigint);
 	uv_signal_init(d.loop, &d.sighup);
-	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	uv_signal_init(d.loop, &d.sigusr1);
+	d.sigterm.data = d.sigint.data = d.sighup.data = d.sigusr1.data = &d;
 	uv_signal_start(&d.sigterm, on_stop_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_stop_signal, SIGINT);
 	uv_signal_start(&d.sighup, on_hup, SIGHUP);
+	uv_signal_start(&d.sigusr1, on_usr1, SIGUSR1);
 
 	const struct config *c = d.srv.set->cfg;
 	for (size_t i = 0; i < c->server.nlisten; i++)
@@ -229,6 +277,8 @@ int main(int argc, char **argv)
 		        (unsigned)c->server.listen[i].port);
 	fprintf(stderr, "hikyaku: %s ready, queue %s, log %s\n", c->server.hostname, c->queue.dir,
 	        c->log.file);
+	/* systemd Type=notify: the listeners are open, mail may come. */
+	sd_notify(0, "READY=1");
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	if (d.forced) {
@@ -246,4 +296,14 @@ int main(int argc, char **argv)
 	free(d.config_path);
 	fprintf(stderr, "hikyaku: stopped\n");
 	return 0;
+
+	/* Before the loop runs: nothing to drain, release in reverse. */
+fail_runner:
+	queue_close(d.queue);
+fail_queue:
+	evlog_close(d.log);
+fail_log:
+	config_free(cfg);
+	free(d.config_path);
+	return 1;
 }

@@ -93,11 +93,11 @@ static void write_file(const char *path, const char *data, size_t len)
 static void env_full(struct queue_envelope *e, const char *id)
 {
 	static struct queue_rcpt rcpts[] = {
-		{ "alice@example.com", RCPT_PENDING },
-		{ "ユーザー@例え.jp", RCPT_DELIVERED },
-		{ "bob@example.org", RCPT_BOUNCED },
-		{ "carol@example.net", RCPT_EXPIRED },
-		{ "dave@example.net", RCPT_SUPPRESSED },
+		{ "alice@example.com", RCPT_PENDING, NULL },
+		{ "ユーザー@例え.jp", RCPT_DELIVERED, NULL },
+		{ "bob@example.org", RCPT_BOUNCED, NULL },
+		{ "carol@example.net", RCPT_EXPIRED, NULL },
+		{ "dave@example.net", RCPT_SUPPRESSED, NULL },
 	};
 
 	memset(e, 0, sizeof(*e));
@@ -560,8 +560,8 @@ END_TEST
 START_TEST(test_to_json_rejects)
 {
 	struct queue_envelope env;
-	struct queue_rcpt bad_rcpt[] = { { NULL, RCPT_PENDING } };
-	struct queue_rcpt bad_state[] = { { "a@b", (enum queue_rcpt_state)9 } };
+	struct queue_rcpt bad_rcpt[] = { { NULL, RCPT_PENDING, NULL } };
+	struct queue_rcpt bad_state[] = { { "a@b", (enum queue_rcpt_state)9, NULL } };
 	struct queue *q;
 	struct cb_rec rec = { 0, 0 };
 
