@@ -109,6 +109,7 @@ struct qmail {
 	unsigned attempts;
 	GSequenceIter *sched;
 	bool delete_requested;      /* by an administrator, during a round */
+	bool finalized;             /* its files are removed (all recipients final) */
 	int outstanding;            /* jobs of the current round */
 	bool in_round;
 	bool removed;               /* deleted from the index */
@@ -148,6 +149,8 @@ struct runner {
 	void (*stopped)(void *arg);
 	void *stopped_arg;
 	struct runner_stats stats;
+	GArray *fin_waiting;        /* struct fin_req: mails done, to be removed */
+	bool fin_busy;              /* a removal batch is on the thread pool */
 };
 
 /* The reply as the log and DSNs show it: "550 5.1.1 User unknown"; for a
@@ -426,6 +429,10 @@ static void mail_delete(struct qmail *m)
 		m->sched = NULL;
 	}
 	g_hash_table_remove(r->mails, m->env.id);
+	if (m->finalized) {
+		mail_unref(m); /* its files are gone already (mail_finalize) */
+		return;
+	}
 	struct disk_job *j = calloc(1, sizeof(*j));
 	j->work.data = j;
 	j->r = r;
@@ -433,6 +440,105 @@ static void mail_delete(struct qmail *m)
 	snprintf(j->path, sizeof(j->path), "%s/%s", r->mail_dir, m->env.id);
 	snprintf(j->path2, sizeof(j->path2), "%s/%s", r->state_dir, m->env.id);
 	uv_queue_work(r->loop, &j->work, delete_work, delete_after);
+}
+
+/*
+ * A mail whose every recipient is final, with no DSN owed, needs no state
+ * file: removing it from the spool is the durable record that it is done
+ * (a restart cannot resend what is not there). Removals are grouped like
+ * queue commits: every mail finished while a batch is on the thread pool
+ * joins the next one, and a batch costs one directory fsync.
+ */
+struct fin_req {
+	struct qmail *m;
+	void (*cb)(struct qmail *m, void *arg);
+	void *arg;
+	int status;
+};
+
+struct fin_batch {
+	uv_work_t work;
+	struct runner *r;
+	GArray *reqs;               /* struct fin_req */
+};
+
+static void fin_work(uv_work_t *w)
+{
+	struct fin_batch *b = w->data;
+	char p[PATH_MAX + QUEUE_ID_LEN + 2];
+	for (guint i = 0; i < b->reqs->len; i++) {
+		struct fin_req *q = &g_array_index(b->reqs, struct fin_req, i);
+		snprintf(p, sizeof(p), "%s/%s", b->r->mail_dir, q->m->env.id);
+		if (unlink(p) < 0 && errno != ENOENT)
+			q->status = -errno;
+		/* The state file may stay behind if this fails: without its mail
+		 * it is an orphan, removed at the next start. */
+		snprintf(p, sizeof(p), "%s/%s", b->r->state_dir, q->m->env.id);
+		unlink(p);
+	}
+	int dfd = open(b->r->mail_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = dfd < 0 || fsync(dfd) < 0 ? -errno : 0;
+	if (dfd >= 0)
+		close(dfd);
+	for (guint i = 0; rc < 0 && i < b->reqs->len; i++)
+		g_array_index(b->reqs, struct fin_req, i).status = rc;
+}
+
+static void fin_start(struct runner *r);
+
+static void fin_after(uv_work_t *w, int status)
+{
+	struct fin_batch *b = w->data;
+	struct runner *r = b->r;
+	for (guint i = 0; i < b->reqs->len; i++) {
+		struct fin_req *q = &g_array_index(b->reqs, struct fin_req, i);
+		if (q->status == 0 && status == 0) {
+			q->m->finalized = true;
+			q->cb(q->m, q->arg);
+		} else {
+			/* Not surely gone: record the outcome in the state file
+			 * instead, so that a restart does not send it again. */
+			state_save(q->m, q->cb, q->arg);
+		}
+		mail_unref(q->m);
+	}
+	g_array_free(b->reqs, TRUE);
+	free(b);
+	r->fin_busy = false;
+	if (r->fin_waiting->len)
+		fin_start(r);
+}
+
+static void fin_start(struct runner *r)
+{
+	struct fin_batch *b = calloc(1, sizeof(*b));
+	b->work.data = b;
+	b->r = r;
+	b->reqs = r->fin_waiting;
+	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
+	r->fin_busy = true;
+	if (uv_queue_work(r->loop, &b->work, fin_work, fin_after) < 0)
+		fin_after(&b->work, -1);
+}
+
+static void mail_finalize(struct qmail *m, void (*cb)(struct qmail *m, void *arg), void *arg)
+{
+	struct runner *r = m->r;
+	struct fin_req q = { m, cb, arg, 0 };
+	m->refs++;
+	g_array_append_val(r->fin_waiting, q);
+	if (!r->fin_busy)
+		fin_start(r);
+}
+
+static bool all_final(const struct qmail *m)
+{
+	if (m->failures && m->failures->len)
+		return false;
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		if (m->env.rcpts[i].state == RCPT_PENDING)
+			return false;
+	return true;
 }
 
 static void read_work(uv_work_t *w)
@@ -773,7 +879,11 @@ static void txn_finish(struct txn *t)
 			break;
 		}
 	}
-	state_save(m, txn_logged, t);
+	/* Nothing is logged before the outcome is on disk (SPEC §5). */
+	if (all_final(m) && !m->writing && !m->delete_requested)
+		mail_finalize(m, txn_logged, t);
+	else
+		state_save(m, txn_logged, t);
 }
 
 static void dconn_after_txn(struct dconn *dc, bool reusable);
@@ -2219,6 +2329,7 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	snprintf(path, sizeof(path), "%s/mail", queue_dir(q));
 	r->mail_dir = strdup(path);
 	r->schedule = g_sequence_new(NULL);
+	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
 	r->dests = g_hash_table_new(g_str_hash, g_str_equal);
 	uv_mutex_init(&r->supp_lock);
@@ -2353,6 +2464,8 @@ void runner_free(struct runner *r)
 	}
 	if (r->schedule)
 		g_sequence_free(r->schedule);
+	if (r->fin_waiting)
+		g_array_free(r->fin_waiting, TRUE);
 	if (r->dns)
 		dns_resolver_free(r->dns);
 	if (r->supp)
