@@ -548,10 +548,6 @@ int ctl_suppression(const struct config *cfg, struct evlog *log, int argc, char 
 		return cmd_import(cfg, log, argc, argv);
 	if (strcmp(cmd, "export") == 0)
 		return cmd_export(cfg, argc, argv);
-	if (strcmp(cmd, "ingest") == 0) {
-		fprintf(stderr, "ingest: not implemented here\n");
-		return 2;
-	}
 	fprintf(stderr, "hikyakuctl: unknown suppression command \"%s\"; "
 	        "try hikyakuctl suppression --help.\n", cmd);
 	return 2;

@@ -7,7 +7,7 @@
  *	hikyakuctl suppression remove ADDRESS
  *	hikyakuctl suppression import FILE.csv   ("-" reads stdin)
  *	hikyakuctl suppression export            (CSV on stdout)
- *	hikyakuctl suppression ingest            (a DSN on stdin; not here yet)
+ *	(suppression ingest, a DSN on stdin, is in ctl/hikyakuctl.c)
  * DESCRIPTION
  *	ctl_suppression() runs one subcommand; argv[0] is "suppression". It
  *	works on the database [suppression] db names, at the same time as

@@ -53,7 +53,8 @@ static void usage(FILE *fp)
 {
 	fprintf(fp, "usage: hikyaku [-c FILE] [--check]\n"
 	            "  -c FILE   configuration file (default: $HIKYAKU_CONFIG or %s)\n"
-	            "  --check   validate the configuration and exit (0 valid, 2 invalid)\n",
+	            "  --check   validate the configuration and exit (0 valid, 2 invalid)\n"
+	            "  -V        print the version\n",
 	        "/etc/hikyaku/hikyaku.conf");
 }
 
