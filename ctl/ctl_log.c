@@ -287,14 +287,30 @@ static ssize_t raw_field(const char *line, size_t len, const char *pat, size_t p
  * The cheap pre-filter: false when the line cannot match, decided from
  * its bytes. Every test errs on the side of parsing.
  */
-static bool may_match(const struct filter *f, const char *line, size_t len)
+static bool may_match(struct filter *f, const char *line, size_t len)
 {
-	const char *v;
-	ssize_t n;
+	const char *v, *qv;
+	ssize_t n, qvn;
 
-	/* A line with the --from address may be a "received" to remember. */
-	if (f->from && (!f->from_raw || strcasestr(line, f->from)))
-		return true;
+	/* A line with the --from address may be a "received" to remember.
+	 * Written plainly, it is remembered here without parsing (a shop
+	 * sends most of its mail from one address: these are most lines);
+	 * then the other filters decide about the line itself. */
+	if (f->from && (!f->from_raw || strcasestr(line, f->from))) {
+		if (!f->from_raw || !memmem(line, len, PAT("\"event\":\"received\"")))
+			return true;
+		n = raw_field(line, len, PAT("\"from\":\""), &v);
+		qvn = raw_field(line, len, PAT("\"queue_id\":\""), &qv);
+		if (n < 0 || qvn <= 0 || qvn > 64)
+			return true;
+		if ((size_t)n == strlen(f->from) && strncasecmp(v, f->from, (size_t)n) == 0) {
+			char id[65];
+			memcpy(id, qv, (size_t)qvn);
+			id[qvn] = '\0';
+			if (!g_hash_table_contains(f->from_ids, id))
+				g_hash_table_add(f->from_ids, g_strdup(id));
+		}
+	}
 	if (f->queue_id && !memmem(line, len, f->queue_id, strlen(f->queue_id)))
 		return false;
 	if (f->to_raw && !strcasestr(line, f->to))
