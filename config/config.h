@@ -125,6 +125,7 @@ struct config {
 		uint64_t retry_min_ms;
 		uint64_t retry_max_ms;
 		uint64_t lifetime_ms;
+		uint64_t max_size;              /* bytes of mail queued at most; 0: no cap */
 	} queue;
 
 	struct {

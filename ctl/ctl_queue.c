@@ -46,7 +46,7 @@ static void human_size(long long n, char *out, size_t cap)
 {
 	static const char units[] = "KMGT";
 	if (n < 1024) {
-		snprintf(out, cap, "%lld", n);
+		snprintf(out, cap, "%lld B", n);
 		return;
 	}
 	double v = (double)n;
@@ -258,8 +258,9 @@ static int queue_list(const struct config *cfg, bool as_json)
 		        cfg->queue.dir);
 		int e = queue_spool_read(cfg->queue.dir, &mails);
 		if (e < 0) {
-			fprintf(stderr, "hikyakuctl: cannot read the spool %s: %s.\n", cfg->queue.dir,
-			        strerror(-e));
+			fprintf(stderr, "hikyakuctl: cannot read the spool %s: %s%s.\n", cfg->queue.dir,
+			        strerror(-e), e == -EACCES ? " (it is readable by root and the daemon's "
+			        "user only)" : "");
 			return 2;
 		}
 	} else if (rc != CTL_OK) {

@@ -150,6 +150,7 @@ struct runner {
 	void *stopped_arg;
 	struct runner_stats stats;
 	GArray *fin_waiting;        /* struct fin_req: mails done, to be removed */
+	uint64_t queued_bytes;      /* sum of env.size over the index */
 	bool fin_busy;              /* a removal batch is on the thread pool */
 };
 
@@ -429,6 +430,7 @@ static void mail_delete(struct qmail *m)
 		m->sched = NULL;
 	}
 	g_hash_table_remove(r->mails, m->env.id);
+	r->queued_bytes -= m->env.size;
 	if (m->finalized) {
 		mail_unref(m); /* its files are gone already (mail_finalize) */
 		return;
@@ -2130,6 +2132,7 @@ void runner_add(struct runner *r, const struct queue_envelope *env)
 		return;
 	}
 	g_hash_table_insert(r->mails, m->env.id, m);
+	r->queued_bytes += m->env.size;
 	r->stats.queued = g_hash_table_size(r->mails);
 	schedule_mail(m, clock_now_ms());
 }
@@ -2224,6 +2227,7 @@ static void load_after(uv_work_t *w, int status)
 			continue;
 		}
 		g_hash_table_insert(r->mails, m->env.id, m);
+		r->queued_bytes += m->env.size;
 		if (mail_done(m))
 			mail_delete(m);
 		else
@@ -2624,4 +2628,9 @@ json_t *runner_status(struct runner *r)
 	}
 	json_object_set_new(o, "service", svc);
 	return o;
+}
+
+uint64_t runner_queued_bytes(const struct runner *r)
+{
+	return r->queued_bytes;
 }

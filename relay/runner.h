@@ -86,6 +86,8 @@ json_t *runner_queue_show(struct runner *r, const char *id);
 int runner_queue_retry(struct runner *r, const char *id);
 int runner_queue_delete(struct runner *r, const char *id);
 json_t *runner_status(struct runner *r);
+/* The bytes of mail in the index (what the spool holds). */
+uint64_t runner_queued_bytes(const struct runner *r);
 /* Pure helpers, exposed for tests. */
 uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt);
 

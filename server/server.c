@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "relay/runner.h"
 #include "server/auth.h"
 #include "util/tls.h"
 
@@ -129,6 +130,46 @@ static void listener_close(struct listener *l)
 	uv_close((uv_handle_t *)&l->tcp, listener_closed);
 }
 
+#define SPACE_CHECK_MS 1000
+
+static void space_done(uv_fs_t *req)
+{
+	struct server *srv = req->data;
+	if (req->result == 0 && req->ptr) {
+		const uv_statfs_t *st = req->ptr;
+		srv->spool_avail = st->f_bavail * st->f_bsize;
+		srv->spool_total = st->f_blocks * st->f_bsize;
+		srv->space_known = true;
+	}
+	uv_fs_req_cleanup(req);
+	srv->space_busy = false;
+}
+
+/* statfs() may wait on the disk: it runs on the thread pool. */
+static void space_check(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+	if (srv->space_busy)
+		return;
+	srv->space_req.data = srv;
+	if (uv_fs_statfs(srv->loop, &srv->space_req, queue_dir(srv->queue), space_done) == 0)
+		srv->space_busy = true;
+}
+
+bool server_storage_ok(const struct server *srv, uint64_t size)
+{
+	const struct config *cfg = srv->set->cfg;
+	uint64_t queued = srv->committing_bytes + (srv->runner ? runner_queued_bytes(srv->runner) : 0);
+	if (cfg->queue.max_size && queued + size > cfg->queue.max_size)
+		return false;
+	if (!srv->space_known)
+		return true;
+	uint64_t reserve = 2 * cfg->server.max_message_size;
+	if (reserve > srv->spool_total / 20)
+		reserve = srv->spool_total / 20;
+	return srv->spool_avail >= reserve + size;
+}
+
 int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg, struct queue *queue,
                 struct evlog *log, char *err, size_t errlen)
 {
@@ -144,6 +185,9 @@ int server_init(struct server *srv, uv_loop_t *loop, struct config *cfg, struct 
 	srv->per_client = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	uv_timer_init(loop, &srv->drain_timer);
 	srv->drain_timer.data = srv;
+	uv_timer_init(loop, &srv->space_timer);
+	srv->space_timer.data = srv;
+	uv_timer_start(&srv->space_timer, space_check, 0, SPACE_CHECK_MS);
 	return 0;
 }
 
@@ -211,6 +255,7 @@ static void server_maybe_stopped(struct server *srv)
 		void (*cb)(struct server *) = srv->stopped;
 		srv->stopped = NULL;
 		uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+		uv_close((uv_handle_t *)&srv->space_timer, NULL);
 		cb(srv);
 	}
 }

@@ -76,6 +76,15 @@ struct server {
 	uint64_t start_time;
 	bool stopping;
 	uv_timer_t drain_timer;
+	/* Room in the spool (SPEC §5 "452 4.3.1"): the file system's free
+	 * space, read every second on the thread pool, and the bytes of mail
+	 * being committed now. */
+	uv_timer_t space_timer;
+	uv_fs_t space_req;
+	bool space_busy;
+	bool space_known;
+	uint64_t spool_avail, spool_total;
+	uint64_t committing_bytes;
 	void (*stopped)(struct server *srv);
 	struct server_stats stats;
 };
@@ -100,5 +109,12 @@ void sessions_close_all(struct server *srv);
 
 /* server.c, called by sessions */
 void server_session_gone(struct server *srv);
+/*
+ * Is there room for a mail of size bytes (0: not known yet)? No when the
+ * queue would pass [queue] max_size, or the spool's file system would
+ * keep less than a reserve: twice max_message_size, at most 1/20 of the
+ * file system (room for state files, the log and the database).
+ */
+bool server_storage_ok(const struct server *srv, uint64_t size);
 
 #endif

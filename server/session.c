@@ -70,6 +70,7 @@ struct session {
 	bool gone;                /* connection closed while waiting */
 	bool draining;            /* 421 after the current transaction */
 	bool skip_line;           /* discarding an over-long command line */
+	unsigned lines;           /* complete command lines in this read (timeouts) */
 	bool esmtp;
 	bool tls_fresh;           /* TLS just started: EHLO must come again */
 	unsigned errors;
@@ -293,6 +294,11 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	}
 	if (m.size_given && m.size > cfg_of(s)->server.max_message_size) {
 		refuse(s, NULL, R_SIZE_EXCEEDED);
+		return;
+	}
+	/* A full spool is said at once, before the client sends the data. */
+	if (!server_storage_ok(s->srv, m.size_given ? m.size : 0)) {
+		refuse(s, NULL, R_STORAGE);
 		return;
 	}
 	s->mail = m;
@@ -727,6 +733,12 @@ static void data_end(struct session *s)
 		maybe_drain(s);
 		return;
 	}
+	if (!server_storage_ok(s->srv, s->msg.len)) {
+		refuse_message(s, R_STORAGE);
+		txn_reset(s);
+		maybe_drain(s);
+		return;
+	}
 	s->arrival_ms = clock_now_ms();
 	queue_new_id(s->srv->queue, s->qid);
 	build_headers(s);
@@ -773,6 +785,8 @@ static void data_end(struct session *s)
 	s->wait = WAIT_COMMIT;
 	conn_read_stop(&s->conn);
 	int rc = env->rcpts ? queue_commit(s->srv->queue, env, parts, 2, commit_done, s) : -ENOMEM;
+	if (rc == 0)
+		s->srv->committing_bytes += env->size;
 	if (rc < 0) {
 		/* Answered here, inside the input loop: no resume, which would
 		 * re-enter it (the loop goes on by itself). */
@@ -817,6 +831,7 @@ static void commit_done(void *arg, int status)
 {
 	struct session *s = arg;
 	s->wait = WAIT_NONE;
+	s->srv->committing_bytes -= s->env.size;
 	if (status == 0) {
 		s->srv->stats.received++;
 		log_received(s);
@@ -877,6 +892,7 @@ static size_t session_step(struct session *s, const char *p, size_t n)
 	}
 	if (len && p[len - 1] == '\r')
 		len--;
+	s->lines++;
 	if (s->state == S_AUTH)
 		auth_continue(s, p, len);
 	else
@@ -939,14 +955,19 @@ static void session_resume(struct session *s)
 static void on_read(struct conn *c, const char *p, size_t n)
 {
 	struct session *s = c->data;
-	conn_timeout(c, cfg_of(s)->server.idle_timeout_ms);
 	if (s->wait != WAIT_NONE) {
 		if (buf_append(&s->in, p, n) < 0)
 			session_hangup(s, "421 4.7.0 Error: too much pipelined input");
 		conn_read_stop(c);
 		return;
 	}
+	s->lines = 0;
 	session_input(s, p, n);
+	/* The timeout runs per command (RFC 5321 §4.5.3.2), not per byte: a
+	 * client that drips a line one byte at a time has idle_timeout for
+	 * the whole line. In DATA every chunk of the message counts. */
+	if (!c->closing && (s->lines || s->state == S_DATA))
+		conn_timeout(c, cfg_of(s)->server.idle_timeout_ms);
 }
 
 static void on_eof(struct conn *c, int status)

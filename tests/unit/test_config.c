@@ -905,6 +905,23 @@ START_TEST(test_value_forms)
 	EXPECT_ERR(&d, 2, "listen: no address to listen on");
 	config_diags_free(&d);
 
+	/* [queue] max_size: a size, or 0 / empty for no cap */
+	cfg = load_ok("[queue]\nmax_size = 2G\n", &d);
+	ck_assert_uint_eq(cfg->queue.max_size, 2ull << 30);
+	config_free(cfg);
+	config_diags_free(&d);
+	cfg = load_ok("[queue]\nmax_size = 0\n", &d);
+	ck_assert_uint_eq(cfg->queue.max_size, 0);
+	config_free(cfg);
+	config_diags_free(&d);
+	cfg = load_ok("[queue]\nmax_size =\n", &d);
+	ck_assert_uint_eq(cfg->queue.max_size, 0);
+	config_free(cfg);
+	config_diags_free(&d);
+	d = load_bad("[queue]\nmax_size = lots\n");
+	EXPECT_ERR(&d, 2, "max_size: \"lots\" is not a size (bytes, or a number with K, M or G; "
+	           "0 for no limit)");
+	config_diags_free(&d);
 	/* A single value does not continue */
 	d = load_bad("[server]\nhostname = relay.example.jp\n    example.jp\n    more\n");
 	EXPECT_ERR(&d, 3, "hostname: takes one value; only lists continue on indented lines");
@@ -1396,6 +1413,7 @@ START_TEST(test_print_round_trip)
 	round_trip(full);
 	round_trip("");
 	round_trip(spec_block);
+	round_trip("[queue]\nmax_size = 512M\n");
 }
 END_TEST
 
@@ -1479,6 +1497,7 @@ START_TEST(test_print_form)
 		"retry_min = 1m\n"
 		"retry_max = 1h\n"
 		"lifetime = 5d\n"
+		"max_size = 0\n"
 		"\n"
 		"[suppression]\n"
 		"db = /var/lib/hikyaku/suppression.db\n"
