@@ -83,7 +83,7 @@ check "both mails were tried once and deferred" grep -q "\"deferred\".*\"$B\"" "
 ctl queue list >"$T/list.out" 2>&1
 check "queue list exits 0" test $? -eq 0
 expect "queue list has a header row" "$T/list.out" '^QUEUE ID +ARRIVED +SIZE +ROUTE +TRIES +NEXT TRY +FROM'
-expect "queue list shows mail A with its route, one try and the sender" "$T/list.out" "^$A +[0-9-]+ [0-9:]+ +[0-9.]+K? +direct +1 +[0-9-]+ [0-9:]+ +shop@example.jp"
+expect "queue list shows mail A with its route, one try and the sender" "$T/list.out" "^$A +[0-9-]+ [0-9:]+ +[0-9.]+( B|K|M) +direct +1 +[0-9-]+ [0-9:]+ +shop@example.jp"
 expect "queue list shows why A waits (the MX's 451)" "$T/list.out" '^    to alice@flaky.test: 451 4.3.0 Greylisted'
 expect "queue list shows why B waits (no server)" "$T/list.out" '^    to bob@dead.test: .*(refused|connect)'
 expect "queue list: a total" "$T/list.out" '^-- 2 mails, 2 recipients pending'
