@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,23 @@ int main(int argc, char **argv)
 	if (check) {
 		config_free(cfg);
 		return 0;
+	}
+
+	/* Every connection is a descriptor: take the hard limit, and say so
+	 * when even that cannot hold max_connections (accept() would fail
+	 * with EMFILE before the limit answers 421). */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		/* Room for the queue, the log, the database, DNS and deliveries. */
+		if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->server.max_connections + 256)
+			fprintf(stderr, "hikyaku: warning: the open file limit (%llu) is too low for "
+			        "max_connections = %u; raise it (LimitNOFILE= in the systemd unit)\n",
+			        (unsigned long long)rl.rlim_cur, cfg->server.max_connections);
 	}
 
 	/* Queue commits and password checks run on the thread pool; group
