@@ -920,7 +920,25 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 		return;
 	}
 	if (r->code == 354 && wanted) {
+		/* Bytes behind the 354 are a reply to a message not yet sent:
+		 * taken as its result, they would count a mail never sent as
+		 * delivered. */
+		if (c->unread > 0) {
+			struct smtp_reply why;
+			reply_none(&why, "protocol error: the server replied before receiving the "
+			           "message (data after its 354)");
+			client_abort(c, &why);
+			return;
+		}
 		write_data(c);
+		return;
+	}
+	if (wanted && r->code < 400) {
+		/* Only 354 lets the message go (RFC 5321 §4.1.1.4); any other
+		 * positive answer, 250 above all, is not a delivery. */
+		struct smtp_reply why;
+		reply_none(&why, "protocol error: %d reply to DATA, expected 354", r->code);
+		client_abort(c, &why);
 		return;
 	}
 	if (wanted) {
@@ -944,6 +962,17 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 
 static void on_dot(struct smtp_client *c, const struct smtp_reply *r)
 {
+	if (c->conn.write_queued > 0 && r->code != 421) {
+		/* The final reply came before the whole message left: it is not
+		 * an answer to the message (a 5xx may still stop it early). */
+		if (r->code < 400) {
+			struct smtp_reply why;
+			reply_none(&why, "protocol error: %d reply before the end of the message "
+			           "was sent", r->code);
+			client_abort(c, &why);
+			return;
+		}
+	}
 	c->txn.res.data = *r;
 	if (r->code == 421) {
 		/* RFC 5321 §3.8: the server closes after 421. */

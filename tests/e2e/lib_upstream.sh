@@ -304,6 +304,44 @@ for _ in range(an):
 PYEOF
 }
 
+# start_fault_peer NAME [--addr IP] [--port PORT] --mode MODE [options...]:
+# like start_upstream, with tests/e2e/fault_peer.py (a raw peer that
+# stalls, drops, answers garbage; see its --help). Its records are in
+# $T/up-NAME/ (messages.jsonl in upstream.py's format, sessions.jsonl its
+# own), so upstream_count, upstream_rcpts and upstream_eval work on it.
+start_fault_peer() {
+	UPSTREAM_PY=$ROOT/tests/e2e/fault_peer.py start_upstream "$@"
+}
+
+# heal_peer NAME: from now on fault_peer NAME behaves (SIGUSR1).
+heal_peer() {
+	local var=UP_PID_$1
+	[ -n "${!var:-}" ] && kill -USR1 "${!var}"
+}
+
+# start_dns_fault RULES_FILE: tests/e2e/dns_fault.py on 127.0.0.1:$DNSF_PORT
+# (UDP), answering SERVFAIL, NXDOMAIN or nothing for the names RULES_FILE
+# names (re-read when it changes) and forwarding the rest to dnsmasq
+# ($DNS_PORT: call start_dns first). Queries are logged in $T/dnsf.err.
+# Stopped with the upstreams.
+DNSF_PORT=""
+DNSF_PID=""
+start_dns_fault() {
+	DNSF_PORT=$($PY -c 'import socket; u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); print(u.getsockname()[1])')
+	$PY "$ROOT/tests/e2e/dns_fault.py" --listen "127.0.0.1:$DNSF_PORT" --forward "127.0.0.1:$DNS_PORT" \
+		--rules "$1" >"$T/dnsf.out" 2>"$T/dnsf.err" &
+	DNSF_PID=$!
+	UP_PIDS+=("$DNSF_PID")
+	local _
+	for _ in $(seq 1 100); do
+		grep -q '^READY$' "$T/dnsf.out" 2>/dev/null && return 0
+		kill -0 "$DNSF_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	nok "dns_fault.py starts" "$T/dnsf.err"
+	return 1
+}
+
 # cleanup_upstreams: stops every upstream and dnsmasq (runs at EXIT).
 cleanup_upstreams() {
 	stop_upstreams
