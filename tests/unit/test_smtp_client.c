@@ -650,6 +650,39 @@ START_TEST(test_data_rejected)
 }
 END_TEST
 
+/* Only 354 lets the message go: a 250 to DATA itself, or a final reply
+ * that arrives behind the 354 before the message was sent, is a protocol
+ * error (the mail is deferred), never a delivery. */
+START_TEST(test_data_premature_250)
+{
+	static const struct {
+		const char *scenario;
+		const char *text;
+	} cases[] = {
+		{ "data250", "protocol error: 250 reply to DATA, expected 354" },
+		{ "early250", "protocol error: the server replied before receiving the message "
+		              "(data after its 354)" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct peer pr;
+		struct run r;
+		peer_start(&pr, "raw_peer.py", (const char *const[]){ cases[i].scenario, NULL });
+		run_init(&r, pr.port, SCT_NONE);
+		r.msgs[0] = &simple_msg;
+		r.nmsgs = 1;
+		run_client(&r);
+		peer_stop(&pr);
+		ASSERT_OPENED(&r);
+		ck_assert_int_eq(r.done_calls, 1);
+		ck_assert_int_eq(r.res[0].rcpt[0].code, 250);
+		ck_assert_msg(r.res[0].data.code == 0, "%s: data reply %d", cases[i].scenario,
+		              r.res[0].data.code);
+		ck_assert_str_eq(r.res[0].data.text, cases[i].text);
+		ck_assert(!r.res[0].reusable);
+	}
+}
+END_TEST
+
 /* Three transactions on one connection; RSET only after the failed one. */
 START_TEST(test_reuse_and_rset)
 {
@@ -1346,6 +1379,7 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_plain_pipelined);
 	tcase_add_test(tc, test_lockstep_rcpt_replies);
 	tcase_add_test(tc, test_data_rejected);
+	tcase_add_test(tc, test_data_premature_250);
 	tcase_add_test(tc, test_reuse_and_rset);
 	tcase_add_test(tc, test_starttls_verify);
 	tcase_add_test(tc, test_starttls_wrong_name);

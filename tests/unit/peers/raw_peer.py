@@ -163,6 +163,33 @@ async def sc_stalldot(p):
     await p.hold()
 
 
+async def sc_data250(p):
+    await p.send("220 raw\r\n")
+    await p.line("EHLO")
+    await p.send("250 raw\r\n")
+    await p.line("MAIL")
+    await p.send("250 2.1.0 ok\r\n")
+    await p.line("RCPT")
+    await p.send("250 2.1.5 ok\r\n")
+    await p.line("DATA")
+    await p.send("250 2.0.0 Ok: queued as NOTHING\r\n")   # no 354: nothing was sent
+    await p.hold()
+
+
+async def sc_early250(p):
+    await p.send("220 raw\r\n")
+    await p.line("EHLO")
+    await p.send("250 raw\r\n")
+    await p.line("MAIL")
+    await p.send("250 2.1.0 ok\r\n")
+    await p.line("RCPT")
+    await p.send("250 2.1.5 ok\r\n")
+    await p.line("DATA")
+    # One write: a "final" reply behind the 354, before the message came.
+    await p.send("354 go ahead\r\n250 2.0.0 Ok: queued as EARLY\r\n")
+    await p.hold()
+
+
 async def sc_badtls(p):
     await p.send("220 raw\r\n")
     if p.n == 1:
