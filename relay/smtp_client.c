@@ -278,6 +278,30 @@ static void reply_none(struct smtp_reply *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->text, sizeof(r->text), fmt, ap);
 	va_end(ap);
+	/* An enhanced status for the log and DSNs (RFC 3463), from what
+	 * happened: the texts above are this file's own. */
+	static const struct {
+		const char *prefix, *status;
+	} kinds[] = {
+		{ "protocol error", "4.5.0" },          /* other protocol status */
+		{ "server sent data after its STARTTLS", "4.5.0" },
+		{ "timeout connecting", "4.4.1" },      /* no answer from host */
+		{ "cannot connect", "4.4.1" },
+		{ "timeout", "4.4.2" },                 /* bad connection */
+		{ "connection", "4.4.2" },
+		{ "cannot read", "4.4.2" },
+		{ "cannot write", "4.4.2" },
+		{ "TLS error", "4.4.2" },
+		{ "the server does not offer STARTTLS", "4.7.10" }, /* encryption needed */
+		{ "not sending credentials", "4.7.10" },
+		{ "the server does not offer AUTH", "4.7.8" },      /* authentication */
+		{ "the server offers no AUTH", "4.7.8" },
+	};
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strncmp(r->text, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
+			snprintf(r->status, sizeof(r->status), "%s", kinds[i].status);
+			break;
+		}
 }
 
 static bool is_2xx(int code)
@@ -595,6 +619,7 @@ static void tls_failed(struct smtp_client *c, const char *why)
 	}
 	struct smtp_reply r;
 	reply_none(&r, "%s", why);
+	snprintf(r.status, sizeof(r.status), "4.7.5"); /* cryptographic failure */
 	client_abort(c, &r);
 }
 
