@@ -64,6 +64,7 @@
 #define R_NO_POSTMASTER       "550 5.1.1 Error: no local mailbox; use postmaster@domain"
 #define R_BARE_CR             "554 5.6.0 Error: message contains a bare CR"
 #define R_BARE_LF             "554 5.6.0 Error: message contains a bare LF"
+#define R_BARE_LF_CMD         "500 5.5.2 Error: bare <LF> in a command line"
 #define R_NUL                 "554 5.6.0 Error: message contains a NUL byte"
 #define R_LONG_LINE           "554 5.6.0 Error: message has a line longer than 998 octets"
 

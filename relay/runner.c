@@ -88,6 +88,13 @@ struct dest {
 	GPtrArray *conns;           /* struct dconn *, busy and idle */
 	uint64_t paused_until;
 	char pause_reason[300];
+	/* Down: no host could be reached (connection refused, timeout, TLS,
+	 * a 4xx greeting). Until down_until the mails for it are deferred
+	 * without a connection, a file read or a disk write; the wait doubles
+	 * with each failure in a row, from retry_min up to retry_max. */
+	uint64_t down_until;
+	unsigned down_count;
+	struct smtp_reply down_rep;
 	double tokens;              /* rate bucket (service) */
 	uint64_t tokens_at;
 	uv_timer_t rate_timer;
@@ -1070,6 +1077,8 @@ static void client_opened(struct smtp_client *c, void *arg, const struct smtp_re
 {
 	struct dconn *dc = arg;
 	if (!fail) {
+		dc->d->down_count = 0;
+		dc->d->down_until = 0;
 		dc->c = c;
 		dc->tls = smtp_client_tls_active(c);
 		snprintf(dc->relay, sizeof(dc->relay), "%s", smtp_client_relay(c));
@@ -1089,6 +1098,22 @@ static void client_opened(struct smtp_client *c, void *arg, const struct smtp_re
 		return;
 	}
 	dconn_try_next(dc);
+}
+
+/*
+ * No host of d could be reached: the jobs waiting for it fail now with the
+ * same reply instead of each opening a connection that fails the same way
+ * (a destination that is down costs one attempt, not one per mail).
+ */
+static void dest_mark_down(struct dest *d, const struct smtp_reply *why)
+{
+	uint64_t now = clock_now_ms();
+	d->down_count++;
+	d->down_until = now + runner_backoff_ms(d->r->cfg, d->down_count);
+	d->down_rep = *why;
+	struct job *job;
+	while ((job = g_queue_pop_head(&d->jobs)))
+		job_fail(job, NULL, V_DEFERRED, &d->down_rep);
 }
 
 static void dconn_try_next(struct dconn *dc)
@@ -1143,7 +1168,10 @@ static void dconn_try_next(struct dconn *dc)
 	enum verdict v = dc->d->service ? V_DEFERRED : classify(dc->d, &rep);
 	if (rep.code == 0 && !rep.status[0])
 		snprintf(rep.status, sizeof(rep.status), "4.4.1");
+	struct dest *d = dc->d;
 	dconn_fail_job(dc, v, &rep);
+	if (v == V_DEFERRED)
+		dest_mark_down(d, &rep);
 }
 
 static void dns_done(void *arg, struct dns_result *res)
@@ -1412,6 +1440,12 @@ static void dest_kick(struct dest *d)
 		struct job *job;
 		while ((job = g_queue_pop_head(&d->jobs)))
 			job_fail(job, NULL, V_DEFERRED, &rep);
+		return;
+	}
+	if (d->down_until > clock_now_ms()) {
+		struct job *job;
+		while ((job = g_queue_pop_head(&d->jobs)))
+			job_fail(job, NULL, V_DEFERRED, &d->down_rep);
 		return;
 	}
 	for (guint i = 0; i < d->conns->len && !g_queue_is_empty(&d->jobs);) {
@@ -1989,9 +2023,80 @@ static void round_read_done(uv_work_t *w, int status)
 	mail_unref(m);
 }
 
+/* The destination that holds the mail back: every destination of its
+ * pending recipients is down or paused now. NULL: try it. */
+static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until)
+{
+	struct runner *r = m->r;
+	struct dest *held = NULL;
+	*until = UINT64_MAX;
+	if (m->env.route && strcmp(m->env.route, "service") == 0) {
+		struct dest *d = g_hash_table_lookup(r->dests, "service");
+		uint64_t u = d ? (d->down_until > d->paused_until ? d->down_until : d->paused_until) : 0;
+		if (u <= now)
+			return NULL;
+		*until = u;
+		return d;
+	}
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		if (m->env.rcpts[i].state != RCPT_PENDING)
+			continue;
+		char *key = rcpt_dest_key(m->env.rcpts[i].addr);
+		struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
+		free(key);
+		if (!d || d->down_until <= now)
+			return NULL;
+		if (d->down_until < *until)
+			*until = d->down_until;
+		held = d;
+	}
+	return held;
+}
+
+/*
+ * A mail held back by its destination is deferred as it stands: no file
+ * read, no connection, no state write (a restart simply tries it). It
+ * comes back when the destination may be tried again, spread over a
+ * tenth of the wait so that a large queue does not return all at once.
+ */
+static void round_skip(struct qmail *m, struct dest *d, uint64_t now, uint64_t until)
+{
+	struct runner *r = m->r;
+	struct smtp_reply rep;
+	if (d->paused_until > now)
+		reply_set(&rep, 0, "4.7.0", "delivery temporarily suspended: the delivery service is "
+		          "paused: %s", d->pause_reason);
+	else
+		reply_set(&rep, 0, d->down_rep.status[0] ? d->down_rep.status : "4.4.1",
+		          "delivery temporarily suspended: %.400s", d->down_rep.text);
+	uint64_t spread = (until - now) / 10;
+	if (spread > INT32_MAX)
+		spread = INT32_MAX;
+	uint64_t next = until + (spread ? (uint64_t)g_random_int_range(0, (gint32)spread) : 0);
+	char line[600];
+	reply_line(&rep, line, sizeof(line));
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		if (m->env.rcpts[i].state != RCPT_PENDING)
+			continue;
+		r->stats.deferred++;
+		/* Shown by "queue list" while the daemon runs; not on disk. */
+		free(m->env.rcpts[i].last);
+		m->env.rcpts[i].last = strdup(line);
+		log_outcome(r, "deferred", m, (unsigned)i, NULL, &rep, false, next);
+	}
+	schedule_mail(m, next);
+}
+
 static void round_start(struct qmail *m)
 {
 	struct runner *r = m->r;
+	uint64_t now = clock_now_ms(), until;
+	struct dest *held;
+	if (now < m->env.arrival_ms + r->cfg->queue.lifetime_ms && !m->delete_requested &&
+	    !(m->failures && m->failures->len) && (held = mail_held_by(m, now, &until))) {
+		round_skip(m, held, now, until);
+		return;
+	}
 	m->in_round = true;
 	r->rounds++;
 	m->attempts++;
@@ -2093,7 +2198,7 @@ static void sweep_cb(uv_timer_t *t)
 		/* A destination with nothing left to do is forgotten, so that a
 		 * long uptime over many recipient domains does not accumulate. */
 		if (d->njobs == 0 && d->conns->len == 0 && d->paused_until <= now &&
-		    !d->rate_timer_on) {
+		    d->down_until <= now && !d->rate_timer_on) {
 			g_hash_table_iter_remove(&it);
 			uv_close((uv_handle_t *)&d->rate_timer, dest_closed);
 		}

@@ -320,10 +320,25 @@ static bool cmd_safe(const char *s, bool allow_space)
 	return true;
 }
 
-/* An address inside <...>: also no angle brackets (RFC 5321 §4.1.2). */
+/*
+ * An address inside <...>: no control character anywhere; a space or an
+ * angle bracket only inside a quoted local part ("john doe"@example.com,
+ * RFC 5321 §4.1.2 Quoted-string), which the listener accepts too.
+ */
 static bool addr_safe(const char *s)
 {
-	return cmd_safe(s, false) && !strpbrk(s, "<>");
+	if (!cmd_safe(s, true))
+		return false;
+	const char *p = s;
+	if (*p == '"') {
+		for (p++; *p && *p != '"'; p++)
+			if (*p == '\\' && p[1])
+				p++;
+		if (*p != '"')
+			return false;
+		p++;
+	}
+	return !strpbrk(p, " <>");
 }
 
 static char *dup_or_null(const char *s)

@@ -71,6 +71,7 @@ struct session {
 	bool draining;            /* 421 after the current transaction */
 	bool skip_line;           /* discarding an over-long command line */
 	unsigned lines;           /* complete command lines in this read (timeouts) */
+	bool write_blocked;       /* reading stopped until the replies drain */
 	bool esmtp;
 	bool tls_fresh;           /* TLS just started: EHLO must come again */
 	unsigned errors;
@@ -868,6 +869,16 @@ static size_t session_step(struct session *s, const char *p, size_t n)
 		return used;
 	}
 	const char *lf = memchr(p, '\n', n);
+	bool bare = false;
+	if (cfg_of(s)->server.bare_lf == BARE_LF_REJECT) {
+		/* RFC 5321 §2.3.8: only CRLF ends a line. A bare LF does not end
+		 * the command, so "RCPT TO:<a@b>\nRCPT TO:<c@d>\r\n" is one
+		 * line, refused whole, never two commands. */
+		while (lf && (lf == p || lf[-1] != '\r')) {
+			bare = true;
+			lf = memchr(lf + 1, '\n', n - (size_t)(lf + 1 - p));
+		}
+	}
 	if (!lf) {
 		if (n > CMD_LINE_MAX) {
 			if (!s->skip_line) {
@@ -887,6 +898,12 @@ static size_t session_step(struct session *s, const char *p, size_t n)
 	}
 	if (len > CMD_LINE_MAX) {
 		reply(s, R_LINE_TOO_LONG);
+		count_error(s);
+		return used;
+	}
+	if (bare) {
+		s->lines++;
+		reply(s, R_BARE_LF_CMD);
 		count_error(s);
 		return used;
 	}
@@ -934,9 +951,25 @@ static void session_input(struct session *s, const char *p, size_t n)
 		}
 	}
 	session_flush(s);
-	if (s->out.len == 0 && s->conn.write_queued > OUTPUT_MAX)
-		conn_read_stop(&s->conn); /* a client that does not read its replies */
+	if (s->out.len == 0 && s->conn.write_queued > OUTPUT_MAX) {
+		/* A client that does not read its replies: read no more from it
+		 * until they have left (on_drain), so its replies cannot pile up. */
+		s->write_blocked = true;
+		conn_read_stop(&s->conn);
+	}
 	maybe_drain(s);
+}
+
+static void on_drain(struct conn *c)
+{
+	struct session *s = c->data;
+	if (!s->write_blocked)
+		return;
+	s->write_blocked = false;
+	if (s->wait == WAIT_NONE && !c->closing) {
+		conn_read_start(c);
+		session_input(s, "", 0); /* what was read before the stop */
+	}
 }
 
 static void session_resume(struct session *s)
@@ -944,7 +977,7 @@ static void session_resume(struct session *s)
 	if (s->conn.closing)
 		return;
 	session_input(s, "", 0);
-	if (s->wait == WAIT_NONE && !s->conn.closing) {
+	if (s->wait == WAIT_NONE && !s->conn.closing && !s->write_blocked) {
 		conn_read_start(&s->conn);
 		conn_timeout(&s->conn, cfg_of(s)->server.idle_timeout_ms);
 	}
@@ -1046,6 +1079,7 @@ static const struct conn_ops session_ops = {
 	.on_tls = on_tls,
 	.on_close = on_close,
 	.on_timeout = on_timeout,
+	.on_drain = on_drain,
 };
 
 static bool client_allowed(const struct config *cfg, const struct sockaddr *sa)

@@ -53,10 +53,16 @@ static void conn_write_cb(uv_write_t *req, int status)
 {
 	struct conn_write_req *w = (struct conn_write_req *)req;
 	struct conn *c = w->c;
+	size_t before = c->write_queued;
 	c->write_queued -= w->len;
 	free(w);
-	if (status < 0 && status != UV_ECANCELED && !c->closing && c->ops->on_eof)
+	if (status < 0 && status != UV_ECANCELED && !c->closing && c->ops->on_eof) {
 		c->ops->on_eof(c, status);
+		return;
+	}
+	if (!c->closing && c->ops->on_drain && before > CONN_LOW_WATER &&
+	    c->write_queued <= CONN_LOW_WATER)
+		c->ops->on_drain(c);
 }
 
 static int conn_send_raw(struct conn *c, const void *p, size_t n)

@@ -47,7 +47,12 @@ struct conn_ops {
 	void (*on_tls)(struct conn *c, int status);
 	void (*on_close)(struct conn *c);
 	void (*on_timeout)(struct conn *c);
+	/* Optional: the bytes queued for writing fell to CONN_LOW_WATER or
+	 * below (back-pressure: a reader stopped for a slow client resumes). */
+	void (*on_drain)(struct conn *c);
 };
+
+#define CONN_LOW_WATER ((size_t)64 << 10)
 
 struct conn {
 	uv_tcp_t tcp;

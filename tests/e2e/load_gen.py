@@ -6,14 +6,16 @@ usage:
   load_gen.py idle HOST PORT N
       open N connections, read each greeting, print "READY n" (how many
       got one), then hold them until stdin is closed; print "CLOSED".
-  load_gen.py send HOST PORT N CONCURRENCY TAG RESULTS [--retry]
+  load_gen.py send HOST PORT N CONCURRENCY TAG RESULTS [--retry] [--rcpt ADDR]
       submit N mails (1 KiB, header "X-Load-Tag: TAG-i"), CONCURRENCY
       sessions at a time, a new connection per mail. RESULTS gets one line
       per mail: "TAG-i OK QUEUEID" for a 250 after DATA, else
       "TAG-i FAIL reason". With --retry, a mail that failed for any reason
       (connection refused or reset: the relay was killed) is submitted
       again until it gets its 250, as a shop application would; RESULTS
-      then lists each mail once, with the attempts it took.
+      then lists each mail once, with the attempts it took. --rcpt: the
+      recipient (default customer@dest.test); "{i}" in it is the mail's
+      number.
 """
 import asyncio
 import sys
@@ -31,7 +33,7 @@ async def read_reply(reader):
             return lines
 
 
-async def one_mail(host, port, tag, timeout=30):
+async def one_mail(host, port, tag, rcpt="customer@dest.test", timeout=30):
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
         async def step(cmd, want):
@@ -46,10 +48,10 @@ async def one_mail(host, port, tag, timeout=30):
         await step(None, b"220")
         await step(b"EHLO load.test\r\n", b"250")
         await step(b"MAIL FROM:<shop@example.jp>\r\n", b"250")
-        await step(b"RCPT TO:<customer@dest.test>\r\n", b"250")
+        await step(b"RCPT TO:<%s>\r\n" % rcpt.encode(), b"250")
         await step(b"DATA\r\n", b"354")
         body = ("Subject: load %s\r\nX-Load-Tag: %s\r\nFrom: shop@example.jp\r\n"
-                "To: customer@dest.test\r\n\r\n" % (tag, tag)).encode()
+                "To: %s\r\n\r\n" % (tag, tag, rcpt)).encode()
         body += (b"x" * 76 + b"\r\n") * 12 + b".\r\n"
         last = await step(body, b"250")
         qid = last.rsplit(" ", 1)[-1]
@@ -64,7 +66,7 @@ async def one_mail(host, port, tag, timeout=30):
         writer.close()
 
 
-async def send(host, port, n, conc, tag, results, retry):
+async def send(host, port, n, conc, tag, results, retry, rcpt):
     todo = asyncio.Queue()
     for i in range(n):
         todo.put_nowait(("%s-%d" % (tag, i), 1))
@@ -77,7 +79,7 @@ async def send(host, port, n, conc, tag, results, retry):
             except asyncio.QueueEmpty:
                 return
             try:
-                qid = await one_mail(host, port, t)
+                qid = await one_mail(host, port, t, rcpt.replace("{i}", t.rsplit("-", 1)[1]))
                 out[t] = "%s OK %s %d" % (t, qid, attempt)
             except Exception as e:  # noqa: BLE001 - every failure is a result
                 if retry and attempt < 200:
@@ -129,8 +131,10 @@ def main(argv):
         asyncio.run(idle(argv[2], int(argv[3]), int(argv[4])))
         return 0
     if len(argv) >= 8 and argv[1] == "send":
+        rest = argv[8:]
+        rcpt = rest[rest.index("--rcpt") + 1] if "--rcpt" in rest else "customer@dest.test"
         asyncio.run(send(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), argv[6], argv[7],
-                         "--retry" in argv[8:]))
+                         "--retry" in rest, rcpt))
         return 0
     sys.stderr.write(__doc__)
     return 2

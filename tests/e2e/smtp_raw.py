@@ -10,6 +10,10 @@ usage: smtp_raw.py [--source IP] HOST PORT STEP...
   '<'        read one reply, whatever it is
   'tls'      start TLS on the socket (no certificate check)
   'eof'      expect the server to close the connection
+  'closed'   expect the server to close the connection, whatever it sends
+             first (e.g. a TLS alert); the bytes are printed as a repr
+  'drip:S:TEXT'  send TEXT (escapes as for '>') one byte per write, S
+             seconds apart
   'sleep:S'  wait S seconds
 Every reply is printed as it is read. Exit 0 when every step held, 1 if not.
 """
@@ -95,6 +99,26 @@ def main(argv):
             if c.buf or rest:
                 die("expected the connection to close, got %r" % (c.buf + rest))
             print("EOF", flush=True)
+        elif step == "closed":
+            rest = c.buf
+            try:
+                while True:
+                    data = c.sock.recv(65536)
+                    if not data:
+                        break
+                    rest += data
+            except (ConnectionResetError, ssl.SSLError):
+                pass
+            except socket.timeout:
+                die("expected the connection to close, still open; got %r" % rest)
+            print("CLOSED after %d bytes: %r" % (len(rest), rest), flush=True)
+        elif step.startswith("drip:"):
+            delay, text = step[5:].split(":", 1)
+            data = text.encode("utf-8").decode("unicode_escape").encode("latin-1")
+            for i in range(len(data)):
+                if i:
+                    time.sleep(float(delay))
+                c.sock.sendall(data[i:i + 1])
         elif step.startswith("sleep:"):
             time.sleep(float(step[6:]))
         else:

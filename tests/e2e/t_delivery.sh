@@ -80,6 +80,12 @@ send test@test.interfactory1.co.jp row3@dest.test
 send test@testinterfactory1.co.jp row4@dest.test
 check "row 1: test@interfactory1.co.jp goes through the service" wait_rcpt svc row1@dest.test
 check "row 2: test@example.com goes direct" wait_rcpt mx row2@dest.test
+
+# A quoted local part with a space (RFC 5321 Quoted-string) is taken by
+# the listener, and sent on as it is, next to a plain recipient.
+send test@example.com '"john doe"@dest.test' --to '"john doe"@dest.test,plain@dest.test'
+check "a quoted local part with a space is relayed as given" wait_rcpt mx '"john doe"@dest.test'
+check "and the plain recipient of the same mail too" wait_rcpt mx plain@dest.test
 check "row 3: a subdomain goes through the service" wait_rcpt svc row3@dest.test
 check "row 4: testinterfactory1.co.jp (no dot boundary) goes direct" wait_rcpt mx row4@dest.test
 send shop@example.co.jp row5@dest.test
