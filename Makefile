@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CONFIG ?= config/hikyaku.conf
 
-.PHONY: all deps build build-asan run test unit unit-asan e2e clean
+.PHONY: all deps build build-asan run test unit unit-asan e2e bench clean
 
 all: build
 
@@ -35,6 +35,11 @@ unit: build
 
 e2e: build-asan
 	@tests/e2e/run.sh build-asan
+
+# hikyaku and Postfix side by side on this machine (docs/performance.md);
+# BENCH_QUICK=1 make bench for a smoke run; parameters: top of bench/run.sh.
+bench: build
+	@bench/run.sh
 
 clean:
 	rm -rf build build-asan
