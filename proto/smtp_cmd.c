@@ -328,6 +328,14 @@ static size_t path_close(const char *s, size_t n)
  * Non-ASCII is parsed as RFC 6531 allows and reported in *has_utf8; the
  * caller decides whether it is permitted.
  */
+static bool bytes_high(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return true;
+	return false;
+}
+
 static enum smtp_parse_status parse_path(const char *str, size_t n, char *out, size_t *out_len,
                                          bool *has_utf8)
 {
@@ -621,7 +629,9 @@ enum smtp_parse_status smtp_mail_parse(const char *arg, size_t len, struct smtp_
 		memset(out, 0, sizeof(*out));
 		return st;
 	}
-	out->has_utf8 = has_utf8;
+	/* The address's own: a UTF-8 source route (needs SMTPUTF8 all the
+	 * same, above) is dropped and says nothing about the address. */
+	out->has_utf8 = bytes_high(out->addr, out->addr_len);
 	return SMTP_PARSE_OK;
 }
 
@@ -658,7 +668,9 @@ enum smtp_parse_status smtp_rcpt_parse(const char *arg, size_t len, bool utf8, s
 		memset(out, 0, sizeof(*out));
 		return st;
 	}
-	out->has_utf8 = has_utf8;
+	/* The address's own: a UTF-8 source route (needs SMTPUTF8 all the
+	 * same, above) is dropped and says nothing about the address. */
+	out->has_utf8 = bytes_high(out->addr, out->addr_len);
 	return SMTP_PARSE_OK;
 }
 

@@ -233,6 +233,9 @@ static void text_append(struct smtp_reply *r, const char *p, size_t n)
 		unsigned char ch = (unsigned char)p[i];
 		r->text[len++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
 	}
+	/* Cut short at a blank inside the line: no blank at the end either. */
+	while (len > 0 && r->text[len - 1] == ' ')
+		len--;
 	r->text[len] = '\0';
 }
 
