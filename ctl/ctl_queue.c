@@ -249,28 +249,47 @@ static int print_mail(const json_t *m)
 
 /* ---- commands -------------------------------------------------------- */
 
+/*
+ * The daemon's view of the queue (one mail when id is set), or, when no
+ * daemon answers, the same view read from the spool. 0 with *out set,
+ * else the exit status (a message is printed).
+ */
+static int queue_fetch(const struct config *cfg, const char *id, json_t **out)
+{
+	json_t *ans = NULL;
+	json_t *req = id ? json_pack("{s:s,s:s}", "cmd", "queue.show", "id", id)
+	                 : json_pack("{s:s}", "cmd", "queue.list");
+	int rc = ask(cfg, req, &ans, true);
+	if (rc == CTL_OK) {
+		if (!json_is_true(json_object_get(ans, "ok")))
+			return refused(ans);
+		*out = json_incref(json_object_get(ans, id ? "mail" : "mails"));
+		json_decref(ans);
+		return 0;
+	}
+	if (rc != CTL_DOWN)
+		return 2;
+	const char *dir = cfg->queue.dir;
+	fprintf(stderr, "hikyakuctl: hikyaku is not running; read from the spool %s\n", dir);
+	int e = id ? queue_spool_show(dir, id, out) : queue_spool_read(dir, out);
+	if (e == -ENOENT && id) {
+		fprintf(stderr, "hikyakuctl: no mail %s in the queue.\n", id);
+		return 1;
+	}
+	if (e < 0) {
+		fprintf(stderr, "hikyakuctl: cannot read the spool %s: %s%s.\n", dir, strerror(-e),
+		        e == -EACCES ? " (it is readable by root and the daemon's user only)" : "");
+		return 2;
+	}
+	return 0;
+}
+
 static int queue_list(const struct config *cfg, bool as_json)
 {
-	json_t *ans = NULL, *mails = NULL;
-	int rc = ask(cfg, json_pack("{s:s}", "cmd", "queue.list"), &ans, true);
-	if (rc == CTL_DOWN) {
-		fprintf(stderr, "hikyakuctl: hikyaku is not running; read from the spool %s\n",
-		        cfg->queue.dir);
-		int e = queue_spool_read(cfg->queue.dir, &mails);
-		if (e < 0) {
-			fprintf(stderr, "hikyakuctl: cannot read the spool %s: %s%s.\n", cfg->queue.dir,
-			        strerror(-e), e == -EACCES ? " (it is readable by root and the daemon's "
-			        "user only)" : "");
-			return 2;
-		}
-	} else if (rc != CTL_OK) {
-		return 2;
-	} else if (!json_is_true(json_object_get(ans, "ok"))) {
-		return refused(ans);
-	} else {
-		mails = json_incref(json_object_get(ans, "mails"));
-		json_decref(ans);
-	}
+	json_t *mails = NULL;
+	int rc = queue_fetch(cfg, NULL, &mails);
+	if (rc)
+		return rc;
 	rc = as_json ? print_json(mails) : print_list(mails);
 	json_decref(mails);
 	return rc;
@@ -278,29 +297,10 @@ static int queue_list(const struct config *cfg, bool as_json)
 
 static int queue_show(const struct config *cfg, const char *id, bool as_json)
 {
-	json_t *ans = NULL, *mail = NULL;
-	int rc = ask(cfg, json_pack("{s:s,s:s}", "cmd", "queue.show", "id", id), &ans, true);
-	if (rc == CTL_DOWN) {
-		fprintf(stderr, "hikyakuctl: hikyaku is not running; read from the spool %s\n",
-		        cfg->queue.dir);
-		int e = queue_spool_show(cfg->queue.dir, id, &mail);
-		if (e == -ENOENT) {
-			fprintf(stderr, "hikyakuctl: no mail %s in the queue.\n", id);
-			return 1;
-		}
-		if (e < 0) {
-			fprintf(stderr, "hikyakuctl: cannot read %s from the spool %s: %s.\n", id,
-			        cfg->queue.dir, strerror(-e));
-			return 2;
-		}
-	} else if (rc != CTL_OK) {
-		return 2;
-	} else if (!json_is_true(json_object_get(ans, "ok"))) {
-		return refused(ans);
-	} else {
-		mail = json_incref(json_object_get(ans, "mail"));
-		json_decref(ans);
-	}
+	json_t *mail = NULL;
+	int rc = queue_fetch(cfg, id, &mail);
+	if (rc)
+		return rc;
 	rc = as_json ? print_json(mail) : print_mail(mail);
 	json_decref(mail);
 	return rc;
