@@ -194,8 +194,21 @@ struct counts {
 	unsigned long lines, records, other, foreign, malformed, old;
 };
 
+/*
+ * mktime() asks the time zone file each time (glibc stats /etc/localtime
+ * when TZ is unset): a 1 GB log would spend seconds in the kernel. The
+ * local time of the hour a line falls in is kept instead.
+ */
+struct hour_cache {
+	bool valid;
+	int rc;
+	int mon, mday, hour;
+	int64_t ref_ms, base_ms;
+};
+
 struct survey {
 	GHashTable *addrs;      /* folded address -> struct addr */
+	struct hour_cache hc;
 	struct dtab delivered;
 	int64_t since_ms;       /* INT64_MIN: no --since */
 	struct counts c;
@@ -258,6 +271,30 @@ static void note_failure(struct survey *s, const char *to, size_t n, int64_t ts,
 /* Lines                                                            */
 /* ---------------------------------------------------------------- */
 
+static int line_time(struct survey *s, const struct pflog_time *t, int64_t *ms)
+{
+	struct hour_cache *c = &s->hc;
+
+	if (t->zoned)
+		return pflog_time_ms(t, s->ref_ms, ms);
+	if (!c->valid || c->mon != t->mon || c->mday != t->mday || c->hour != t->hour ||
+	    c->ref_ms != s->ref_ms) {
+		struct pflog_time h = *t;
+
+		h.min = h.sec = h.usec = 0;
+		c->rc = pflog_time_ms(&h, s->ref_ms, &c->base_ms);
+		c->valid = true;
+		c->mon = t->mon;
+		c->mday = t->mday;
+		c->hour = t->hour;
+		c->ref_ms = s->ref_ms;
+	}
+	if (c->rc < 0)
+		return -1;
+	*ms = c->base_ms + (int64_t)(t->min * 60 + t->sec) * 1000 + t->usec / 1000;
+	return 0;
+}
+
 static void postfix_line(struct survey *s, const char *line, size_t len)
 {
 	struct pflog_record r;
@@ -270,7 +307,7 @@ static void postfix_line(struct survey *s, const char *line, size_t len)
 	case PFLOG_MALFORMED: s->c.malformed++; return;
 	case PFLOG_DELIVERY: break;
 	}
-	if (pflog_time_ms(&r.time, s->ref_ms, &ts) < 0) {
+	if (line_time(s, &r.time, &ts) < 0) {
 		s->c.malformed++;
 		return;
 	}
@@ -312,20 +349,27 @@ static const char *jstr(json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* The value of "event" when the line has it written plainly, else NULL. */
-static bool raw_event(const char *line, size_t len, const char **ev, size_t *evn)
+/*
+ * The value of the string member KEY of a compact JSON line (pat is
+ * "\"KEY\":\""), without parsing it: only when written plainly, without
+ * an escape. A quote inside a string value is always escaped, so the
+ * pattern cannot start inside one.
+ */
+static bool raw_field(const char *line, size_t len, const char *pat, const char **v, size_t *vn)
 {
-	static const char pat[] = "\"event\":\"";
-	const char *p = memmem(line, len, pat, sizeof(pat) - 1), *e;
+	size_t pn = strlen(pat);
+	const char *p = memmem(line, len, pat, pn), *e;
 
 	if (!p)
 		return false;
-	p += sizeof(pat) - 1;
-	e = memchr(p, '"', (size_t)(line + len - p));
-	if (!e)
+	p += pn;
+	for (e = p; e < line + len && *e != '"'; e++)
+		if (*e == '\\')
+			return false;
+	if (e == line + len)
 		return false;
-	*ev = p;
-	*evn = (size_t)(e - p);
+	*v = p;
+	*vn = (size_t)(e - p);
 	return true;
 }
 
@@ -338,14 +382,33 @@ static void hikyaku_line(struct survey *s, const char *line, size_t len)
 	uint64_t key;
 	bool delivered = false, bounced = false, learned = false;
 
-	/* Most lines are "received" and the like: not parsed at all. */
-	if (raw_event(line, len, &ev, &evn)) {
+	/* Most lines are "received" and "delivered": not parsed at all
+	 * when their fields are written plainly (util/eventlog.c writes
+	 * compact JSON). */
+	if (raw_field(line, len, "\"event\":\"", &ev, &evn)) {
+		const char *v, *t;
+		size_t vn, tn;
+		char tsbuf[40];
+
 		delivered = evn == 9 && memcmp(ev, "delivered", 9) == 0;
 		bounced = evn == 7 && memcmp(ev, "bounced", 7) == 0;
 		learned = evn == 7 && memcmp(ev, "learned", 7) == 0;
 		if (!delivered && !bounced && !learned) {
 			s->c.other++;
 			return;
+		}
+		if (delivered && raw_field(line, len, "\"ts\":\"", &t, &tn) && tn < sizeof(tsbuf) &&
+		    raw_field(line, len, "\"to\":\"", &v, &vn) && vn > 0) {
+			memcpy(tsbuf, t, tn);
+			tsbuf[tn] = '\0';
+			if (rfc3339_ms(tsbuf, &ts) == 0) {
+				s->c.records++;
+				if (ts < s->since_ms)
+					s->c.old++;
+				else
+					note_delivery(s, v, vn, ts);
+				return;
+			}
 		}
 	}
 	o = json_loadb(line, len, 0, NULL);
