@@ -30,6 +30,8 @@
 #define READ_CHUNK ((size_t)1 << 20)
 #define LINE_MAX_BYTES ((size_t)1 << 20)   /* longer lines are malformed */
 #define RESPONSE_COLUMNS 60
+#define RESPONSE_KEEP 1000                 /* bytes of a response kept (and imported) */
+#define ADDRESS_MAX 1024                   /* a longer "address" is a malformed record */
 
 /* ---------------------------------------------------------------- */
 /* Keys                                                             */
@@ -227,8 +229,19 @@ static void note_delivery(struct survey *s, const char *to, size_t n, int64_t ts
 {
 	char *f = fold(to, n);
 
-	dtab_put(&s->delivered, addr_hash(f, n), ts);
+	dtab_put(&s->delivered, addr_hash(f, strlen(f)), ts);
 	g_free(f);
+}
+
+/* At most RESPONSE_KEEP bytes, cut on a UTF-8 character boundary. */
+static size_t keep_len(const char *p, size_t n)
+{
+	if (n <= RESPONSE_KEEP)
+		return n;
+	n = RESPONSE_KEEP;
+	while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
+		n--;
+	return n;
 }
 
 static void note_failure(struct survey *s, const char *to, size_t n, int64_t ts, uint64_t key,
@@ -260,7 +273,7 @@ static void note_failure(struct survey *s, const char *to, size_t n, int64_t ts,
 		g_free(a->response);
 		a->display = g_strndup(to, n);
 		a->status = g_strndup(status, status_n);
-		a->response = resp ? g_strndup(resp, resp_n) : NULL;
+		a->response = resp ? g_strndup(resp, keep_len(resp, resp_n)) : NULL;
 		a->last_ts = ts;
 		a->last_key = key;
 		a->file = s->file;
@@ -307,7 +320,7 @@ static void postfix_line(struct survey *s, const char *line, size_t len)
 	case PFLOG_MALFORMED: s->c.malformed++; return;
 	case PFLOG_DELIVERY: break;
 	}
-	if (line_time(s, &r.time, &ts) < 0) {
+	if (r.to.n > ADDRESS_MAX || line_time(s, &r.time, &ts) < 0) {
 		s->c.malformed++;
 		return;
 	}
@@ -398,7 +411,7 @@ static void hikyaku_line(struct survey *s, const char *line, size_t len)
 			return;
 		}
 		if (delivered && raw_field(line, len, "\"ts\":\"", &t, &tn) && tn < sizeof(tsbuf) &&
-		    raw_field(line, len, "\"to\":\"", &v, &vn) && vn > 0) {
+		    raw_field(line, len, "\"to\":\"", &v, &vn) && vn > 0 && vn <= ADDRESS_MAX) {
 			memcpy(tsbuf, t, tn);
 			tsbuf[tn] = '\0';
 			if (rfc3339_ms(tsbuf, &ts) == 0) {
@@ -428,7 +441,7 @@ static void hikyaku_line(struct survey *s, const char *line, size_t len)
 		json_decref(o);
 		return;
 	}
-	if (!to || !*to) {
+	if (!to || !*to || strlen(to) > ADDRESS_MAX) {
 		s->c.malformed++;
 		json_decref(o);
 		return;
@@ -727,6 +740,27 @@ static void print_table(const struct row *rows, size_t n, size_t failures)
 		for (int c = 0; c < NCOLS; c++)
 			g_free(cells[i][c]);
 	g_free(cells);
+}
+
+/*
+ * jansson escapes the C0 controls but writes DEL and the C1 controls
+ * (U+0080..U+009F, which some terminals obey) as they are: escaped here.
+ * They occur inside strings only, so the text stays the same JSON.
+ */
+static void put_json(const char *text)
+{
+	GString *g = g_string_sized_new(strlen(text) + 16);
+
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p == 0x7f)
+			g_string_append(g, "\\u007f");
+		else if (p[0] == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+			g_string_append_printf(g, "\\u%04x", (unsigned)p[1]), p++;
+		else
+			g_string_append_c(g, (char)*p);
+	}
+	puts(g->str);
+	g_string_free(g, TRUE);
 }
 
 static json_t *json_text(const char *s)
@@ -1063,7 +1097,7 @@ int ctl_survey(const char *config_path, int argc, char **argv)
 		text = json_dumps(o, JSON_INDENT(2));
 		json_decref(o);
 		if (text)
-			puts(text);
+			put_json(text);
 		free(text);
 	} else {
 		print_table(rows, nrows, failures);

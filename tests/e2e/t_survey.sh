@@ -140,6 +140,7 @@ a, b = (json.load(open(f)) for f in sys.argv[1:3])
 strip = lambda d: [{k: v for k, v in r.items() if k != "file"} for r in d["addresses"]]
 assert strip(a) == strip(b), (strip(a), strip(b))
 assert a["failures"] == b["failures"] and a["total"] == b["total"]' "$T/a.json" "$T/b.json"
+check "--json: no raw C1 control or DEL either" sh -c "! grep -qP '[\x{80}-\x{9f}\x7f]' '$T/a.json' && grep -q 'u009b2J' '$T/a.json'"
 check "--json: the rows and their fields" $PY -c '
 import json, re, sys
 d = json.load(open(sys.argv[1]))
