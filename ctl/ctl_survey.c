@@ -504,7 +504,7 @@ static int read_file(struct survey *s, const char *name, char *buf)
 {
 	bool is_stdin = strcmp(name, "-") == 0;
 	int fd = is_stdin ? dup(0) : open(name, O_RDONLY | O_CLOEXEC);
-	struct stat st;
+	struct stat st = { 0 };
 	size_t have = 0;
 	bool skipping = false;
 	gzFile gz;
@@ -513,7 +513,9 @@ static int read_file(struct survey *s, const char *name, char *buf)
 		fprintf(stderr, "hikyakuctl: cannot read %s: %s.\n", name, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+	if (fstat(fd, &st) < 0)
+		memset(&st, 0, sizeof(st));
+	if (S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "hikyakuctl: cannot read %s: it is a directory.\n", name);
 		close(fd);
 		return -1;

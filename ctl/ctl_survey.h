@@ -32,7 +32,10 @@
  *	permanent failures for other reasons (5.7.1 policy, 5.0.0 replies
  *	without an enhanced code), which say nothing about the mailbox.
  *	Postfix's own bounce notices are deliveries to the envelope sender
- *	and are read as such: they concern the sender's address only.
+ *	and are read as such: they concern the sender's address only. With
+ *	orig_to= (an address rewritten by an alias or canonical map), the
+ *	address delivered to (to=) is the one that counts: an alias may
+ *	stand for several mailboxes, of which only one bounced.
  *
  *	Output: an aligned table (address, failures counted, first and last
  *	failure in local time, status and response of the last one) sorted
