@@ -162,14 +162,18 @@ assert l["malformed"] == 3 and l["foreign"] == 1 and l["read"] > 600, l
 
 # --since: only what is at most DUR old.
 {
-	echo "$(date -d '-3 hours' '+%b %d %H:%M:%S') mail postfix/smtp[1]: 1A2B3C4D5E: to=<since.old@dest.test>, relay=mx[192.0.2.1]:25, delay=1, delays=1/0/0/0, dsn=5.1.1, status=bounced (host mx said: 550 5.1.1 no such user (in reply to RCPT TO command))"
-	echo "$(date -d '-10 min' '+%b %d %H:%M:%S') mail postfix/smtp[1]: 1A2B3C4D5F: to=<since.new@dest.test>, relay=mx[192.0.2.1]:25, delay=1, delays=1/0/0/0, dsn=5.1.1, status=bounced (host mx said: 550 5.1.1 no such user (in reply to RCPT TO command))"
+	echo "$(LC_ALL=C date -d '-3 hours' '+%b %d %H:%M:%S') mail postfix/smtp[1]: 1A2B3C4D5E: to=<since.old@dest.test>, relay=mx[192.0.2.1]:25, delay=1, delays=1/0/0/0, dsn=5.1.1, status=bounced (host mx said: 550 5.1.1 no such user (in reply to RCPT TO command))"
+	echo "$(LC_ALL=C date -d '-10 min' '+%b %d %H:%M:%S') mail postfix/smtp[1]: 1A2B3C4D5F: to=<since.new@dest.test>, relay=mx[192.0.2.1]:25, delay=1, delays=1/0/0/0, dsn=5.1.1, status=bounced (host mx said: 550 5.1.1 no such user (in reply to RCPT TO command))"
 } >"$T/logs/recent.log"
 ctl suppression survey --since 1h "$T/logs/recent.log" >"$T/since.out" 2>&1
 expect "--since 1h keeps a bounce 10 minutes old" "$T/since.out" '^since\.new@dest\.test '
 expect_not "--since 1h drops one 3 hours old" "$T/since.out" '^since\.old@'
 ctl suppression survey --since 4h "$T/logs/recent.log" >"$T/since4.out" 2>&1
 expect "--since 4h keeps both" "$T/since4.out" '^since\.old@dest\.test '
+
+# Standard input, compressed or not.
+ctl suppression survey - <"$T/logs/mail.log.2.gz" >"$T/stdin.out" 2>&1
+expect "a .gz file on standard input (\"-\")" "$T/stdin.out" '^Taro\.Yamada@Dest\.TEST '
 
 # The default: the configuration's [log] file.
 ctl suppression survey >"$T/default.out" 2>&1
