@@ -275,7 +275,8 @@ static bool delivery(const char *p, const char *end, struct pflog_record *r)
 			return false;
 		v = ++q;
 		if ((size_t)(v - k) == 7 && memcmp(k, "status=", 7) == 0) {
-			while (q < end && *q >= 'a' && *q <= 'z')
+			/* A word; "SOFTBOUNCE" with soft_bounce = yes. */
+			while (q < end && ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')))
 				q++;
 			r->status.p = v;
 			r->status.n = (size_t)(q - v);

@@ -80,7 +80,7 @@ enum pflog_status {
 	PFLOG_BOUNCED,
 	PFLOG_DEFERRED,
 	PFLOG_EXPIRED,
-	PFLOG_STATUS_OTHER,     /* deliverable, undeliverable (probes) ... */
+	PFLOG_STATUS_OTHER,     /* deliverable, undeliverable (probes), SOFTBOUNCE ... */
 };
 
 struct pflog_span {

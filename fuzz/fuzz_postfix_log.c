@@ -16,7 +16,7 @@
  *    writes them (queue id, to, orig_to, relay, dsn, status, response);
  *    the queue id is 5 to 32 letters and digits, the address is not
  *    empty, dsn passes pflog_dsn_valid() (class 2, 4 or 5), the status
- *    is a lower-case word and the status enum agrees with it;
+ *    is a word of letters and the status enum agrees with it;
  *  - pflog_time_ms(): a line with a zone gives a time that gmtime()
  *    turns back into its fields (but a leap second); a line without one is placed at most a
  *    day (and an hour of DST) after the reference time.
@@ -154,7 +154,8 @@ static void one_line(const uint8_t *p, size_t n)
 		CHECK(pflog_dsn_valid(r.dsn.p, r.dsn.n));
 		CHECK(inside(r.status, line, n) && r.status.n > 0 && r.status.p > r.dsn.p);
 		for (size_t i = 0; i < r.status.n; i++)
-			CHECK(r.status.p[i] >= 'a' && r.status.p[i] <= 'z');
+			CHECK((r.status.p[i] >= 'a' && r.status.p[i] <= 'z') ||
+			      (r.status.p[i] >= 'A' && r.status.p[i] <= 'Z'));
 		CHECK((r.st == PFLOG_SENT) == word_is(r.status, "sent"));
 		CHECK((r.st == PFLOG_BOUNCED) == word_is(r.status, "bounced"));
 		CHECK((r.st == PFLOG_DEFERRED) == word_is(r.status, "deferred"));

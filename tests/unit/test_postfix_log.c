@@ -127,6 +127,11 @@ START_TEST(statuses)
 		{ "Dec 02 06:49:31 mail postfix/smtp[7956]: 85CB7A7C072: to=<p@dest.test>, "
 		  "relay=none, delay=0, delays=0/0/0/0, dsn=2.1.5, status=deliverable (probe)",
 		  "2.1.5", "deliverable", PFLOG_STATUS_OTHER },
+		/* soft_bounce = yes: a 5xx kept in the queue, no bounce. */
+		{ "Dec 02 06:49:31 mail postfix/smtp[7956]: 85CB7A7C072: to=<u@dest.test>, "
+		  "relay=127.0.0.1[127.0.0.1]:25, delay=0.1, delays=0/0/0/0.1, dsn=4.1.1, "
+		  "status=SOFTBOUNCE (host 127.0.0.1[127.0.0.1] said: 550 5.1.1 User unknown (in "
+		  "reply to RCPT TO command))", "4.1.1", "SOFTBOUNCE", PFLOG_STATUS_OTHER },
 	};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
