@@ -493,7 +493,9 @@ static int write_all(int fd, const char *p, size_t n)
 /* One sentence for a reply or a failure without one. */
 static void reply_text(const struct smtp_reply *r, char *out, size_t n)
 {
-	if (r->code)
+	if (r->code && r->status[0])
+		snprintf(out, n, "%d %s %s", r->code, r->status, r->text);
+	else if (r->code)
 		snprintf(out, n, "%d %s", r->code, r->text);
 	else
 		snprintf(out, n, "%s", r->text);
