@@ -320,4 +320,13 @@ if ! $PY -c 'import socket; socket.create_connection(("127.0.0.1", 2525), 1)' 2>
 fi
 chmod 700 "$T"
 
+# ---- installed -----------------------------------------------------------------
+cmake --install "$ROOT/$BUILD" --prefix "$T/prefix" >"$T/install.out" 2>&1
+check "cmake --install puts hikyaku-sendmail in sbin/" test -x "$T/prefix/sbin/hikyaku-sendmail"
+check "and its man page in man8/" test -s "$T/prefix/share/man/man8/hikyaku-sendmail.8"
+if command -v man >/dev/null; then
+	MANWIDTH=80 man -l "$T/prefix/share/man/man8/hikyaku-sendmail.8" >"$T/man.out" 2>&1
+	expect "man hikyaku-sendmail documents exit 75" "$T/man.out" 'EX_TEMPFAIL'
+fi
+
 finish
