@@ -200,6 +200,16 @@ check "-f '': MAIL FROM:<>" msg_check mx null2@dest.test 'm["mail_from"] == ""'
 check "without -f: the From: address is the envelope sender" wait_rcpt mx nofrom@dest.test
 check "without -f: MAIL FROM:<shop@example.jp>" msg_check mx nofrom@dest.test 'm["mail_from"] == "shop@example.jp"'
 
+# ---- a slow writer (cron passes a job's output on as it comes) -------------------
+# The input is read before connecting: a pause longer than the daemon's
+# idle_timeout costs nothing.
+conf "idle_timeout = 1s" && reload
+(printf 'From: shop@example.jp\nSubject: cron job\n\nstarting\n'; sleep 3; printf 'done\n') | sm slow@dest.test >"$T/slow.out" 2>&1
+check "a writer pausing 3 s (idle_timeout 1s) gets exit 0" test $? -eq 0
+check "and the whole output arrives" wait_rcpt mx slow@dest.test
+check "both parts" msg_check mx slow@dest.test 'data(m).endswith("\r\n\r\nstarting\r\ndone\r\n")'
+conf && reload
+
 # ---- ignored flags ----------------------------------------------------------------
 printf 'From: shop@example.jp\n\nx\n' | sm -odi -oem -v -oQ/var/spool -B8BITMIME -bm -em -N never -U flags@dest.test >"$T/flags.out" 2>&1
 check "-odi -oem -v -oXXX -B8BITMIME -bm -em -N -U are accepted (exit 0)" test $? -eq 0
