@@ -330,6 +330,20 @@ if ! $PY -c 'import socket; socket.create_connection(("127.0.0.1", 2525), 1)' 2>
 fi
 chmod 700 "$T"
 
+# A small file of the callers' own with only [server] listen (the admin
+# guide's advice when the listener is not the default one).
+printf '[server]\nlisten = 127.0.0.1:%s\nhostname = web1.shop.test\n' "$PORT" >"$T/client.conf"
+printf 'Subject: client conf\n\nx\n' | "$SM" -c "$T/client.conf" client@dest.test >"$T/client.out" 2>&1
+check "a configuration with only [server] listen is enough" test $? -eq 0
+check "and its hostname names the sender" wait_rcpt mx client@dest.test
+check "USER@HOSTNAME from it" msg_check mx client@dest.test "m['mail_from'] == '$me@web1.shop.test'"
+# The first listener decides (here IPv6).
+P6=$(free_port :)
+printf '[server]\nlisten = [::1]:%s, 127.0.0.1:%s\n' "$P6" "$PORT" >"$T/v6.conf"
+printf 'x\n' | "$SM" -c "$T/v6.conf" a@dest.test >"$T/v6.out" 2>&1
+check "the first listener is used ([::1], nothing there: 75)" test $? -eq 75
+expect "and named in the sentence" "$T/v6.out" "cannot reach hikyaku at \[::1\]:$P6: "
+
 # ---- installed -----------------------------------------------------------------
 cmake --install "$ROOT/$BUILD" --prefix "$T/prefix" >"$T/install.out" 2>&1
 check "cmake --install puts hikyaku-sendmail in sbin/" test -x "$T/prefix/sbin/hikyaku-sendmail"
