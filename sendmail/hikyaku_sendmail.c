@@ -530,7 +530,9 @@ static int refused(struct job *j, const char *step, const char *rcpt, const stru
 
 	if (r->code == 0 || r->code < 500) {
 		quit(j);
-		return fail_tempo(j, r->code ? "a temporary refusal from" : "no answer from", r);
+		return fail_tempo(j, r->code == 0        ? "no answer from"
+		                     : r->code / 100 == 4 ? "a temporary refusal from"
+		                                          : "an unexpected reply from", r);
 	}
 	reply_text(r, t, sizeof(t));
 	quit(j);
@@ -591,6 +593,13 @@ static int smtp_open(struct job *j)
 	}
 	if (sm_smtp_cmd(&j->s, "DATA", REPLY_TIMEOUT_MS, &r) < 0 || r.code != 354)
 		return refused(j, "DATA", NULL, &r);
+	/* A reply already behind the 354 answers a message not yet sent. */
+	if (j->s.in_len > 0) {
+		snprintf(r.text, sizeof(r.text), "protocol error: a reply before the message was sent");
+		r.code = 0;
+		r.status[0] = '\0';
+		return refused(j, "DATA", NULL, &r);
+	}
 	if (sm_smtp_write(&j->s, j->h.out->str, j->h.out->len, WRITE_TIMEOUT_MS, &r) < 0 ||
 	    (j->hdr_end == SM_HDR_BODY && sm_smtp_write(&j->s, "\r\n", 2, WRITE_TIMEOUT_MS, &r) < 0))
 		return refused(j, "DATA", NULL, &r);

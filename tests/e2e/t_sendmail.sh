@@ -51,6 +51,14 @@ $INTERNAL
 retry_min = 1s
 retry_max = 2s"
 }
+# A "daemon" that never says a word: started now, judged at the end (the
+# reply timeout is 2 minutes).
+start_fault_peer stall --mode stall-greeting || { finish; exit 1; }
+printf '[server]\nlisten = 127.0.0.1:%s\n' "$UP_PORT_stall" >"$T/stall.conf"
+STALL_T0=$(date +%s)
+(printf 'x\n' | "$SM" -c "$T/stall.conf" a@dest.test >"$T/stall.out" 2>&1; echo $? >"$T/stall.rc") &
+STALL_PID=$!
+
 conf
 check "the test configuration is valid" "$HIKYAKU" -c "$T/hikyaku.conf" --check
 start_hikyaku || { finish; exit 1; }
@@ -343,6 +351,43 @@ printf '[server]\nlisten = [::1]:%s, 127.0.0.1:%s\n' "$P6" "$PORT" >"$T/v6.conf"
 printf 'x\n' | "$SM" -c "$T/v6.conf" a@dest.test >"$T/v6.out" 2>&1
 check "the first listener is used ([::1], nothing there: 75)" test $? -eq 75
 expect "and named in the sentence" "$T/v6.out" "cannot reach hikyaku at \[::1\]:$P6: "
+
+# ---- a broken daemon ---------------------------------------------------------
+# Each answers 75 (the caller may retry) with a sentence, in bounded memory
+# and time. fault_peer.py plays the daemon.
+fault() { # fault NAME MODE [options]: a fault peer and a configuration naming it
+	start_fault_peer "$1" --mode "$2" "${@:3}" || return 1
+	local v=UP_PORT_$1
+	printf '[server]\nlisten = 127.0.0.1:%s\n' "${!v}" >"$T/$1.conf"
+}
+fault http greeting-http
+printf 'x\n' | "$SM" -c "$T/http.conf" a@dest.test >"$T/http.out" 2>&1
+check "a greeting that is no SMTP reply: exit 75" test $? -eq 75
+expect "a protocol error, said" "$T/http.out" 'protocol error.*try again later$'
+fault huge hugeline
+printf 'x\n' | /usr/bin/time -v "$SM" -c "$T/huge.conf" a@dest.test >"$T/huge.out" 2>"$T/huge.time"
+check "a 10 MB greeting line: exit 75" grep -q 'Exit status: 75' "$T/huge.time"
+check "read in bounded memory (< 8 MB more than a small mail)" test $(($(rss "$T/huge.time") - small_kb)) -lt 8192
+fault drop drop-in-data --drop-after 1000
+$PY -c 'import sys; sys.stdout.write("From: shop@example.jp\n\n" + ("z" * 70 + "\n") * 5000)' |
+	"$SM" -c "$T/drop.conf" a@dest.test >"$T/drop.out" 2>&1
+check "the connection dropped in DATA: exit 75" test $? -eq 75
+expect "the mail was not queued, said" "$T/drop.out" 'not queued|may or may not'
+fault early early250
+printf 'From: shop@example.jp\n\nx\n' | "$SM" -c "$T/early.conf" a@dest.test >"$T/early.out" 2>&1
+check "a 250 behind the 354, before the message: exit 75, never 0" test $? -eq 75
+fault d250 data250
+printf 'From: shop@example.jp\n\nx\n' | "$SM" -c "$T/d250.conf" a@dest.test >"$T/d250.out" 2>&1
+check "250 to DATA itself: exit 75" test $? -eq 75
+expect "an unexpected reply, said" "$T/d250.out" 'unexpected reply'
+
+# The silent daemon of the start: the reply timeout ended it.
+for _ in $(seq 1 1800); do [ -s "$T/stall.rc" ] && break; sleep 0.1; done
+STALL_T=$(($(date +%s) - STALL_T0))
+check "a daemon that never answers: exit 75" test "$(cat "$T/stall.rc" 2>/dev/null)" = 75
+expect "after the reply timeout, said" "$T/stall.out" 'timeout waiting for a reply \(120 s\).*try again later$'
+check "within the timeout and a margin (${STALL_T} s)" test "$STALL_T" -ge 115 -a "$STALL_T" -le 180
+wait "$STALL_PID" 2>/dev/null
 
 # ---- installed -----------------------------------------------------------------
 cmake --install "$ROOT/$BUILD" --prefix "$T/prefix" >"$T/install.out" 2>&1
