@@ -426,7 +426,7 @@ static int load_target(const char *path, struct target *t)
 	}
 	if (rc == 0) {
 		snprintf(t->note, sizeof(t->note), " (%s has errors for this user, e.g. \"%s\"; "
-		         "only its [server] listen was used)", path, d.n ? d.v[0].text : "?");
+		         "only its [server] listen, or the default, was used)", path, d.n ? d.v[0].text : "?");
 		t->hostname = sc.hostname ? g_strdup(sc.hostname) : local_hostname();
 	}
 	g_free(sc.listen);
