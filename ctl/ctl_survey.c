@@ -329,11 +329,17 @@ static void postfix_line(struct survey *s, const char *line, size_t len)
 		s->c.old++;
 		return;
 	}
-	if (r.st == PFLOG_SENT) {
+	/* SPEC §8: the LAST outcome decides. A delivery, an expiry or a
+	 * permanent failure of another kind (5.7.1 policy, 5.0.0 without an
+	 * enhanced code) is an outcome that is no learnable bounce: it clears
+	 * the failures before it. A deferral is no outcome (the mail is still
+	 * pending) and changes nothing. */
+	if (r.st == PFLOG_SENT || r.st == PFLOG_EXPIRED ||
+	    (r.st == PFLOG_BOUNCED && !learnable(r.dsn.p, r.dsn.n))) {
 		note_delivery(s, r.to.p, r.to.n, ts);
 		return;
 	}
-	if (r.st != PFLOG_BOUNCED || !learnable(r.dsn.p, r.dsn.n))
+	if (r.st != PFLOG_BOUNCED)
 		return;
 	/* What identifies the line: its time to the second (the same line
 	 * in the rsyslog copy has a fraction the other has not), the queue
@@ -406,6 +412,8 @@ static void hikyaku_line(struct survey *s, const char *line, size_t len)
 		delivered = evn == 9 && memcmp(ev, "delivered", 9) == 0;
 		bounced = evn == 7 && memcmp(ev, "bounced", 7) == 0;
 		learned = evn == 7 && memcmp(ev, "learned", 7) == 0;
+		/* an expiry is an outcome that clears, as a delivery does */
+		delivered |= evn == 7 && memcmp(ev, "expired", 7) == 0;
 		if (!delivered && !bounced && !learned) {
 			s->c.other++;
 			return;
@@ -433,7 +441,7 @@ static void hikyaku_line(struct survey *s, const char *line, size_t len)
 		json_decref(o);
 		return;
 	}
-	delivered = strcmp(ev, "delivered") == 0;
+	delivered = strcmp(ev, "delivered") == 0 || strcmp(ev, "expired") == 0;
 	bounced = strcmp(ev, "bounced") == 0;
 	learned = strcmp(ev, "learned") == 0;
 	if (!delivered && !bounced && !learned) {
@@ -476,6 +484,8 @@ static void hikyaku_line(struct survey *s, const char *line, size_t len)
 		key = fnv(key, status, strlen(status));
 		note_failure(s, to, strlen(to), ts, key, status, strlen(status), resp,
 		             resp ? strlen(resp) : 0);
+	} else if (bounced) {
+		note_delivery(s, to, strlen(to), ts);   /* another permanent failure: clears */
 	}
 	json_decref(o);
 }

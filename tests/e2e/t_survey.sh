@@ -171,6 +171,24 @@ expect_not "--since 1h drops one 3 hours old" "$T/since.out" '^since\.old@'
 ctl suppression survey --since 4h "$T/logs/recent.log" >"$T/since4.out" 2>&1
 expect "--since 4h keeps both" "$T/since4.out" '^since\.old@dest\.test '
 
+# The LAST outcome decides (SPEC §8): a later permanent failure of another
+# kind (5.7.1) or an expiry is an outcome that clears an earlier 5.1.1; a
+# later deferral is no outcome and clears nothing; the order of the files
+# does not matter, the times do.
+pf() { echo "$(LC_ALL=C date -d "$1" '+%b %d %H:%M:%S') mail postfix/smtp[1]: $2: to=<$3>, relay=mx[192.0.2.1]:25, delay=1, delays=1/0/0/0, dsn=$4, status=$5 ($6)"; }
+pf '-50 min' 2A2B3C4D01 last.policy@dest.test 5.7.1 bounced 'host mx said: 550 5.7.1 blocked (in reply to RCPT TO command)' >"$T/logs/last-b.log"
+pf '-40 min' 2A2B3C4D02 last.deferred@dest.test 4.4.1 deferred 'connect to mx: Connection timed out' >>"$T/logs/last-b.log"
+pf '-30 min' 2A2B3C4D03 last.expired@dest.test 4.4.1 expired 'connect to mx: Connection timed out' >>"$T/logs/last-b.log"
+{
+	pf '-60 min' 2A2B3C4D04 last.policy@dest.test 5.1.1 bounced 'host mx said: 550 5.1.1 no such user (in reply to RCPT TO command)'
+	pf '-60 min' 2A2B3C4D05 last.deferred@dest.test 5.1.1 bounced 'host mx said: 550 5.1.1 no such user (in reply to RCPT TO command)'
+	pf '-60 min' 2A2B3C4D06 last.expired@dest.test 5.1.1 bounced 'host mx said: 550 5.1.1 no such user (in reply to RCPT TO command)'
+} >"$T/logs/last-a.log"
+ctl suppression survey "$T/logs/last-b.log" "$T/logs/last-a.log" >"$T/last.out" 2>&1
+expect_not "a 5.1.1 followed by a 5.7.1 is not listed (the last outcome decides)" "$T/last.out" '^last\.policy@'
+expect_not "a 5.1.1 followed by an expiry is not listed" "$T/last.out" '^last\.expired@'
+expect "a 5.1.1 followed by a deferral is still listed" "$T/last.out" '^last\.deferred@dest\.test +1 '
+
 # Standard input, compressed or not.
 ctl suppression survey - <"$T/logs/mail.log.2.gz" >"$T/stdin.out" 2>&1
 expect "a .gz file on standard input (\"-\")" "$T/stdin.out" '^Taro\.Yamada@Dest\.TEST '
