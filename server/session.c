@@ -214,7 +214,10 @@ static void maybe_drain(struct session *s)
 
 static void cmd_helo_common(struct session *s, const struct smtp_cmd *c, bool esmtp)
 {
-	if (c->arg_len == 0 || !smtp_domain_valid(c->arg, c->arg_len, true)) {
+	/* smtp_domain_valid() holds a name to SMTP_DOMAIN_MAX; the copy
+	 * below checks it again rather than trust a distant promise. */
+	if (c->arg_len == 0 || c->arg_len >= sizeof(s->helo) ||
+	    !smtp_domain_valid(c->arg, c->arg_len, true)) {
 		reply(s, R_SYNTAX_HELO);
 		count_error(s);
 		return;

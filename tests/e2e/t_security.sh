@@ -387,6 +387,23 @@ session "NUL inside MAIL FROM: refused whole" '<220' '>EHLO c.example\r\n' '<250
 	'>MAIL FROM:<a@example.jp\x00>\r\n' '<501 5.5.4' '>RCPT TO:<b@example.com>\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
 session "CR inside the EHLO name: refused" '<220' '>EHLO c.example\rX-Injected: yes\r\n' '<501 5.5.4' \
 	'>MAIL FROM:<a@example.jp>\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
+# Issue 11: "EHLO [x:" + 2,000 "A" + "]" overflowed the session's EHLO name
+# (a heap overflow before any authentication); 260-290 octets overwrote the
+# fields behind it, the AUTH user among them. SPEC §5: over 255 octets is
+# 501 5.5.4, and the daemon goes on.
+LIT2000="[x:$(printf 'A%.0s' $(seq 1 2000))]"
+LIT270="[x:$(printf 'A%.0s' $(seq 1 270))]"
+LIT255="[x:$(printf 'A%.0s' $(seq 1 251))]"
+session "EHLO with a 2,000-octet address literal: 501 5.5.4, the session goes on" '<220' ">EHLO $LIT2000\r\n" '<501 5.5.4' \
+	">HELO $LIT2000\r\n" '<501 5.5.4' '>EHLO c.example\r\n' '<250' '>QUIT\r\n' '<221'
+check "EHLO with a 2,000-octet address literal: the daemon is still running" kill -0 "$HPID"
+session "EHLO with a 270-octet literal from outside: 501, and relaying stays refused" --source $OUT '<220' \
+	">EHLO $LIT270\r\n" '<501 5.5.4' '>EHLO outside.example\r\n' '<250' '>MAIL FROM:<a@example.jp>\r\n' '<250' \
+	'>RCPT TO:<victim@target.example>\r\n' '<554 5.7.1' '>QUIT\r\n' '<221'
+session "EHLO with a literal of exactly 255 octets is accepted" '<220' ">EHLO $LIT255\r\n" '<250' '>QUIT\r\n' '<221'
+session "MAIL FROM with a 2,000-octet domain literal: refused" '<220' '>EHLO c.example\r\n' '<250' \
+	">MAIL FROM:<a@$LIT2000>\r\n" '<5' '>RCPT TO:<b@example.com>\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
+check "the daemon survived every over-long literal" kill -0 "$HPID"
 # RCPT parameters (ORCPT) and ENVID are not offered (no DSN): 555.
 session "ORCPT with an xtext-encoded CRLF: 555 5.5.4" '<220' '>EHLO c.example\r\n' '<250' \
 	'>MAIL FROM:<a@example.jp>\r\n' '<250' '>RCPT TO:<b@example.com> ORCPT=rfc822;a+0D+0AX-Injected:+20yes@b\r\n' \
