@@ -63,6 +63,9 @@ enum config_service_tls { SERVICE_TLS_STARTTLS, SERVICE_TLS_SMTPS, SERVICE_TLS_N
 enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, DIRECT_TLS_NONE };
 enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
 
+/* The largest max_message_size (SPEC §3): a FILE:LINE error beyond it. */
+#define CONFIG_MESSAGE_SIZE_MAX ((uint64_t)1 << 30)
+
 struct config {
 	int refs;               /* extra references (config_ref); 0: one owner */
 	char *path;             /* the file read, as given */
@@ -76,6 +79,7 @@ struct config {
 		size_t nallow;
 		unsigned max_connections;
 		unsigned max_connections_per_client;
+		unsigned outside_connections;   /* clients outside allow_networks, together */
 		uint64_t max_message_size;      /* bytes */
 		unsigned max_recipients;
 		uint64_t idle_timeout_ms;

@@ -1456,6 +1456,7 @@ START_TEST(test_print_form)
 		"allow_networks = 127.0.0.0/8, ::1/128\n"
 		"max_connections = 1000\n"
 		"max_connections_per_client = 100\n"
+		"outside_connections = 100\n"
 		"max_message_size = 25M\n"
 		"max_recipients = 100\n"
 		"idle_timeout = 5m\n"

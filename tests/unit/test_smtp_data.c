@@ -60,6 +60,7 @@ static void run_cuts(struct run *r, const char *msg, size_t len, const size_t *c
 
 static void run_free(struct run *r)
 {
+	smtp_data_free(&r->d);
 	buf_free(&r->out);
 }
 
@@ -216,6 +217,7 @@ START_TEST(feed_after_done)
 	ck_assert_int_eq(smtp_data_feed(&d, S("more\r\n"), &used), 1);
 	ck_assert_uint_eq(used, 0);
 	ck_assert_uint_eq(out.len, 3);
+	smtp_data_free(&d);
 	buf_free(&out);
 }
 END_TEST
