@@ -551,6 +551,13 @@ static void input(struct session *s, const char *p, size_t n)
 	}
 	size_t off = 0;
 	while (off < n && s->wait == WAIT_NONE && !s->closing) {
+		/* Nothing is a command while the handshake runs (the host
+		 * hands over plaintext only after it; fuzz_session found that
+		 * a second STARTTLS would otherwise start another one). */
+		if (s->state == S_TLS) {
+			off = n;
+			break;
+		}
 		size_t used = session_step(s, p + off, n - off);
 		if (s->state == S_TLS) {
 			/* RFC 3207 §4.2 and CVE-2011-0411: whatever the client
