@@ -347,6 +347,22 @@ expect_not "plain text after STARTTLS: never answered as SMTP" "$T/session.out" 
 session "STARTTLS twice is refused inside TLS" '<220' '>EHLO c.example\r\n' '<250' '>STARTTLS\r\n' '<220' 'tls' \
 	'>EHLO c.example\r\n' '<250' '>STARTTLS\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
 
+# Issue 11: a TLS client that drops while its mail is being committed. The
+# envelope kept a pointer into the TLS engine, which the drop freed (a use
+# after free under ASan; the mail could sit undelivered until a restart).
+snap
+$PY "$ROOT/tests/e2e/tls_drop.py" 127.0.0.1 "$PORT" 5 >"$T/tls_drop.out" 2>&1
+expect "TLS client dropping during the commit: 5 mails sent up to the dot" "$T/tls_drop.out" '^sent 5$'
+sleep 1
+check "TLS client dropping during the commit: the daemon is still running" kill -0 "$HPID"
+check "TLS client dropping during the commit: no sanitizer report" bash -c '! ls "$1"/asan* "$1"/ubsan* 2>/dev/null | grep -q .' _ "$T"
+# The data was complete: each mail is queued (and given to the runner),
+# its envelope noting TLS.
+check "TLS client dropping during the commit: all 5 mails queued" test "$(new_count)" -eq 5
+tls_noted=yes
+for i in $(new_ids); do [ -n "$(q field "$i" tls)" ] || tls_noted=no; done
+check "TLS client dropping during the commit: each queued envelope notes TLS" test "$tls_noted" = yes
+
 # ---- 4. AUTH before TLS ----------------------------------------------------
 
 $RAW 127.0.0.1 "$PORT" '<220' '>EHLO c.example\r\n' '<250' '>QUIT\r\n' '<221' >"$T/ehlo.out" 2>&1
