@@ -363,6 +363,18 @@ tls_noted=yes
 for i in $(new_ids); do [ -n "$(q field "$i" tls)" ] || tls_noted=no; done
 check "TLS client dropping during the commit: each queued envelope notes TLS" test "$tls_noted" = yes
 
+# SPEC §5: a mail that already carries more than 50 Received: fields is
+# looping: 554 5.4.6 at the end of DATA, nothing queued; 50 still pass.
+hops() { local i; for i in $(seq 1 "$1"); do printf 'Received: from hop%s.example by relay%s.example; Tue, 1 Dec 2026 00:00:00 +0000\\r\\n' "$i" "$i"; done; }
+snap
+session "51 Received: fields (a loop): 554 5.4.6 after the dot, session goes on" '<220' '>EHLO c.example\r\n' '<250' \
+	'>MAIL FROM:<a@example.jp>\r\n' '<250' '>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' \
+	">$(hops 51)Subject: loop\\r\\n\\r\\nx\\r\\n.\\r\\n" '<554 5.4.6' '>NOOP\r\n' '<250' '>QUIT\r\n' '<221'
+check "51 Received: fields: nothing queued" nothing_new
+session "50 Received: fields: queued" '<220' '>EHLO c.example\r\n' '<250' \
+	'>MAIL FROM:<a@example.jp>\r\n' '<250' '>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' \
+	">$(hops 50)Subject: not yet\\r\\n\\r\\nx\\r\\n.\\r\\n" '<250 2.0.0 Ok: queued' '>QUIT\r\n' '<221'
+
 # ---- 4. AUTH before TLS ----------------------------------------------------
 
 $RAW 127.0.0.1 "$PORT" '<220' '>EHLO c.example\r\n' '<250' '>QUIT\r\n' '<221' >"$T/ehlo.out" 2>&1
