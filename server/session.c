@@ -740,7 +740,9 @@ void session_drain(struct session *s)
 
 bool session_busy(const struct session *s)
 {
-	return s->wait == WAIT_COMMIT || s->wait == WAIT_SPILL;
+	/* A spill may be cut short (nothing of that mail was answered); a
+	 * commit may not: its 250 would be lost. */
+	return s->wait == WAIT_COMMIT;
 }
 
 const char *session_id(const struct session *s)

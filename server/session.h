@@ -24,8 +24,8 @@
  *	                      (commit, password check, spill) returns, and
  *	                      then calls host->gone: the host's last news.
  *	session_id() is the id given to session_new().
- *	session_busy() tells whether the session waits for the queue (a
- *	commit or a spill: closing it then would lose the answer).
+ *	session_busy() tells whether the session waits for a queue commit
+ *	(closing it then would lose the answer to a mail that is queued).
  *
  *	The host's operations (hctx is passed back as h):
  *	  write(h, p, n)       send replies; < 0: the connection failed
