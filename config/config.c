@@ -92,7 +92,7 @@ enum ktype {
 };
 
 enum key_id {
-	K_LISTEN, K_HOSTNAME, K_ALLOW, K_MAXCONN, K_MAXCONN_CLIENT, K_MAXSIZE,
+	K_LISTEN, K_HOSTNAME, K_ALLOW, K_MAXCONN, K_MAXCONN_CLIENT, K_OUTSIDE_CONN, K_MAXSIZE,
 	K_MAXRCPT, K_IDLE, K_TLS_CERT, K_TLS_KEY, K_BARE_LF, K_AUTH_FILE,
 	K_DOMAINS, K_MATCH_ON,
 	K_SVC_HOST, K_SVC_PORT, K_SVC_TLS, K_SVC_CA, K_SVC_USER, K_SVC_PASSWORD,
@@ -130,6 +130,8 @@ static const struct key_def keys[K_COUNT] = {
 	[K_MAXCONN]       = { S_SERVER, "max_connections", T_UINT, F(server.max_connections), NULL },
 	[K_MAXCONN_CLIENT] = { S_SERVER, "max_connections_per_client", T_UINT,
 			       F(server.max_connections_per_client), NULL },
+	[K_OUTSIDE_CONN]  = { S_SERVER, "outside_connections", T_UINT,
+			       F(server.outside_connections), NULL },
 	[K_MAXSIZE]       = { S_SERVER, "max_message_size", T_SIZE, F(server.max_message_size), NULL },
 	[K_MAXRCPT]       = { S_SERVER, "max_recipients", T_UINT, F(server.max_recipients), NULL },
 	[K_IDLE]          = { S_SERVER, "idle_timeout", T_DURATION, F(server.idle_timeout_ms), NULL },
@@ -1107,6 +1109,11 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 			    kd->name, v);
 		else if (u == 0)
 			ERR(c, line, "%s: must be greater than zero", kd->name);
+		/* A mail is received into the spool, not into memory, but a
+		 * bound keeps one client's mail from filling the disk and every
+		 * size far from any 32-bit truncation (issue 11). */
+		else if (k == K_MAXSIZE && u > CONFIG_MESSAGE_SIZE_MAX)
+			ERR(c, line, "%s: \"%s\" is over the largest supported size (1G)", kd->name, v);
 		else
 			*FIELD(cfg, k, uint64_t) = u;
 		break;
@@ -1497,6 +1504,7 @@ static int config_defaults(struct config *cfg)
 		return -1;
 	cfg->server.nallow = 2;
 	cfg->server.max_connections = 1000;
+	cfg->server.outside_connections = 100;
 	cfg->server.max_connections_per_client = 100;
 	cfg->server.max_message_size = 25u * 1024 * 1024;
 	cfg->server.max_recipients = 100;

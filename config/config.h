@@ -77,6 +77,8 @@ struct config_destination {
 	double rate_per_sec;
 	uint64_t pause_ms;              /* after a 421 from one of its hosts */
 };
+/* The largest max_message_size (SPEC §3): a FILE:LINE error beyond it. */
+#define CONFIG_MESSAGE_SIZE_MAX ((uint64_t)1 << 30)
 
 struct config {
 	int refs;               /* extra references (config_ref); 0: one owner */
@@ -91,6 +93,7 @@ struct config {
 		size_t nallow;
 		unsigned max_connections;
 		unsigned max_connections_per_client;
+		unsigned outside_connections;   /* clients outside allow_networks, together */
 		uint64_t max_message_size;      /* bytes */
 		unsigned max_recipients;
 		uint64_t idle_timeout_ms;

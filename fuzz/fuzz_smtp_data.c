@@ -382,6 +382,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	free(m.out);
+	smtp_data_free(&whole.d);
+	smtp_data_free(&chunks.d);
+	smtp_data_free(&bytes.d);
 	buf_free(&whole.out);
 	buf_free(&chunks.out);
 	buf_free(&bytes.out);

@@ -215,7 +215,10 @@ static bool addr_literal_ok(const unsigned char *s, size_t n)
 	const unsigned char *in;
 	size_t m, i;
 
-	if (n < 3 || s[0] != '[' || s[n - 1] != ']')
+	/* SPEC §5: an address literal, like a domain, is at most 255 octets
+	 * (RFC 5321 §4.5.3.1.2), whatever its form: callers copy it into
+	 * fixed arrays of SMTP_DOMAIN_MAX + 1. */
+	if (n < 3 || n > SMTP_DOMAIN_MAX || s[0] != '[' || s[n - 1] != ']')
 		return false;
 	in = s + 1;
 	m = n - 2;
@@ -285,6 +288,8 @@ bool smtp_domain_valid(const char *s, size_t len, bool utf8)
 	const unsigned char *u = (const unsigned char *)s;
 	bool saw_utf8 = false;
 
+	if (len > SMTP_DOMAIN_MAX)
+		return false;
 	if (len > 0 && u[0] == '[')
 		return addr_literal_ok(u, len);
 	if (!domain_ok(u, len, true, &saw_utf8))

@@ -22,6 +22,8 @@
  *	smtp_domain_valid() checks an EHLO/HELO argument: a domain (labels of
  *	letters, digits and hyphens, a single label such as "localhost"
  *	included) or an address literal ([192.0.2.1], [IPv6:...]).
+ *	Either is at most SMTP_DOMAIN_MAX (255) octets, brackets included
+ *	(SPEC §5: 501 5.5.4 beyond), so it always fits a char[SMTP_DOMAIN_MAX + 1].
  * DIAGNOSTICS
  *	The parsers return one of enum smtp_parse_status; the session maps
  *	each to its reply (proto/smtp_reply.h).

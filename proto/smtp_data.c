@@ -90,7 +90,26 @@ static bool any_8bit(const char *p, size_t n)
 static void begin_line(struct feed *f, size_t i)
 {
 	f->d->line_len = 0;
-	f->d->line_start = f->d->out->len + (i - f->run);
+	f->d->line_start = f->d->drained + f->d->out->len + (i - f->run);
+}
+
+/* The stream offset of the end of out. */
+static size_t out_end(const struct smtp_data *d)
+{
+	return d->drained + d->out->len;
+}
+
+/* Keeps a copy of a line of the From: or Message-ID: field, at most
+ * SMTP_DATA_FIELD_MAX octets of it: the session may spill out to disk
+ * before the field is complete. */
+static void capture(buf_t *field, bool *too_long, const char *l, size_t n)
+{
+	if (*too_long)
+		return;
+	if (buf_append(field, l, n) < 0 || buf_append(field, "\r\n", 2) < 0) {
+		*too_long = true;
+		buf_free(field);
+	}
 }
 
 static void header_done(struct smtp_data *d, size_t body_off)
@@ -107,20 +126,23 @@ static void header_done(struct smtp_data *d, size_t body_off)
  */
 static void header_line(struct smtp_data *d)
 {
-	const char *l = d->out->data + d->line_start;
+	const char *l = d->out->data + (d->line_start - d->drained);
 	size_t n = d->line_len, k;
 
 	if (n == 0) {
-		header_done(d, d->out->len);
+		header_done(d, out_end(d));
 		return;
 	}
 	if (l[0] == ' ' || l[0] == '\t') {
 		/* Folding (RFC 5322 §2.2.3): the field goes on. */
 		size_t end = d->line_start + n;
-		if (d->cur_field == F_FROM)
+		if (d->cur_field == F_FROM) {
 			d->from_len = end - d->from_off;
-		else if (d->cur_field == F_MSGID)
+			capture(&d->from_field, &d->from_too_long, l, n);
+		} else if (d->cur_field == F_MSGID) {
 			d->msgid_len = end - d->msgid_off;
+			capture(&d->msgid_field, &d->msgid_too_long, l, n);
+		}
 		return;
 	}
 	/* field-name = 1*ftext, ftext = %d33-57 / %d59-126 */
@@ -139,6 +161,7 @@ static void header_line(struct smtp_data *d)
 			d->from_off = d->line_start;
 			d->from_len = n;
 			d->cur_field = F_FROM;
+			capture(&d->from_field, &d->from_too_long, l, n);
 		}
 	} else if (k == 10 && strncasecmp(l, "Message-ID", 10) == 0) {
 		if (!d->has_message_id) {
@@ -146,9 +169,12 @@ static void header_line(struct smtp_data *d)
 			d->msgid_off = d->line_start;
 			d->msgid_len = n;
 			d->cur_field = F_MSGID;
+			capture(&d->msgid_field, &d->msgid_too_long, l, n);
 		}
 	} else if (k == 4 && strncasecmp(l, "Date", 4) == 0) {
 		d->has_date = true;
+	} else if (k == 8 && strncasecmp(l, "Received", 8) == 0) {
+		d->n_received++;
 	}
 }
 
@@ -212,6 +238,28 @@ void smtp_data_init(struct smtp_data *d, buf_t *out, uint64_t max_size, bool rej
 	d->line_start = out->len;
 	d->header_end = out->len;
 	d->cur_field = F_NONE;
+	buf_init(&d->from_field, SMTP_DATA_FIELD_MAX);
+	buf_init(&d->msgid_field, SMTP_DATA_FIELD_MAX);
+}
+
+void smtp_data_free(struct smtp_data *d)
+{
+	buf_free(&d->from_field);
+	buf_free(&d->msgid_field);
+}
+
+size_t smtp_data_drainable(const struct smtp_data *d)
+{
+	/* In the header section the current line must stay: header_line()
+	 * reads it whole once its end arrives. */
+	if (d->in_header && d->state != ST_DONE)
+		return d->line_start > d->drained ? d->line_start - d->drained : 0;
+	return d->out->len;
+}
+
+void smtp_data_drained(struct smtp_data *d, size_t n)
+{
+	d->drained += n;
 }
 
 int smtp_data_feed(struct smtp_data *d, const char *p, size_t len, size_t *used)
@@ -263,7 +311,7 @@ int smtp_data_feed(struct smtp_data *d, const char *p, size_t len, size_t *used)
 			if (p[i] == '\n') {
 				i++;
 				if (d->in_header)
-					header_done(d, d->out->len);
+					header_done(d, out_end(d));
 				d->state = ST_DONE;
 				*used = i;
 				return 1;

@@ -27,8 +27,19 @@
  *	While reading the header section it records where the From: and
  *	Message-ID: fields are in out (offset and length of the whole
  *	field, folded lines included, without the final CRLF), whether Date:
- *	and Message-ID: are present, how many From: fields there are, where
- *	the header section ends, and whether any byte is 8-bit.
+ *	and Message-ID: are present, how many From: and Received: fields
+ *	there are, where the header section ends, and whether any byte is
+ *	8-bit. It also keeps its own copy of the first From: and Message-ID:
+ *	fields (from_field, msgid_field: the field's lines, each with CRLF),
+ *	at most SMTP_DATA_FIELD_MAX octets each; a longer field is dropped
+ *	and flagged (from_too_long): the routing rule then reads it as
+ *	unparseable (SPEC §4), and nothing of that size is ever parsed.
+ *
+ *	Offsets are stream offsets: the consumer may move the front of out
+ *	elsewhere (the session spills a large message to disk), at most
+ *	smtp_data_drainable() bytes at a time, and then says so with
+ *	smtp_data_drained(); a byte at offset x is then at
+ *	out->data[x - drained]. smtp_data_free() releases the field copies.
  * DIAGNOSTICS
  *	d->error is SMTP_DATA_OK or the first problem seen.
  * TOUCHES
@@ -44,6 +55,7 @@
 #include "util/buf.h"
 
 #define SMTP_DATA_LINE_MAX 998 /* octets per line, without CRLF (RFC 5322 §2.1.1) */
+#define SMTP_DATA_FIELD_MAX ((size_t)64 << 10) /* From:/Message-ID: kept (Postfix: header_size_limit) */
 
 enum smtp_data_error {
 	SMTP_DATA_OK = 0,
@@ -68,6 +80,11 @@ struct smtp_data {
 	bool has_date;
 	bool has_message_id;
 	unsigned n_from;
+	unsigned n_received;         /* Received: fields (SPEC §5: a loop beyond 50) */
+	buf_t from_field;            /* copy of the first From: field (see above) */
+	buf_t msgid_field;           /* copy of the first Message-ID: field */
+	bool from_too_long, msgid_too_long;
+	size_t drained;              /* bytes the consumer took from the front of out */
 	size_t from_off, from_len;   /* first From: field in out; len 0 if none */
 	size_t msgid_off, msgid_len; /* first Message-ID: field in out */
 	size_t header_end;           /* offset in out where the body starts
@@ -84,6 +101,9 @@ struct smtp_data {
 
 void smtp_data_init(struct smtp_data *d, buf_t *out, uint64_t max_size, bool reject_bare_lf);
 int smtp_data_feed(struct smtp_data *d, const char *p, size_t len, size_t *used);
+void smtp_data_free(struct smtp_data *d);
+size_t smtp_data_drainable(const struct smtp_data *d);
+void smtp_data_drained(struct smtp_data *d, size_t n);
 const char *smtp_data_strerror(enum smtp_data_error e);
 
 #endif

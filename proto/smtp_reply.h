@@ -15,6 +15,7 @@
 #define R_GREETING_FMT        "220 %s ESMTP hikyaku"
 #define R_BYE_FMT             "221 2.0.0 %s closing connection"
 #define R_TOO_MANY_CONN       "421 4.3.2 Too many connections, try again later"
+#define R_TOO_MANY_OUTSIDE    "421 4.3.2 Too many connections from outside networks, try again later"
 #define R_TOO_MANY_CLIENT     "421 4.7.0 Too many connections from your address"
 #define R_TIMEOUT_FMT         "421 4.4.2 %s Error: timeout exceeded"
 #define R_SHUTDOWN_FMT        "421 4.3.2 %s Service shutting down"
@@ -66,6 +67,7 @@
 #define R_BARE_LF             "554 5.6.0 Error: message contains a bare LF"
 #define R_BARE_LF_CMD         "500 5.5.2 Error: bare <LF> in a command line"
 #define R_NUL                 "554 5.6.0 Error: message contains a NUL byte"
+#define R_TOO_MANY_HOPS       "554 5.4.6 Error: too many hops, the mail is looping"
 #define R_LONG_LINE           "554 5.6.0 Error: message has a line longer than 998 octets"
 
 /* AUTH (RFC 4954). */

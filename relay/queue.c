@@ -53,6 +53,9 @@ struct queue_req {
 	 */
 	struct iovec *iov;
 	int iovcnt;
+	int spill_at;           /* iov index before which the spilled bytes go */
+	int spill_fd;           /* the caller's, or -1 */
+	uint64_t spill_len;
 	queue_commit_cb cb;
 	void *arg;
 	int status;             /* 0 or negative errno, set by the worker */
@@ -315,6 +318,60 @@ static int writev_all(int fd, struct iovec *iov, int iovcnt)
 	}
 }
 
+/*
+ * Appends len bytes of the spill file (from its start) to fd: in the
+ * kernel with copy_file_range() where the file system can, else through
+ * a bounded buffer. A short spill file is an error, never a short mail.
+ */
+static int copy_spill(int fd, int spill_fd, uint64_t len)
+{
+	loff_t in = 0;
+	bool plain = false;
+	char *tmp = NULL;
+	int rc = 0;
+
+	while ((uint64_t)in < len) {
+		size_t want = len - (uint64_t)in > ((size_t)1 << 30) ? (size_t)1 << 30
+		                                                     : (size_t)(len - (uint64_t)in);
+		ssize_t n;
+
+		if (!plain) {
+			n = copy_file_range(spill_fd, &in, fd, NULL, want, 0);
+			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			              errno == EOPNOTSUPP)) {
+				plain = true;
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+		} else {
+			if (!tmp && !(tmp = malloc(1 << 16))) {
+				rc = -ENOMEM;
+				break;
+			}
+			n = pread(spill_fd, tmp, want < (1 << 16) ? want : (1 << 16), in);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n > 0) {
+				struct iovec v = { tmp, (size_t)n };
+				if ((rc = writev_all(fd, &v, 1)))
+					break;
+				in += n;
+			}
+		}
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0) {
+			rc = -EIO;
+			break;
+		}
+	}
+	free(tmp);
+	return rc;
+}
+
 static void req_path(char *out, const char *dir, const char *id)
 {
 	snprintf(out, QUEUE_PATH_SIZE, "%s/%s", dir, id);
@@ -349,7 +406,11 @@ static void req_write(struct queue *q, struct queue_req *r)
 		return;
 	}
 	r->created = true;
-	rc = writev_all(r->fd, r->iov, r->iovcnt);
+	rc = writev_all(r->fd, r->iov, r->spill_at);
+	if (!rc && r->spill_fd >= 0)
+		rc = copy_spill(r->fd, r->spill_fd, r->spill_len);
+	if (!rc)
+		rc = writev_all(r->fd, r->iov + r->spill_at, r->iovcnt - r->spill_at);
 	if (rc) {
 		r->status = rc;
 		req_discard_tmp(q, r);
@@ -545,13 +606,20 @@ static void queue_submit(struct queue *q)
 int queue_commit(struct queue *q, const struct queue_envelope *env,
                  const uv_buf_t *parts, size_t nparts, queue_commit_cb cb, void *arg)
 {
+	return queue_commit_spilled(q, env, parts, nparts, nparts, -1, 0, cb, arg);
+}
+
+int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
+                         const uv_buf_t *parts, size_t nparts, size_t nhead, int spill_fd,
+                         uint64_t spill_len, queue_commit_cb cb, void *arg)
+{
 	struct queue_req *r;
 	json_t *j;
 	char *js, *head;
 	size_t jlen, hlen;
 	int rc;
 
-	if (!q || !env || !queue_id_valid(env->id) || (nparts && !parts))
+	if (!q || !env || !queue_id_valid(env->id) || (nparts && !parts) || nhead > nparts)
 		return -EINVAL;
 	if (nparts >= (size_t)INT_MAX)
 		return -E2BIG;
@@ -599,6 +667,9 @@ int queue_commit(struct queue *q, const struct queue_envelope *env,
 		r->iov[i + 1].iov_len = parts[i].len;
 	}
 	r->iovcnt = (int)nparts + 1;
+	r->spill_at = (int)nhead + 1;
+	r->spill_fd = spill_len ? spill_fd : -1;
+	r->spill_len = spill_len;
 	memcpy(r->id, env->id, sizeof(r->id));
 	r->cb = cb;
 	r->arg = arg;

@@ -126,6 +126,17 @@ int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *
  */
 bool queue_id_valid(const char *s);
 
+/*
+ * queue_commit_spilled() is queue_commit() for a mail received partly
+ * into a spill file (relay/queue_spill.h): the message bytes are
+ * parts[0..nhead), then spill_len bytes of spill_fd from its start, then
+ * parts[nhead..nparts). The fd stays the caller's and must stay open
+ * until the callback; it is only read, on the thread pool.
+ */
+int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
+                         const uv_buf_t *parts, size_t nparts, size_t nhead, int spill_fd,
+                         uint64_t spill_len, queue_commit_cb cb, void *arg);
+
 /* For tests: the number of batches completed (each one directory fsync). */
 uint64_t queue_batches(const struct queue *q);
 

@@ -28,6 +28,8 @@ struct auth_db {
 
 struct auth_req {
 	uv_work_t work;
+	struct auth_req *next;     /* waiting for a slot */
+	uv_loop_t *loop;
 	struct auth_db *db;
 	char user[AUTH_FIELD_MAX];
 	char pass[AUTH_FIELD_MAX];
@@ -132,12 +134,17 @@ struct auth_db *auth_db_load(const char *path, auth_diag_fn diag, void *arg)
 		auth_db_free(db);
 		return NULL;
 	}
-	/* A dummy of the same cost as the first real hash keeps the reply time
-	 * of an unknown user equal to that of a wrong password. */
-	const char *prefix = db->n ? db->users[0].hash : "$y$";
-	char *setting = crypt_gensalt_ra(strncmp(prefix, "$6$", 3) == 0 ? "$6$" :
-	                                 strncmp(prefix, "$2b$", 4) == 0 ? "$2b$" : "$y$",
-	                                 0, NULL, 0);
+	/* An unknown user is checked against a real hash of the file (the
+	 * first), so it costs exactly what a wrong password costs: the same
+	 * algorithm, the same cost parameter ($6$rounds=, $2b$12$, $y$j9T),
+	 * and the reply time tells nothing about which users exist. The
+	 * check can never succeed: the user is not known. A file without
+	 * users gets a default yescrypt dummy. */
+	if (db->n) {
+		db->dummy_hash = strdup(db->users[0].hash);
+		return db;
+	}
+	char *setting = crypt_gensalt_ra("$y$", 0, NULL, 0);
 	if (setting) {
 		struct crypt_data cd;
 		memset(&cd, 0, sizeof(cd));
@@ -173,13 +180,64 @@ static void auth_work(uv_work_t *w)
 	free(cd);
 }
 
-static void auth_after(uv_work_t *w, int status)
+/*
+ * At most AUTH_MAX_RUNNING checks on the thread pool at once; the others
+ * wait here, in order. A password hash costs milliseconds of CPU on
+ * purpose, and the pool also runs the queue's commits: clients trying
+ * passwords (anyone who can connect) must never hold every pool thread
+ * and make the shop's mails wait for their 250. One loop thread calls
+ * this module, so plain statics suffice.
+ */
+static unsigned auth_running_n;
+static struct auth_req *auth_wait_head;
+static struct auth_req **auth_wait_tail = &auth_wait_head;
+static size_t auth_waiting_n;
+
+static void auth_after(uv_work_t *w, int status);
+
+static int auth_submit(struct auth_req *r)
 {
-	struct auth_req *r = w->data;
-	r->cb(r->arg, status == 0 && r->ok);
+	int rc = uv_queue_work(r->loop, &r->work, auth_work, auth_after);
+	if (rc == 0)
+		auth_running_n++;
+	return rc;
+}
+
+static void auth_req_free(struct auth_req *r)
+{
 	auth_db_unref(r->db);
 	explicit_bzero(r->pass, sizeof(r->pass));
 	free(r);
+}
+
+static void auth_after(uv_work_t *w, int status)
+{
+	struct auth_req *r = w->data;
+	auth_running_n--;
+	r->cb(r->arg, status == 0 && r->ok);
+	auth_req_free(r);
+	while (auth_wait_head && auth_running_n < AUTH_MAX_RUNNING) {
+		struct auth_req *n = auth_wait_head;
+		auth_wait_head = n->next;
+		if (!auth_wait_head)
+			auth_wait_tail = &auth_wait_head;
+		auth_waiting_n--;
+		n->next = NULL;
+		if (auth_submit(n) < 0) {
+			n->cb(n->arg, false);
+			auth_req_free(n);
+		}
+	}
+}
+
+unsigned auth_running(void)
+{
+	return auth_running_n;
+}
+
+size_t auth_waiting(void)
+{
+	return auth_waiting_n;
 }
 
 int auth_verify(uv_loop_t *loop, struct auth_db *db, const char *user, const char *pass,
@@ -197,10 +255,15 @@ int auth_verify(uv_loop_t *loop, struct auth_db *db, const char *user, const cha
 	snprintf(r->pass, sizeof(r->pass), "%s", pass);
 	r->cb = cb;
 	r->arg = arg;
-	int rc = uv_queue_work(loop, &r->work, auth_work, auth_after);
-	if (rc < 0) {
-		auth_db_unref(db);
-		free(r);
+	r->loop = loop;
+	if (auth_running_n >= AUTH_MAX_RUNNING) {
+		*auth_wait_tail = r;
+		auth_wait_tail = &r->next;
+		auth_waiting_n++;
+		return 0;
 	}
+	int rc = auth_submit(r);
+	if (rc < 0)
+		auth_req_free(r);
 	return rc;
 }

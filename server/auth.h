@@ -11,7 +11,11 @@
  *	auth_verify() checks a user name and password on the libuv thread
  *	pool (a password hash costs milliseconds of CPU on purpose, which must
  *	not stall every other session) and calls back on the loop thread
- *	with true or false. An unknown user costs the same as a known one.
+ *	with true or false. An unknown user costs the same as a known one
+ *	(it is checked against a hash of the file). At most AUTH_MAX_RUNNING
+ *	checks run on the pool at once, the rest wait in order, so that
+ *	password guessing cannot hold the threads the queue commits need.
+ *	auth_running() and auth_waiting() count them (tests, status).
  *	The request keeps its own reference to the database, so a reload may
  *	free the caller's reference at any time.
  * TOUCHES
@@ -24,6 +28,12 @@
 
 #include <uv.h>
 
+#include <stddef.h>
+
+/* Password checks on the thread pool at once (the pool has 4 threads or
+ * more, UV_THREADPOOL_SIZE; the queue's commits need the rest). */
+#define AUTH_MAX_RUNNING 2
+
 struct auth_db;
 
 typedef void (*auth_diag_fn)(void *arg, const char *msg);
@@ -34,5 +44,7 @@ void auth_db_ref(struct auth_db *db);
 void auth_db_unref(struct auth_db *db);
 int auth_verify(uv_loop_t *loop, struct auth_db *db, const char *user, const char *pass,
                 auth_result_cb cb, void *arg);
+unsigned auth_running(void);
+size_t auth_waiting(void);
 
 #endif

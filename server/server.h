@@ -2,11 +2,16 @@
  * NAME
  *	server - the SMTP listener: sockets, sessions, limits, reload, stop
  * SUMMARY
- *	One struct server per daemon. It owns the listening sockets, the
- *	set of live sessions, the per-client connection counts and the
- *	current settings (configuration, TLS context, AUTH database) as one
- *	reference-counted bundle: a session keeps the bundle it started with,
- *	so a reload never changes the rules under a transaction in progress.
+ *	One struct server per daemon. It owns the listening sockets, accepts
+ *	connections, keeps the counts (per client address, an IPv6 client by
+ *	its /64; clients outside allow_networks together; SPEC §3), and is
+ *	the host of every session (server/session.h): it carries the
+ *	session's bytes over util/conn.c, and does its queue commits, spills,
+ *	password checks and log events. The current settings are one
+ *	reference-counted bundle (server/settings.h): a session takes the
+ *	current one at its next transaction, so a reload never changes the
+ *	rules under a transaction in progress, and the next mail of an open
+ *	session follows the new ones (SPEC §4).
  * DESCRIPTION
  *	server_init() prepares a server on a loop with a loaded configuration
  *	(ownership moves to the server), the queue and the event log.
@@ -20,7 +25,8 @@
  *	done when the last session is gone.
  *	server_free() releases what is left after the loop ended.
  * TOUCHES
- *	Sockets; the queue (through relay/queue.h); the event log.
+ *	Sockets; the queue (relay/queue.h, relay/queue_spill.h); the event
+ *	log; the runner (each mail committed); the thread pool (via those).
  */
 #ifndef HK_SERVER_SERVER_H
 #define HK_SERVER_SERVER_H
@@ -34,20 +40,12 @@
 
 #include "config/config.h"
 #include "relay/queue.h"
+#include "server/settings.h"
 #include "util/eventlog.h"
 
 #define SERVER_DRAIN_MS 30000
 
-struct auth_db;
-struct session;
-
-/* What a session needs from the configuration, shared by reference. */
-struct settings {
-	int refs;
-	struct config *cfg;
-	SSL_CTX *tls;              /* NULL: no STARTTLS */
-	struct auth_db *auth;      /* NULL: no AUTH */
-};
+struct client;
 
 struct listener {
 	uv_tcp_t tcp;
@@ -69,9 +67,10 @@ struct server {
 	struct evlog *log;
 	struct runner *runner;     /* gets every mail committed; may be NULL in tests */
 	GPtrArray *listeners;      /* struct listener * */
-	GHashTable *per_client;    /* client ip -> connection count */
-	struct session *sessions;  /* doubly linked list of live sessions */
-	unsigned nsessions;
+	GHashTable *per_client;    /* client address (IPv6: its /64) -> connection count */
+	struct client *clients;    /* doubly linked list of open connections */
+	unsigned nsessions;        /* open connections */
+	unsigned noutside;         /* of them, from outside allow_networks */
 	uint64_t next_session;
 	uint64_t start_time;
 	bool stopping;
@@ -96,19 +95,6 @@ int server_reload(struct server *srv, struct config *cfg, char *err, size_t errl
 void server_stop(struct server *srv, void (*stopped)(struct server *srv));
 void server_free(struct server *srv);
 
-struct settings *settings_new(struct config *cfg, char *err, size_t errlen);
-void settings_ref(struct settings *set);
-void settings_unref(struct settings *set);
-
-/* session.c */
-void session_start(struct server *srv, uv_stream_t *listener);
-/* Says 421 to idle sessions now; the busy ones after their transaction. */
-void sessions_drain(struct server *srv);
-/* Closes every session that is not waiting for the queue. */
-void sessions_close_all(struct server *srv);
-
-/* server.c, called by sessions */
-void server_session_gone(struct server *srv);
 /*
  * Is there room for a mail of size bytes (0: not known yet)? No when the
  * queue would pass [queue] max_size, or the spool's file system would
@@ -116,5 +102,10 @@ void server_session_gone(struct server *srv);
  * file system (room for state files, the log and the database).
  */
 bool server_storage_ok(const struct server *srv, uint64_t size);
+
+/* The key a client's connections are counted under: an IPv4 address as
+ * is, an IPv6 address by its /64 ("2001:db8:1:2::/64"), as one user of
+ * a /64 may take any of its addresses. */
+void server_client_key(const struct sockaddr *sa, char *out, size_t cap);
 
 #endif

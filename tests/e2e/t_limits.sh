@@ -96,4 +96,50 @@ for cmd in [b"EHLO steady.example", b"NOOP", b"NOOP", b"NOOP", b"QUIT"]:
 EOF
 expect "commands 1.2 s apart keep the session (idle_timeout 2 s)" "$T/steady.out" '^221 '
 expect_not "and it is never timed out" "$T/steady.out" '^421'
+# SPEC §3 outside_connections: clients outside allow_networks (they may
+# only write to the bounce address) hold at most that many connections
+# together; beyond it they get 421 4.3.2, while the shop's own clients are
+# still served.
+stop_hikyaku
+write_config "allow_networks = 127.0.0.1/32
+outside_connections = 3"
+start_hikyaku || { finish; exit 1; }
+rm -f "$T/hold.stop" "$T/hold.ready"
+$PY - "$PORT" "$T" >"$T/outside.out" 2>&1 <<'EOF' &
+import os, socket, sys, time
+port, t = int(sys.argv[1]), sys.argv[2]
+socks = []
+def first_line(src):
+    s = socket.socket()
+    s.bind((src, 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    line = b""
+    while not line.endswith(b"\n"):
+        d = s.recv(1)
+        if not d:
+            break
+        line += d
+    return s, line.decode().strip()
+for i in range(2, 6):
+    s, l = first_line("127.0.0.%d" % i)
+    socks.append(s)
+    print("outside 127.0.0.%d %s" % (i, l), flush=True)
+open(os.path.join(t, "hold.ready"), "w").close()
+while not os.path.exists(os.path.join(t, "hold.stop")):
+    time.sleep(0.1)
+socks[0].close()
+time.sleep(0.5)
+s, l = first_line("127.0.0.9")
+print("after one left: 127.0.0.9 %s" % l, flush=True)
+EOF
+HOLD=$!
+for _ in $(seq 1 100); do [ -e "$T/hold.ready" ] && break; sleep 0.1; done
+expect "outside_connections = 3: three outside clients are greeted" "$T/outside.out" '^outside 127\.0\.0\.4 220 '
+expect "outside_connections = 3: the fourth outside client gets 421 4.3.2" "$T/outside.out" '^outside 127\.0\.0\.5 421 4\.3\.2 '
+smtp >"$T/inside.out" 2>&1
+expect "outside_connections full: an allowed client still sends its mail" "$T/inside.out" 'queued as'
+touch "$T/hold.stop"
+wait "$HOLD"
+expect "outside_connections: once one outside client left, another gets in" "$T/outside.out" '^after one left: 127\.0\.0\.9 220 '
 finish

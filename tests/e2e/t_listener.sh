@@ -135,4 +135,62 @@ print("log ok: %d received, %d rejected" % (len(rec), len(rej)))
 PYEOF
 if grep -q 'log ok' "$T/log.out"; then ok "received and rejected events carry SPEC §7 fields"; else nok "received and rejected events carry SPEC §7 fields" "$T/log.out"; fi
 
+# SPEC §4: the route is decided with the configuration in force when the
+# mail is queued: after a reload, the next mail of a session that was
+# already open follows the new verified_domains (issue 11: it kept the old
+# rule for as long as the connection lived).
+stop_hikyaku
+write_config "" "[service]
+host = 127.0.0.1
+port = 9
+tls = none"
+start_hikyaku || { finish; exit 1; }
+rm -f "$T/reload.go" "$T/reload.first"
+$PY - "$PORT" "$T" >"$T/reload.out" 2>&1 <<'EOF' &
+import os, socket, sys, time
+port, t = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port), 10)
+f = s.makefile("rb")
+def cmd(line):
+    if line is not None:
+        s.sendall(line)
+    while True:
+        l = f.readline().decode().rstrip()
+        print(l, flush=True)
+        if l[3:4] != "-":
+            return l
+cmd(None)
+cmd(b"EHLO shop.example\r\n")
+def mail(subject):
+    cmd(b"MAIL FROM:<orders@shop.example>\r\n")
+    cmd(b"RCPT TO:<customer@example.com>\r\n")
+    cmd(b"DATA\r\n")
+    return cmd(b"From: Shop <orders@shop.example>\r\nSubject: " + subject + b"\r\n\r\nx\r\n.\r\n")
+mail(b"before")
+open(os.path.join(t, "reload.first"), "w").close()
+for _ in range(200):
+    if os.path.exists(os.path.join(t, "reload.go")):
+        break
+    time.sleep(0.1)
+mail(b"after")
+cmd(b"QUIT\r\n")
+EOF
+RL=$!
+for _ in $(seq 1 100); do [ -e "$T/reload.first" ] && break; sleep 0.1; done
+sed -i 's/^\[service\]$/[routing]\nverified_domains = shop.example\n\n[service]/' "$T/hikyaku.conf"
+kill -HUP "$HPID"
+for _ in $(seq 1 100); do grep -q 'configuration reloaded' "$T/hikyaku.out" && break; sleep 0.1; done
+touch "$T/reload.go"
+wait "$RL"
+check "reload: both mails of the open session queued" test "$(grep -c '^250 2.0.0 Ok: queued' "$T/reload.out")" -eq 2
+$PY - "$T/log.jsonl" >"$T/reload.routes" <<'EOF'
+import json, sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("event") == "received" and e.get("from") == "orders@shop.example":
+        print(e["route"], e.get("matched"))
+EOF
+check "reload: the mail before it went direct, the next one on the same connection by the service" \
+	test "$(tr '\n' ' ' <"$T/reload.routes")" = "direct None service shop.example "
+
 finish

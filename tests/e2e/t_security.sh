@@ -347,6 +347,34 @@ expect_not "plain text after STARTTLS: never answered as SMTP" "$T/session.out" 
 session "STARTTLS twice is refused inside TLS" '<220' '>EHLO c.example\r\n' '<250' '>STARTTLS\r\n' '<220' 'tls' \
 	'>EHLO c.example\r\n' '<250' '>STARTTLS\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
 
+# Issue 11: a TLS client that drops while its mail is being committed. The
+# envelope kept a pointer into the TLS engine, which the drop freed (a use
+# after free under ASan; the mail could sit undelivered until a restart).
+snap
+$PY "$ROOT/tests/e2e/tls_drop.py" 127.0.0.1 "$PORT" 5 >"$T/tls_drop.out" 2>&1
+expect "TLS client dropping during the commit: 5 mails sent up to the dot" "$T/tls_drop.out" '^sent 5$'
+sleep 1
+check "TLS client dropping during the commit: the daemon is still running" kill -0 "$HPID"
+check "TLS client dropping during the commit: no sanitizer report" bash -c '! ls "$1"/asan* "$1"/ubsan* 2>/dev/null | grep -q .' _ "$T"
+# The data was complete: each mail is queued (and given to the runner),
+# its envelope noting TLS.
+check "TLS client dropping during the commit: all 5 mails queued" test "$(new_count)" -eq 5
+tls_noted=yes
+for i in $(new_ids); do [ -n "$(q field "$i" tls)" ] || tls_noted=no; done
+check "TLS client dropping during the commit: each queued envelope notes TLS" test "$tls_noted" = yes
+
+# SPEC §5: a mail that already carries more than 50 Received: fields is
+# looping: 554 5.4.6 at the end of DATA, nothing queued; 50 still pass.
+hops() { local i; for i in $(seq 1 "$1"); do printf 'Received: from hop%s.example by relay%s.example; Tue, 1 Dec 2026 00:00:00 +0000\\r\\n' "$i" "$i"; done; }
+snap
+session "51 Received: fields (a loop): 554 5.4.6 after the dot, session goes on" '<220' '>EHLO c.example\r\n' '<250' \
+	'>MAIL FROM:<a@example.jp>\r\n' '<250' '>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' \
+	">$(hops 51)Subject: loop\\r\\n\\r\\nx\\r\\n.\\r\\n" '<554 5.4.6' '>NOOP\r\n' '<250' '>QUIT\r\n' '<221'
+check "51 Received: fields: nothing queued" nothing_new
+session "50 Received: fields: queued" '<220' '>EHLO c.example\r\n' '<250' \
+	'>MAIL FROM:<a@example.jp>\r\n' '<250' '>RCPT TO:<b@example.com>\r\n' '<250' '>DATA\r\n' '<354' \
+	">$(hops 50)Subject: not yet\\r\\n\\r\\nx\\r\\n.\\r\\n" '<250 2.0.0 Ok: queued' '>QUIT\r\n' '<221'
+
 # ---- 4. AUTH before TLS ----------------------------------------------------
 
 $RAW 127.0.0.1 "$PORT" '<220' '>EHLO c.example\r\n' '<250' '>QUIT\r\n' '<221' >"$T/ehlo.out" 2>&1
@@ -387,6 +415,23 @@ session "NUL inside MAIL FROM: refused whole" '<220' '>EHLO c.example\r\n' '<250
 	'>MAIL FROM:<a@example.jp\x00>\r\n' '<501 5.5.4' '>RCPT TO:<b@example.com>\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
 session "CR inside the EHLO name: refused" '<220' '>EHLO c.example\rX-Injected: yes\r\n' '<501 5.5.4' \
 	'>MAIL FROM:<a@example.jp>\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
+# Issue 11: "EHLO [x:" + 2,000 "A" + "]" overflowed the session's EHLO name
+# (a heap overflow before any authentication); 260-290 octets overwrote the
+# fields behind it, the AUTH user among them. SPEC §5: over 255 octets is
+# 501 5.5.4, and the daemon goes on.
+LIT2000="[x:$(printf 'A%.0s' $(seq 1 2000))]"
+LIT270="[x:$(printf 'A%.0s' $(seq 1 270))]"
+LIT255="[x:$(printf 'A%.0s' $(seq 1 251))]"
+session "EHLO with a 2,000-octet address literal: 501 5.5.4, the session goes on" '<220' ">EHLO $LIT2000\r\n" '<501 5.5.4' \
+	">HELO $LIT2000\r\n" '<501 5.5.4' '>EHLO c.example\r\n' '<250' '>QUIT\r\n' '<221'
+check "EHLO with a 2,000-octet address literal: the daemon is still running" kill -0 "$HPID"
+session "EHLO with a 270-octet literal from outside: 501, and relaying stays refused" --source $OUT '<220' \
+	">EHLO $LIT270\r\n" '<501 5.5.4' '>EHLO outside.example\r\n' '<250' '>MAIL FROM:<a@example.jp>\r\n' '<250' \
+	'>RCPT TO:<victim@target.example>\r\n' '<554 5.7.1' '>QUIT\r\n' '<221'
+session "EHLO with a literal of exactly 255 octets is accepted" '<220' ">EHLO $LIT255\r\n" '<250' '>QUIT\r\n' '<221'
+session "MAIL FROM with a 2,000-octet domain literal: refused" '<220' '>EHLO c.example\r\n' '<250' \
+	">MAIL FROM:<a@$LIT2000>\r\n" '<5' '>RCPT TO:<b@example.com>\r\n' '<503 5.5.1' '>QUIT\r\n' '<221'
+check "the daemon survived every over-long literal" kill -0 "$HPID"
 # RCPT parameters (ORCPT) and ENVID are not offered (no DSN): 555.
 session "ORCPT with an xtext-encoded CRLF: 555 5.5.4" '<220' '>EHLO c.example\r\n' '<250' \
 	'>MAIL FROM:<a@example.jp>\r\n' '<250' '>RCPT TO:<b@example.com> ORCPT=rfc822;a+0D+0AX-Injected:+20yes@b\r\n' \

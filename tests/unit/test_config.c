@@ -847,6 +847,33 @@ START_TEST(test_bad_values)
 }
 END_TEST
 
+/* Issue 11: [server] outside_connections (SPEC §3), and an upper bound on
+ * max_message_size: a FILE:LINE error beyond 1G, never a truncated size. */
+START_TEST(test_outside_and_size_bound)
+{
+	struct config_diags d;
+	struct config *cfg = load_ok("[server]\nhostname = relay.example.jp\n"
+	                             "outside_connections = 7\nmax_message_size = 1G\n", &d);
+	ck_assert_uint_eq(cfg->server.outside_connections, 7);
+	ck_assert_uint_eq(cfg->server.max_message_size, (uint64_t)1 << 30);
+	config_free(cfg);
+	config_diags_free(&d);
+	cfg = load_ok("[server]\nhostname = relay.example.jp\n", &d);
+	ck_assert_uint_eq(cfg->server.outside_connections, 100);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	d = load_bad("[server]\nhostname = relay.example.jp\nmax_message_size = 5G\n"
+	             "outside_connections = 0\n");
+	EXPECT_ERR(&d, 3, "max_message_size: \"5G\" is over the largest supported size (1G)");
+	EXPECT_ERR(&d, 4, "outside_connections: 0 is out of range (1 to 1000000)");
+	config_diags_free(&d);
+	d = load_bad("[server]\nhostname = relay.example.jp\nmax_message_size = 1025M\n");
+	EXPECT_ERR(&d, 3, "max_message_size: \"1025M\" is over the largest supported size (1G)");
+	config_diags_free(&d);
+}
+END_TEST
+
 START_TEST(test_value_forms)
 {
 	static const char text[] =
@@ -1538,6 +1565,7 @@ START_TEST(test_print_form)
 		"allow_networks = 127.0.0.0/8, ::1/128\n"
 		"max_connections = 1000\n"
 		"max_connections_per_client = 100\n"
+		"outside_connections = 100\n"
 		"max_message_size = 25M\n"
 		"max_recipients = 100\n"
 		"idle_timeout = 5m\n"
@@ -1713,6 +1741,7 @@ static Suite *config_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_outside_and_size_bound);
 	tcase_add_test(tc, test_full);
 	tcase_add_test(tc, test_spec_example);
 	tcase_add_test(tc, test_long_line);

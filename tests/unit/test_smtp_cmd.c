@@ -885,6 +885,32 @@ START_TEST(domain_valid_cases)
 }
 END_TEST
 
+/* SPEC §5: an address literal is at most 255 octets too, whatever its
+ * form (issue 11: "EHLO [x:" + 2,000 "A" + "]" overflowed the session's
+ * 256-byte EHLO name). */
+START_TEST(domain_valid_literal_length)
+{
+	static char buf[4096];
+
+	memcpy(buf, "[x:", 3);
+	memset(buf + 3, 'A', 2000);
+	memcpy(buf + 2003, "]", 2);
+	ck_assert(!smtp_domain_valid(buf, strlen(buf), false));
+	snprintf(buf, sizeof(buf), "[x:%s]", rep('A', 251));
+	ck_assert_uint_eq(strlen(buf), 255);
+	ck_assert(smtp_domain_valid(buf, strlen(buf), false));
+	snprintf(buf, sizeof(buf), "[x:%s]", rep('A', 252));
+	ck_assert_uint_eq(strlen(buf), 256);
+	ck_assert(!smtp_domain_valid(buf, strlen(buf), false));
+	/* The same literal in a path is refused, never copied. */
+	struct smtp_rcpt_args r;
+	memcpy(buf, "<a@[x:", 6);
+	memset(buf + 6, 'A', 2000);
+	memcpy(buf + 2006, "]>", 3);
+	ck_assert_int_ne(smtp_rcpt_parse(buf, strlen(buf), false, &r), SMTP_PARSE_OK);
+}
+END_TEST
+
 /* ---- smtp_addr_split ---- */
 
 START_TEST(addr_split_cases)
@@ -1087,6 +1113,7 @@ static Suite *smtp_cmd_suite(void)
 
 	tc = tcase_create("misc");
 	tcase_add_test(tc, domain_valid_cases);
+	tcase_add_test(tc, domain_valid_literal_length);
 	tcase_add_test(tc, addr_split_cases);
 	tcase_add_test(tc, base64_cases);
 	tcase_add_test(tc, base64_matches_openssl);

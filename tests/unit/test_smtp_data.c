@@ -60,6 +60,7 @@ static void run_cuts(struct run *r, const char *msg, size_t len, const size_t *c
 
 static void run_free(struct run *r)
 {
+	smtp_data_free(&r->d);
 	buf_free(&r->out);
 }
 
@@ -216,6 +217,57 @@ START_TEST(feed_after_done)
 	ck_assert_int_eq(smtp_data_feed(&d, S("more\r\n"), &used), 1);
 	ck_assert_uint_eq(used, 0);
 	ck_assert_uint_eq(out.len, 3);
+	smtp_data_free(&d);
+	buf_free(&out);
+}
+END_TEST
+
+/* The hop count, the kept copies of From:/Message-ID: and draining the
+ * front of out (what a session spills to disk) with stream offsets. */
+START_TEST(received_count_fields_drain)
+{
+	buf_t out;
+	struct smtp_data d;
+	size_t used;
+
+	buf_init(&out, 1 << 20);
+	smtp_data_init(&d, &out, 0, false);
+	ck_assert_int_eq(smtp_data_feed(&d, S("Received: a\r\nreceived: b\r\nX-Received: c\r\n"), &used), 0);
+	/* Everything before the last line may go now (it stays until the
+	 * next one begins). */
+	size_t k = smtp_data_drainable(&d);
+	ck_assert_uint_eq(k, strlen("Received: a\r\nreceived: b\r\n"));
+	buf_consume(&out, k);
+	smtp_data_drained(&d, k);
+	ck_assert_int_eq(smtp_data_feed(&d, S("From: A <a@x.example>,"), &used), 0);
+	/* all but the From: line, which is not complete */
+	ck_assert_uint_eq(smtp_data_drainable(&d), strlen("X-Received: c\r\n"));
+	ck_assert_int_eq(smtp_data_feed(&d, S("\r\n\tB <b@x.example>\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"), &used), 0);
+	k = smtp_data_drainable(&d);
+	ck_assert_uint_eq(k, out.len);  /* the body: everything may go */
+	buf_consume(&out, k);
+	smtp_data_drained(&d, k);
+	ck_assert_int_eq(smtp_data_feed(&d, S("more\r\n.\r\n"), &used), 1);
+	ck_assert_uint_eq(d.n_received, 2);
+	ck_assert_uint_eq(d.n_from, 1);
+	ck_assert_str_eq(d.from_field.data, "From: A <a@x.example>,\r\n\tB <b@x.example>\r\n");
+	ck_assert_str_eq(d.msgid_field.data, "Message-ID: <m@x>\r\n");
+	ck_assert(!d.from_too_long);
+	ck_assert_str_eq(out.data, "more\r\n");
+	smtp_data_free(&d);
+	buf_free(&out);
+
+	/* A From: field over SMTP_DATA_FIELD_MAX is flagged, not kept. */
+	buf_init(&out, 1 << 20);
+	smtp_data_init(&d, &out, 0, false);
+	ck_assert_int_eq(smtp_data_feed(&d, S("From: <a@x.example>\r\n"), &used), 0);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(smtp_data_feed(&d, S(" , <aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.example>\r\n"), &used), 0);
+	ck_assert_int_eq(smtp_data_feed(&d, S("\r\n.\r\n"), &used), 1);
+	ck_assert(d.from_too_long);
+	ck_assert_uint_eq(d.from_field.len, 0);
+	ck_assert_uint_eq(d.n_from, 1);
+	smtp_data_free(&d);
 	buf_free(&out);
 }
 END_TEST
@@ -937,6 +989,7 @@ static Suite *smtp_data_suite(void)
 	tcase_add_test(tc, header_offsets_with_prefix);
 	tcase_add_test(tc, eight_bit);
 	tcase_add_test(tc, strerror_all);
+	tcase_add_test(tc, received_count_fields_drain);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 
