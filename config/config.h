@@ -21,9 +21,12 @@
  * DIAGNOSTICS
  *	config_load() returns 0 when the file is valid (maybe with warnings),
  *	-1 when it has at least one error.
+ *	[dkim] keys: each key file is read and parsed (OpenSSL) when the
+ *	file is loaded; its bytes are kept in the configuration, so what
+ *	--check accepted is what signs (relay/dkim.h).
  * TOUCHES
  *	Reads the configuration file and checks that the files it names are
- *	readable; resolves the host name for the default `hostname`. No
+ *	readable (and reads the [dkim] key files); resolves the host name for the default `hostname`. No
  *	sockets are opened, nothing is written.
  */
 #ifndef HK_CONFIG_CONFIG_H
@@ -62,6 +65,22 @@ enum config_match_on { MATCH_HEADER_FROM, MATCH_ENVELOPE_FROM };
 enum config_service_tls { SERVICE_TLS_STARTTLS, SERVICE_TLS_SMTPS, SERVICE_TLS_NONE };
 enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, DIRECT_TLS_NONE };
 enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
+
+/* [dkim] (SPEC §3, §5): one signing key, read and checked when the
+ * configuration is loaded. */
+enum config_dkim_sign { CONFIG_DKIM_SIGN_DIRECT, CONFIG_DKIM_SIGN_ALL, CONFIG_DKIM_SIGN_NONE };
+enum config_dkim_type { CONFIG_DKIM_RSA, CONFIG_DKIM_ED25519 };
+
+struct config_dkim_key {
+	char *domain;           /* lowercase A-label form, no trailing dot */
+	char *selector;         /* lowercase */
+	char *file;             /* absolute path, as printed */
+	char *pem;              /* the file's bytes (a PEM private key), NUL-terminated */
+	size_t pem_len;
+	enum config_dkim_type type;
+	unsigned bits;          /* RSA modulus bits; 256 for Ed25519 */
+	int line;
+};
 
 struct config {
 	int refs;               /* extra references (config_ref); 0: one owner */
@@ -119,6 +138,12 @@ struct config {
 		uint64_t connect_timeout_ms;
 		uint64_t timeout_ms;
 	} direct;
+
+	struct {
+		struct config_dkim_key *keys;   /* "DOMAIN SELECTOR FILE" entries */
+		size_t nkeys;
+		enum config_dkim_sign sign;
+	} dkim;
 
 	struct {
 		char *dir;
