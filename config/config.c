@@ -978,7 +978,7 @@ out:
 
 /* A selector is one or more labels of letters, digits and hyphens
  * (RFC 6376 §3.1). */
-static bool dkim_selector_valid(const char *s)
+bool config_dkim_selector_valid(const char *s)
 {
 	size_t n = strlen(s), label = 0;
 
@@ -1015,7 +1015,7 @@ static void add_dkim_key(struct load_ctx *c, const char *e, int line)
 		return;
 	}
 	ascii_lower(sel);
-	if (!dkim_selector_valid(sel)) {
+	if (!config_dkim_selector_valid(sel)) {
 		ERR(c, line, "keys: \"%s\" is not a valid selector (letters, digits, hyphens "
 		    "and dots)", sel);
 		free(ascii);

@@ -198,6 +198,9 @@ const char *config_default_path(void);
 char *config_domain_ascii(const char *in, size_t n);
 bool config_is_bounce_address(const struct config *cfg, const char *addr,
                               const char **tag, size_t *tag_len);
+/* A DKIM selector: dot-separated labels of letters, digits and hyphens
+ * (RFC 6376 §3.1), as [dkim] keys accepts it. */
+bool config_dkim_selector_valid(const char *s);
 
 /* Value parsers, exposed for reuse and unit tests. Each returns 0 or -1. */
 int config_parse_duration(const char *s, uint64_t *ms);

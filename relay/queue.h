@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -125,6 +126,20 @@ int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *
  *	queue_close(); a spool already open elsewhere gives -EBUSY.
  */
 bool queue_id_valid(const char *s);
+
+/*
+ * queue_commit_prepend() is queue_commit() with a hook that runs on the
+ * thread-pool worker just before the file is written (DKIM signing,
+ * server/session.c): fn(fn_arg, parts, nparts, &pre) sees the data
+ * parts and may set pre to bytes (owned by fn_arg, valid until the
+ * callback) that are written in front of them; the envelope's size then
+ * counts them too. fn must not touch the loop.
+ */
+typedef void (*queue_prepend_fn)(void *fn_arg, const struct iovec *parts, size_t nparts,
+                                 struct iovec *pre);
+int queue_commit_prepend(struct queue *q, const struct queue_envelope *env,
+                         const uv_buf_t *parts, size_t nparts, queue_prepend_fn fn,
+                         void *fn_arg, queue_commit_cb cb, void *arg);
 
 /* For tests: the number of batches completed (each one directory fsync). */
 uint64_t queue_batches(const struct queue *q);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "relay/dkim.h"
 #include "relay/runner.h"
 #include "server/auth.h"
 #include "util/tls.h"
@@ -50,6 +51,9 @@ struct settings *settings_new(struct config *cfg, char *err, size_t errlen)
 		if (!set->auth)
 			goto fail;
 	}
+	set->dkim = dkim_keys_load(cfg, err, errlen);
+	if (!set->dkim)
+		goto fail;
 	return set;
 fail:
 	set->cfg = NULL; /* stays with the caller */
@@ -68,6 +72,7 @@ void settings_unref(struct settings *set)
 		return;
 	SSL_CTX_free(set->tls);
 	auth_db_unref(set->auth);
+	dkim_keys_unref(set->dkim);
 	config_unref(set->cfg);
 	free(set);
 }

@@ -39,6 +39,7 @@
 #define SERVER_DRAIN_MS 30000
 
 struct auth_db;
+struct dkim_keys;
 struct session;
 
 /* What a session needs from the configuration, shared by reference. */
@@ -47,6 +48,7 @@ struct settings {
 	struct config *cfg;
 	SSL_CTX *tls;              /* NULL: no STARTTLS */
 	struct auth_db *auth;      /* NULL: no AUTH */
+	struct dkim_keys *dkim;    /* [dkim] keys, ready to sign (relay/dkim.h) */
 };
 
 struct listener {

@@ -30,6 +30,7 @@
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
+#include "relay/dkim.h"
 #include "relay/route.h"
 #include "relay/runner.h"
 #include "server/auth.h"
@@ -54,6 +55,15 @@ enum sess_state {
 enum sess_wait { WAIT_NONE, WAIT_COMMIT, WAIT_AUTH };
 
 enum auth_mech { MECH_PLAIN, MECH_LOGIN };
+
+struct session_sign {
+	struct dkim_keys *keys;    /* a reference; NULL: no signing asked for */
+	enum route_kind route;
+	char *field;               /* the DKIM-Signature field added, or NULL */
+	size_t len;
+	char dkim[320];            /* "DOMAIN SELECTOR" of the signature */
+	char why[256];             /* why the mail went unsigned, or "" */
+};
 
 struct session {
 	struct conn conn;
@@ -93,9 +103,27 @@ struct session {
 	uint64_t arrival_ms;
 	struct queue_envelope env;   /* during the commit */
 	const char *warning;         /* for the received event */
+	struct session_sign sign;    /* DKIM, during the commit */
 };
 
 static void session_input(struct session *s, const char *p, size_t n);
+
+/* ---- DKIM signing in the commit (SPEC §5; relay/dkim.h) --------------
+ * The queue calls sign_on_worker() on its thread-pool worker just before
+ * it writes the mail; the field it returns goes in front of the message.
+ * Only the worker writes here until commit_done() reads it on the loop. */
+static void sign_on_worker(void *arg, const struct iovec *parts, size_t nparts, struct iovec *pre)
+{
+	struct session_sign *g = arg;
+	const struct dkim_key *key;
+
+	if (dkim_sign_mail(g->keys, parts, nparts, g->route, &g->field, &g->len, &key, g->why,
+	                   sizeof(g->why)) == 1) {
+		snprintf(g->dkim, sizeof(g->dkim), "%s %s", dkim_key_domain(key), dkim_key_selector(key));
+		pre->iov_base = g->field;
+		pre->iov_len = g->len;
+	}
+}
 
 /* ---- output ---------------------------------------------------------- */
 
@@ -770,6 +798,11 @@ static void data_end(struct session *s)
 	route_decide(cfg, s->mail.addr, env->header_from,
 	             env->header_from ? strlen(env->header_from) : 0, s->data.n_from, &rd);
 	env->route = (char *)route_name(rd.route);
+	memset(&s->sign, 0, sizeof(s->sign));
+	if (dkim_keys_count(s->set->dkim)) {
+		s->sign.keys = dkim_keys_ref(s->set->dkim);
+		s->sign.route = rd.route;
+	}
 	env->matched = rd.matched ? rd.matched->entry : NULL;
 	/* The service verifies the envelope sender too (SPEC §3 envelope_from). */
 	s->warning = NULL;
@@ -785,7 +818,9 @@ static void data_end(struct session *s)
 	};
 	s->wait = WAIT_COMMIT;
 	conn_read_stop(&s->conn);
-	int rc = env->rcpts ? queue_commit(s->srv->queue, env, parts, 2, commit_done, s) : -ENOMEM;
+	int rc = env->rcpts ? queue_commit_prepend(s->srv->queue, env, parts, 2,
+	                                           s->sign.keys ? sign_on_worker : NULL, &s->sign,
+	                                           commit_done, s) : -ENOMEM;
 	if (rc == 0)
 		s->srv->committing_bytes += env->size;
 	if (rc < 0) {
@@ -815,6 +850,9 @@ static void log_received(struct session *s)
 	json_object_set_new(f, "tls", json_boolean(conn_is_tls(&s->conn)));
 	json_object_set_new(f, "route", jstr(env->route));
 	json_object_set_new(f, "matched", jstr(env->matched));
+	json_object_set_new(f, "dkim", s->sign.field ? json_string(s->sign.dkim) : json_null());
+	if (!s->sign.field && s->sign.why[0])
+		json_object_set_new(f, "dkim_skipped", evlog_str(s->sign.why, strlen(s->sign.why)));
 	if (s->warning)
 		json_object_set_new(f, "warning", json_string(s->warning));
 	evlog_emit(s->srv->log, "received", f);
@@ -826,6 +864,9 @@ static void env_release(struct session *s)
 	free(s->env.header_from);
 	free(s->env.message_id);
 	memset(&s->env, 0, sizeof(s->env));
+	free(s->sign.field);
+	dkim_keys_unref(s->sign.keys);
+	memset(&s->sign, 0, sizeof(s->sign));
 }
 
 static void commit_done(void *arg, int status)
@@ -833,6 +874,7 @@ static void commit_done(void *arg, int status)
 	struct session *s = arg;
 	s->wait = WAIT_NONE;
 	s->srv->committing_bytes -= s->env.size;
+	s->env.size += s->sign.len;     /* the DKIM-Signature field, if any */
 	if (status == 0) {
 		s->srv->stats.received++;
 		log_received(s);
