@@ -195,7 +195,18 @@ static int check(const struct config *cfg, int argc, char **argv)
 	}
 	struct dnscheck c = { lookup, q };
 	struct dnscheck_report r = { 0 };
-	bool *used = calloc(nexp ? nexp : 1, sizeof(*used));
+	/* Each expected record is shown under the domain its name is in
+	 * (the longest that holds it), else under its organisational domain. */
+	const char **owner = calloc(nexp ? nexp : 1, sizeof(*owner));
+	for (size_t e = 0; owner && e < nexp; e++) {
+		for (size_t j = 0; j < doms.n; j++)
+			if (under(exp[e].name, doms.v[j]) &&
+			    (!owner[e] || strlen(doms.v[j]) > strlen(owner[e])))
+				owner[e] = doms.v[j];
+		if (mail_from && under(exp[e].name, mail_from) &&
+		    (!owner[e] || strlen(mail_from) > strlen(owner[e])))
+			owner[e] = mail_from;
+	}
 	for (size_t i = 0; i < doms.n; i++) {
 		const char *d = doms.v[i];
 		dnscheck_mx(&c, d, false, &r);
@@ -211,31 +222,25 @@ static int check(const struct config *cfg, int argc, char **argv)
 				dnscheck_dkim(&c, d, key->selector, kt, p, &r);
 			free(p);
 		}
-		/* The expected records under this domain (the longest match wins). */
-		for (size_t e = 0; e < nexp; e++) {
-			if (used[e] || !under(exp[e].name, d))
-				continue;
-			bool longer = false;
-			for (size_t j = 0; j < doms.n; j++)
-				longer |= j != i && strlen(doms.v[j]) > strlen(d) && under(exp[e].name, doms.v[j]);
-			if (longer)
-				continue;
-			used[e] = true;
-			dnscheck_expect(&c, &exp[e], d, &r);
-		}
+		for (size_t e = 0; owner && e < nexp; e++)
+			if (owner[e] == d)
+				dnscheck_expect(&c, &exp[e], d, &r);
 	}
 	if (mail_from) {
 		dnscheck_mx(&c, mail_from, true, &r);
 		dnscheck_spf(&c, mail_from, "mail-from spf", &r);
+		for (size_t e = 0; owner && e < nexp; e++)
+			if (owner[e] == mail_from)
+				dnscheck_expect(&c, &exp[e], mail_from, &r);
 	}
-	for (size_t e = 0; e < nexp; e++) {
-		if (used[e])
+	for (size_t e = 0; owner && e < nexp; e++) {
+		if (owner[e])
 			continue;
 		char *org = dnscheck_org_domain(exp[e].name);
 		dnscheck_expect(&c, &exp[e], org, &r);
 		free(org);
 	}
-	free(used);
+	free(owner);
 	if (json)
 		print_json(&r);
 	else

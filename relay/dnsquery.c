@@ -71,7 +71,11 @@ static void add_host(struct dnsq_answer *ans, const char *prefix, const char *ho
 		n--;
 	if (n > 255)
 		return;
-	int l = snprintf(b, sizeof(b), "%s%.*s", prefix, (int)n, n ? host : ".");
+	if (n == 0) {
+		host = ".";
+		n = 1;
+	}
+	int l = snprintf(b, sizeof(b), "%s%.*s", prefix, (int)n, host);
 	for (int i = 0; i < l; i++)
 		b[i] = (char)tolower((unsigned char)b[i]);
 	add(ans, b, (size_t)l);
