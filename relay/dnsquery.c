@@ -310,9 +310,11 @@ void dnsq_lookup(struct dnsq *q, const char *name, enum dnsq_type type, struct d
 		int bits = ares_getsock(q->ch, socks, ARES_GETSOCK_MAXNUM), n = 0;
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
-			if (ARES_GETSOCK_READABLE(bits, i))
+			/* c-ares's ARES_GETSOCK_WRITABLE() shifts 1 into the sign bit
+			 * for the last socket (UBSan): test the bits unsigned. */
+			if (((unsigned)bits >> i) & 1u)
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if (((unsigned)bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u)
 				ev |= POLLOUT;
 			if (ev)
 				pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
