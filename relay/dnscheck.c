@@ -227,7 +227,8 @@ static int spf_parses(const char *domain, const char *record, char *why, size_t 
 		         msg ? msg : SPF_strerror(e));
 		ret = -1;
 	}
-	SPF_record_free(rec);
+	if (rec)                /* libspf2 does not take NULL (fuzz/regressions/dns_records/) */
+		SPF_record_free(rec);
 	SPF_response_free(resp);
 	return ret;
 }
