@@ -4,7 +4,7 @@
  * SUMMARY
  *	One struct server per daemon. It owns the listening sockets, the
  *	set of live sessions, the per-client connection counts and the
- *	current settings (configuration, TLS context, AUTH database) as one
+ *	current settings (configuration, TLS context, AUTH database, DKIM keys) as one
  *	reference-counted bundle: a session keeps the bundle it started with,
  *	so a reload never changes the rules under a transaction in progress.
  * DESCRIPTION

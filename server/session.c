@@ -14,8 +14,13 @@
  *	disk) and the password check of AUTH (crypt(3) on the thread pool).
  *	Input that arrives meanwhile waits in a bounded buffer, and the socket
  *	is not read until the step is over (back-pressure).
+ *	DKIM (SPEC §5): when the settings hold [dkim] keys, the commit goes
+ *	through queue_commit_prepend() and sign_on_worker() signs the mail on
+ *	the queue's pool worker; received.dkim names the key, dkim_skipped
+ *	says why a mail went unsigned.
  * TOUCHES
- *	Its connection, the queue (queue_commit), the event log.
+ *	Its connection, the queue (queue_commit, queue_commit_prepend), the
+ *	event log.
  */
 #include <arpa/inet.h>
 #include <errno.h>
