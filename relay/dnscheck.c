@@ -795,7 +795,7 @@ void dnscheck_expect(const struct dnscheck *c, const struct dnscheck_expect *e, 
 		row(r, domain, check, DNSCHECK_FAIL, e->name, list, "%s %s is %s; expected %s", e->name, tn,
 		    list, e->value);
 	} else {
-		row(r, domain, check, DNSCHECK_FAIL, e->name, NULL, "no %s record at %s (%s); expected %s",
+		row(r, domain, check, DNSCHECK_FAIL, e->name, NULL, "no %s record at %s: %s; expected %s",
 		    tn, e->name, status_text(&a), e->value);
 	}
 	dnsq_answer_free(&a);

@@ -15,8 +15,11 @@
  *	two keys, or one that has none, and two From fields: unsigned with
  *	the reason; sign = direct / all / none by route; a From added after
  *	signing breaks the signature; a header section split across parts;
- *	UTF-8 and 8-bit content; the configuration's diagnostics for bad,
- *	unreadable, small, encrypted and non-RSA keys and bad entries.
+ *	UTF-8 and 8-bit content; relaxed canonicalisation edge cases for both
+ *	algorithms; the configuration's diagnostics for bad, unreadable,
+ *	small, encrypted and non-RSA keys and bad entries; the queue's
+ *	prepend hook (queue_commit_prepend(): on a pool thread, the bytes in
+ *	front, the size counted), as server/session.c signs with it.
  * DIAGNOSTICS
  *	Exit status 0 when every test passed, 1 otherwise.
  * TOUCHES
@@ -24,9 +27,11 @@
  */
 #include "config/config.h"
 #include "relay/dkim.h"
+#include "relay/queue.h"
 
 #include <check.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdarg.h>
@@ -540,6 +545,101 @@ START_TEST(test_public_record)
 }
 END_TEST
 
+/* ---- the queue's hook, as server/session.c uses it for signing ---- */
+
+struct hook {
+	pthread_t loop_thread, hook_thread;
+	int calls;
+	size_t seen;            /* bytes of the parts the hook saw */
+	int status;
+	bool done;
+	const struct dkim_keys *keys;
+	char *field;
+	size_t len;
+};
+
+static void hook_fn(void *arg, const struct iovec *parts, size_t nparts, struct iovec *pre)
+{
+	struct hook *h = arg;
+	const struct dkim_key *used;
+	char why[256];
+	h->calls++;
+	h->hook_thread = pthread_self();
+	for (size_t i = 0; i < nparts; i++)
+		h->seen += parts[i].iov_len;
+	if (dkim_sign_mail(h->keys, parts, nparts, ROUTE_DIRECT, &h->field, &h->len, &used, why,
+	                   sizeof(why)) == 1) {
+		pre->iov_base = h->field;
+		pre->iov_len = h->len;
+	}
+}
+
+static void hook_done(void *arg, int status)
+{
+	struct hook *h = arg;
+	h->status = status;
+	h->done = true;
+}
+
+/* The hook runs once, on a pool thread (never the loop's); its bytes go
+ * in front of the message and the envelope's size counts them; the
+ * mail as queued verifies. */
+START_TEST(test_queue_hook)
+{
+	struct config_diags d = { 0 };
+	make_key("k.pem", "ED25519", 0, NULL);
+	struct config *cfg = load_conf("keys = shop.test k k.pem\n", &d);
+	char err[256], qdir[300], path[400], out[1024];
+	struct dkim_keys *k = dkim_keys_load(cfg, err, sizeof(err));
+	uv_loop_t loop;
+	struct queue *q;
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	snprintf(qdir, sizeof(qdir), "%s/spool", tdir);
+	ck_assert_int_eq(queue_open(&loop, qdir, &q), 0);
+
+	static const char rcvd[] = "Received: from x\r\n\tby relay.test; now\r\n";
+	uv_buf_t parts[2] = { uv_buf_init((char *)rcvd, sizeof(rcvd) - 1),
+	                      uv_buf_init((char *)MSG_SHOP, (unsigned)strlen(MSG_SHOP)) };
+	struct queue_rcpt rc = { .addr = (char *)"x@example.jp" };
+	struct queue_envelope env = { .from = (char *)"shop@shop.test", .rcpts = &rc, .nrcpts = 1,
+	                              .size = parts[0].len + parts[1].len };
+	queue_new_id(q, env.id);
+	struct hook h = { .loop_thread = pthread_self(), .keys = k };
+	ck_assert_int_eq(queue_commit_prepend(q, &env, parts, 2, hook_fn, &h, hook_done, &h), 0);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	ck_assert(h.done);
+	ck_assert_int_eq(h.status, 0);
+	ck_assert_int_eq(h.calls, 1);
+	ck_assert(!pthread_equal(h.hook_thread, h.loop_thread));
+	ck_assert_uint_eq(h.seen, env.size);
+	ck_assert_ptr_nonnull(h.field);
+
+	struct queue_envelope back;
+	uint64_t off;
+	ck_assert_int_eq(queue_read_envelope(qdir, env.id, &back, &off), 0);
+	ck_assert_uint_eq(back.size, env.size + h.len);
+	snprintf(path, sizeof(path), "%s/mail/%s", qdir, env.id);
+	FILE *fp = fopen(path, "rb");
+	ck_assert_ptr_nonnull(fp);
+	char *data = malloc(back.size + 1);
+	ck_assert_int_eq(fseek(fp, (long)off, SEEK_SET), 0);
+	ck_assert_uint_eq(fread(data, 1, back.size + 1, fp), back.size);
+	fclose(fp);
+	data[back.size] = '\0';
+	ck_assert(strncmp(data, h.field, h.len) == 0);
+	ck_assert_int_eq(verify(cfg, NULL, data, out, sizeof(out)), 0);
+	queue_envelope_free(&back);
+	free(data);
+	free(h.field);
+	queue_close(q);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	dkim_keys_unref(k);
+	config_free(cfg);
+	config_diags_free(&d);
+}
+END_TEST
+
 static Suite *dkim_suite(void)
 {
 	Suite *s = suite_create("dkim");
@@ -554,6 +654,7 @@ static Suite *dkim_suite(void)
 	tcase_add_loop_test(tc, test_canonical_edges, 0, 2);
 	tcase_add_test(tc, test_config_diagnostics);
 	tcase_add_test(tc, test_public_record);
+	tcase_add_test(tc, test_queue_hook);
 	suite_add_tcase(s, tc);
 	return s;
 }
