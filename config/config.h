@@ -18,16 +18,17 @@
  *	included, verified_domains one entry per line (hikyakuctl config).
  *	config_default_path() is $HIKYAKU_CONFIG, else
  *	/etc/hikyaku/hikyaku.conf.
- * DIAGNOSTICS
- *	config_load() returns 0 when the file is valid (maybe with warnings),
- *	-1 when it has at least one error.
  *	[dkim] keys: each key file is read and parsed (OpenSSL) when the
  *	file is loaded; its bytes are kept in the configuration, so what
  *	--check accepted is what signs (relay/dkim.h).
+ * DIAGNOSTICS
+ *	config_load() returns 0 when the file is valid (maybe with warnings),
+ *	-1 when it has at least one error.
  * TOUCHES
  *	Reads the configuration file and checks that the files it names are
- *	readable (and reads the [dkim] key files); resolves the host name for the default `hostname`. No
- *	sockets are opened, nothing is written.
+ *	readable (and reads the [dkim] key files); resolves the host name
+ *	for the default `hostname`. No sockets are opened, nothing is
+ *	written.
  */
 #ifndef HK_CONFIG_CONFIG_H
 #define HK_CONFIG_CONFIG_H
