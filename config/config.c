@@ -31,6 +31,12 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +64,7 @@ _Static_assert(INI_MAX_LINE - 1 == CONFIG_MAX_LINE, "INI_MAX_LINE does not match
 
 enum section {
 	S_SERVER, S_ROUTING, S_SERVICE, S_DIRECT, S_QUEUE, S_SUPPRESSION, S_LOG, S_CONTROL,
+	S_DKIM,
 	S_COUNT,
 	S_DESTINATION = S_COUNT, /* a [destination NAME]: its own keys (dest_key) */
 	S_NONE = -1,            /* before the first section header */
@@ -66,6 +73,7 @@ enum section {
 
 static const char *const section_names[S_COUNT] = {
 	"server", "routing", "service", "direct", "queue", "suppression", "log", "control",
+	"dkim",
 };
 
 enum ktype {
@@ -89,6 +97,7 @@ enum ktype {
 	T_FILE,                 /* a file that must be readable; empty: none */
 	T_PATH,                 /* a path that must not be empty */
 	T_SOCKET,               /* a path of at most CONFIG_SOCKET_MAX bytes */
+	T_DKIM_KEYS,            /* list of "DOMAIN SELECTOR FILE", one per line */
 };
 
 enum key_id {
@@ -99,6 +108,7 @@ enum key_id {
 	K_SVC_MAXCONN, K_SVC_RATE, K_SVC_MAXRCPT, K_SVC_PAUSE, K_SVC_CONNECT,
 	K_SVC_TIMEOUT, K_SVC_FROM, K_SVC_VERP,
 	K_DIR_TLS, K_DIR_PORT, K_DIR_DNS, K_DIR_MAXCONN, K_DIR_CONNECT, K_DIR_TIMEOUT,
+	K_DKIM_KEYS, K_DKIM_SIGN,
 	K_Q_DIR, K_Q_RETRY_MIN, K_Q_RETRY_MAX, K_Q_LIFETIME, K_Q_MAX_SIZE, K_Q_DELAY_WARNING,
 	K_SUP_DB, K_SUP_APPLY, K_SUP_BOUNCE,
 	K_LOG_FILE,
@@ -111,6 +121,7 @@ static const char *const words_match_on[] = { "header_from", "envelope_from", NU
 static const char *const words_svc_tls[] = { "starttls", "smtps", "none", NULL };
 static const char *const words_dir_tls[] = { "may", "encrypt", "verify", "none", NULL };
 static const char *const words_apply_to[] = { "service", "all", NULL };
+static const char *const words_dkim_sign[] = { "direct", "all", "none", NULL };
 
 struct key_def {
 	enum section sec;
@@ -166,6 +177,9 @@ static const struct key_def keys[K_COUNT] = {
 			      F(direct.max_connections_per_domain), NULL },
 	[K_DIR_CONNECT]   = { S_DIRECT, "connect_timeout", T_DURATION, F(direct.connect_timeout_ms), NULL },
 	[K_DIR_TIMEOUT]   = { S_DIRECT, "timeout", T_DURATION, F(direct.timeout_ms), NULL },
+
+	[K_DKIM_KEYS]     = { S_DKIM, "keys", T_DKIM_KEYS, 0, NULL },
+	[K_DKIM_SIGN]     = { S_DKIM, "sign", T_ENUM, F(dkim.sign), words_dkim_sign },
 
 	[K_Q_DIR]         = { S_QUEUE, "dir", T_PATH, F(queue.dir), NULL },
 	[K_Q_RETRY_MIN]   = { S_QUEUE, "retry_min", T_DURATION, F(queue.retry_min_ms), NULL },
@@ -893,12 +907,212 @@ static void add_domain(struct load_ctx *c, const char *e, int line)
 	v[cfg->routing.ndomains++] = (struct config_domain){ entry, ascii, is_address, line };
 }
 
+/* ---- [dkim] keys (SPEC §3): "DOMAIN SELECTOR FILE", the key read now */
+
+#define DKIM_KEY_FILE_MAX (64 * 1024)
+
+static void dkim_keys_clear(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->dkim.nkeys; i++) {
+		struct config_dkim_key *k = &cfg->dkim.keys[i];
+		free(k->domain);
+		free(k->selector);
+		free(k->file);
+		if (k->pem)
+			OPENSSL_cleanse(k->pem, k->pem_len);
+		free(k->pem);
+	}
+	free(cfg->dkim.keys);
+	cfg->dkim.keys = NULL;
+	cfg->dkim.nkeys = 0;
+}
+
+/* An encrypted key cannot be used unattended: never ask for a passphrase. */
+static int dkim_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf; (void)size; (void)rwflag; (void)u;
+	return -1;
+}
+
+/* The whole file, at most DKIM_KEY_FILE_MAX bytes; 0 or an errno value
+ * (EFBIG when larger). */
+static int dkim_read_file(const char *p, char **out, size_t *len)
+{
+	int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	char *b = NULL;
+	size_t n = 0;
+	int err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (fstat(fd, &st) < 0) {
+		err = errno;
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		err = EISDIR;
+		goto out;
+	}
+	b = malloc(DKIM_KEY_FILE_MAX + 1);
+	if (!b) {
+		err = ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t r = read(fd, b + n, DKIM_KEY_FILE_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err = errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > DKIM_KEY_FILE_MAX) {
+			err = EFBIG;
+			break;
+		}
+	}
+out:
+	close(fd);
+	if (err) {
+		if (b)
+			OPENSSL_cleanse(b, n);
+		free(b);
+		return err;
+	}
+	b[n] = '\0';
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+/* A selector is one or more labels of letters, digits and hyphens
+ * (RFC 6376 §3.1). */
+bool config_dkim_selector_valid(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+
+	if (n == 0 || n > 63 * 4)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '.' || ch == '\0') {
+			if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-')
+				return false;
+			label = 0;
+		} else if (isalnum(ch) || ch == '-') {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void add_dkim_key(struct load_ctx *c, const char *e, int line)
+{
+	struct config *cfg = c->cfg;
+	char dom[256], sel[256], file[200];
+	int n = 0;
+
+	if (sscanf(e, "%255s %255s %199s %n", dom, sel, file, &n) != 3 || e[n] != '\0') {
+		ERR(c, line, "keys: \"%s\" is not \"DOMAIN SELECTOR FILE\"", e);
+		return;
+	}
+	char *ascii = config_domain_ascii(dom, strlen(dom));
+	if (!ascii) {
+		ERR(c, line, "keys: \"%s\" is not a valid domain", dom);
+		return;
+	}
+	ascii_lower(sel);
+	if (!config_dkim_selector_valid(sel)) {
+		ERR(c, line, "keys: \"%s\" is not a valid selector (letters, digits, hyphens "
+		    "and dots)", sel);
+		free(ascii);
+		return;
+	}
+	for (size_t i = 0; i < cfg->dkim.nkeys; i++)
+		if (strcmp(cfg->dkim.keys[i].domain, ascii) == 0) {
+			ERR(c, line, "keys: %s has a key already (line %d); one key signs "
+			    "for a domain", ascii, cfg->dkim.keys[i].line);
+			free(ascii);
+			return;
+		}
+	struct config_dkim_key k = { .domain = ascii, .line = line };
+	k.selector = strdup(sel);
+	k.file = path_resolve(cfg->dir, file);
+	if (!k.selector || !k.file) {
+		c->oom = true;
+		goto fail;
+	}
+	int err = dkim_read_file(k.file, &k.pem, &k.pem_len);
+	if (err) {
+		ERR(c, line, "keys: cannot read \"%s\": %s", k.file,
+		    err == EFBIG ? "larger than 64 KiB, not a key" : strerror(err));
+		goto fail;
+	}
+	BIO *bio = BIO_new_mem_buf(k.pem, (int)k.pem_len);
+	EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, dkim_no_passphrase, NULL) : NULL;
+	BIO_free(bio);
+	ERR_clear_error();
+	if (!pk) {
+		ERR(c, line, "keys: \"%s\" holds no PEM private key (or an encrypted one)", k.file);
+		goto fail;
+	}
+	int id = EVP_PKEY_get_base_id(pk);
+	if (id == EVP_PKEY_RSA) {
+		k.type = CONFIG_DKIM_RSA;
+		k.bits = (unsigned)EVP_PKEY_get_bits(pk);
+	} else if (id == EVP_PKEY_ED25519) {
+		k.type = CONFIG_DKIM_ED25519;
+		k.bits = 256;
+	}
+	EVP_PKEY_free(pk);
+	if (id != EVP_PKEY_RSA && id != EVP_PKEY_ED25519) {
+		ERR(c, line, "keys: \"%s\" is a %s key; DKIM signs with RSA or Ed25519", k.file,
+		    OBJ_nid2sn(id));
+		goto fail;
+	}
+	if (k.type == CONFIG_DKIM_RSA && k.bits < 1024) {
+		ERR(c, line, "keys: \"%s\" is an RSA key of %u bits; at least 1024 are needed "
+		    "(RFC 8301)", k.file, k.bits);
+		goto fail;
+	}
+	if (k.type == CONFIG_DKIM_RSA && k.bits < 2048)
+		WARN(c, line, "keys: \"%s\" is an RSA key of %u bits; use 2048 "
+		     "(hikyakuctl dkim keygen)", k.file, k.bits);
+	struct config_dkim_key *v = grow(c, cfg->dkim.keys, cfg->dkim.nkeys, sizeof(*v));
+	if (!v)
+		goto fail;
+	cfg->dkim.keys = v;
+	v[cfg->dkim.nkeys++] = k;
+	return;
+fail:
+	free(k.domain);
+	free(k.selector);
+	free(k.file);
+	if (k.pem)
+		OPENSSL_cleanse(k.pem, k.pem_len);
+	free(k.pem);
+}
+
 static void list_add(struct load_ctx *c, enum key_id k, const char *value, int line)
 {
 	char *copy = strdup(value);
 
 	if (!copy) {
 		c->oom = true;
+		return;
+	}
+	if (keys[k].type == T_DKIM_KEYS) {
+		/* One entry a line: a file name may hold a comma. */
+		char *e = trim(copy);
+		if (*e)
+			add_dkim_key(c, e, line);
+		free(copy);
 		return;
 	}
 	/* Entries are separated by commas here and by new lines by libinih. */
@@ -947,6 +1161,9 @@ static void list_clear(struct config *cfg, enum key_id k)
 		cfg->routing.domains = NULL;
 		cfg->routing.ndomains = 0;
 		break;
+	case T_DKIM_KEYS:
+		dkim_keys_clear(cfg);
+		break;
 	default:
 		break;
 	}
@@ -954,7 +1171,8 @@ static void list_clear(struct config *cfg, enum key_id k)
 
 static bool is_list(enum ktype t)
 {
-	return t == T_LISTEN || t == T_CIDRS || t == T_DNS || t == T_DOMAINS;
+	return t == T_LISTEN || t == T_CIDRS || t == T_DNS || t == T_DOMAINS ||
+	       t == T_DKIM_KEYS;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1031,6 +1249,7 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 	case T_CIDRS:
 	case T_DNS:
 	case T_DOMAINS:
+	case T_DKIM_KEYS:
 		/* The file's value replaces the default list, it does not add to it. */
 		list_clear(cfg, k);
 		list_add(c, k, v, line);
@@ -1752,6 +1971,7 @@ void config_free(struct config *cfg)
 		case T_CIDRS:
 		case T_DNS:
 		case T_DOMAINS:
+		case T_DKIM_KEYS:
 			list_clear(cfg, (enum key_id)k);
 			break;
 		case T_HOSTNAME:
@@ -1887,6 +2107,12 @@ void config_print(const struct config *cfg, FILE *fp)
 		case T_DNS:
 		case T_DOMAINS:
 			print_list(cfg, (enum key_id)k, fp);
+			continue;
+		case T_DKIM_KEYS:
+			fprintf(fp, "keys =\n");
+			for (size_t i = 0; i < cfg->dkim.nkeys; i++)
+				fprintf(fp, "    %s %s %s\n", cfg->dkim.keys[i].domain,
+					cfg->dkim.keys[i].selector, cfg->dkim.keys[i].file);
 			continue;
 		case T_HOSTNAME:
 		case T_HOST:

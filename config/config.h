@@ -18,13 +18,17 @@
  *	included, verified_domains one entry per line (hikyakuctl config).
  *	config_default_path() is $HIKYAKU_CONFIG, else
  *	/etc/hikyaku/hikyaku.conf.
+ *	[dkim] keys: each key file is read and parsed (OpenSSL) when the
+ *	file is loaded; its bytes are kept in the configuration, so what
+ *	--check accepted is what signs (relay/dkim.h).
  * DIAGNOSTICS
  *	config_load() returns 0 when the file is valid (maybe with warnings),
  *	-1 when it has at least one error.
  * TOUCHES
  *	Reads the configuration file and checks that the files it names are
- *	readable; resolves the host name for the default `hostname`. No
- *	sockets are opened, nothing is written.
+ *	readable (and reads the [dkim] key files); resolves the host name
+ *	for the default `hostname`. No sockets are opened, nothing is
+ *	written.
  */
 #ifndef HK_CONFIG_CONFIG_H
 #define HK_CONFIG_CONFIG_H
@@ -79,6 +83,21 @@ struct config_destination {
 };
 /* The largest max_message_size (SPEC §3): a FILE:LINE error beyond it. */
 #define CONFIG_MESSAGE_SIZE_MAX ((uint64_t)1 << 30)
+/* [dkim] (SPEC §3, §5): one signing key, read and checked when the
+ * configuration is loaded. */
+enum config_dkim_sign { CONFIG_DKIM_SIGN_DIRECT, CONFIG_DKIM_SIGN_ALL, CONFIG_DKIM_SIGN_NONE };
+enum config_dkim_type { CONFIG_DKIM_RSA, CONFIG_DKIM_ED25519 };
+
+struct config_dkim_key {
+	char *domain;           /* lowercase A-label form, no trailing dot */
+	char *selector;         /* lowercase */
+	char *file;             /* absolute path, as printed */
+	char *pem;              /* the file's bytes (a PEM private key), NUL-terminated */
+	size_t pem_len;
+	enum config_dkim_type type;
+	unsigned bits;          /* RSA modulus bits; 256 for Ed25519 */
+	int line;
+};
 
 struct config {
 	int refs;               /* extra references (config_ref); 0: one owner */
@@ -137,6 +156,12 @@ struct config {
 		uint64_t connect_timeout_ms;
 		uint64_t timeout_ms;
 	} direct;
+
+	struct {
+		struct config_dkim_key *keys;   /* "DOMAIN SELECTOR FILE" entries */
+		size_t nkeys;
+		enum config_dkim_sign sign;
+	} dkim;
 
 	struct {
 		char *dir;
@@ -200,6 +225,9 @@ const struct config_destination *config_destination_for(const struct config *cfg
                                                         const char *domain);
 bool config_is_bounce_address(const struct config *cfg, const char *addr,
                               const char **tag, size_t *tag_len);
+/* A DKIM selector: dot-separated labels of letters, digits and hyphens
+ * (RFC 6376 §3.1), as [dkim] keys accepts it. */
+bool config_dkim_selector_valid(const char *s);
 
 /* Value parsers, exposed for reuse and unit tests. Each returns 0 or -1. */
 int config_parse_duration(const char *s, uint64_t *ms);

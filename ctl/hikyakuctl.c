@@ -18,6 +18,10 @@
  *	            ctl/ctl_survey.h)
  *	  queue list|show|retry|delete, status
  *	            the running daemon's queue, through the control socket
+ *	  domain check [DOMAIN ...] [--expect FILE] [--json]
+ *	            the DNS records receivers and the delivery service need
+ *	  dkim keygen DOMAIN SELECTOR FILE [--type rsa|ed25519] [--bits N]
+ *	            a new DKIM key and its TXT record
  * DIAGNOSTICS
  *	Exit 0 success, 1 not found / no match, 2 usage or configuration
  *	error. Errors go to stderr in one sentence.
@@ -33,6 +37,8 @@
 
 #include "util/clock.h"
 #include "config/config.h"
+#include "ctl/ctl_dkim.h"
+#include "ctl/ctl_domain.h"
 #include "ctl/ctl_log.h"
 #include "ctl/ctl_queue.h"
 #include "ctl/ctl_suppression.h"
@@ -58,7 +64,11 @@ static void usage(FILE *fp)
 	            "                      the addresses past mail logs say would bounce\n"
 	            "  queue list [--json] | show ID [--json] | retry ID|--all | delete ID\n"
 	            "                      the queue of the running daemon (or its spool)\n"
-	            "  status [--json]     uptime, connections, queue size, counts since start\n");
+	            "  status [--json]     uptime, connections, queue size, counts since start\n"
+	            "  domain check [DOMAIN ...] [--expect FILE] [--json]\n"
+	            "                      the DNS records receivers and the service need\n"
+	            "  dkim keygen DOMAIN SELECTOR FILE [--type rsa|ed25519] [--bits N]\n"
+	            "                      a new DKIM key and the TXT record to publish\n");
 }
 
 static int load(const char *path, struct config **cfg, bool quiet_ok)
@@ -248,12 +258,32 @@ static int cmd_queue(const char *path, int argc, char **argv)
 	return rc;
 }
 
+/* dkim keygen: no configuration needed (ctl/ctl_dkim.h). */
+static int cmd_dkim(const char *path, int argc, char **argv)
+{
+	(void)path;
+	return ctl_dkim(argc, argv);
+}
+
+/* domain check: the DNS records of SPEC §8 (ctl/ctl_domain.h). */
+static int cmd_domain(const char *path, int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	if (load(path, &cfg, true) < 0)
+		return 2;
+	int rc = ctl_domain(cfg, argc, argv);
+	config_free(cfg);
+	return rc;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(const char *path, int argc, char **argv);
 } commands[] = {
 	{ "check", cmd_check },
 	{ "config", cmd_config },
+	{ "dkim", cmd_dkim },
+	{ "domain", cmd_domain },
 	{ "log", cmd_log },
 	{ "queue", cmd_queue },
 	{ "route", cmd_route },

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -60,6 +61,11 @@ struct queue_req {
 	void *arg;
 	int status;             /* 0 or negative errno, set by the worker */
 	int fd;
+	/* queue_commit_prepend(): the hook, and the envelope kept as JSON
+	 * until the worker knows the size (head is made there). */
+	queue_prepend_fn prep;
+	void *prep_arg;
+	json_t *env_json;
 	bool created;           /* we created tmp/ID, so we may unlink it */
 	bool renamed;           /* tmp/ID is now mail/ID */
 };
@@ -393,10 +399,85 @@ static void req_discard_tmp(struct queue *q, struct queue_req *r)
 	}
 }
 
+/* The head "MAGIC\nJSON\n" of a mail. */
+static int make_head(json_t *j, char **out, size_t *out_len)
+{
+	char *js = json_dumps(j, JSON_COMPACT);
+	if (!js)
+		return -ENOMEM;
+	size_t jlen = strlen(js);
+	/* queue_read_envelope() would refuse it: refuse it now, not later. */
+	if (jlen > QUEUE_ENVELOPE_MAX) {
+		free(js);
+		return -E2BIG;
+	}
+	size_t hlen = QUEUE_MAGIC_LEN + 1 + jlen + 1;
+	char *head = malloc(hlen);
+	if (!head) {
+		free(js);
+		return -ENOMEM;
+	}
+	memcpy(head, QUEUE_MAGIC "\n", QUEUE_MAGIC_LEN + 1);
+	memcpy(head + QUEUE_MAGIC_LEN + 1, js, jlen);
+	head[hlen - 1] = '\n';
+	free(js);
+	*out = head;
+	*out_len = hlen;
+	return 0;
+}
+
+/*
+ * A commit with a hook (DKIM signing): the hook's bytes go in iov[1] (kept
+ * free for them), and the head is made now, with the size they add. The
+ * hook sees the whole message; spilled bytes are mapped from the spill
+ * file for it (file pages, not the heap: a large mail costs no memory of
+ * its own).
+ */
+static int req_prepare(struct queue_req *r)
+{
+	struct iovec pre = { NULL, 0 };
+	size_t ndata = (size_t)r->iovcnt - 2;
+	void *map = NULL;
+
+	if (r->spill_fd < 0) {
+		r->prep(r->prep_arg, r->iov + 2, ndata, &pre);
+	} else {
+		size_t nhead = (size_t)r->spill_at - 2;
+		struct iovec *v = calloc(ndata + 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		if (r->spill_len > SIZE_MAX ||
+		    (map = mmap(NULL, (size_t)r->spill_len, PROT_READ, MAP_PRIVATE, r->spill_fd, 0)) ==
+		            MAP_FAILED) {
+			int err = errno ? -errno : -ENOMEM;
+			free(v);
+			return err;
+		}
+		memcpy(v, r->iov + 2, nhead * sizeof(*v));
+		v[nhead] = (struct iovec){ map, (size_t)r->spill_len };
+		memcpy(v + nhead + 1, r->iov + 2 + nhead, (ndata - nhead) * sizeof(*v));
+		r->prep(r->prep_arg, v, ndata + 1, &pre);
+		munmap(map, (size_t)r->spill_len);
+		free(v);
+	}
+	r->iov[1] = pre;
+	json_t *size = json_object_get(r->env_json, "size");
+	if (pre.iov_len && json_is_integer(size))
+		json_integer_set(size, json_integer_value(size) + (json_int_t)pre.iov_len);
+	int rc = make_head(r->env_json, &r->head, &r->iov[0].iov_len);
+	r->iov[0].iov_base = r->head;
+	return rc;
+}
+
 static void req_write(struct queue *q, struct queue_req *r)
 {
 	char tmp[QUEUE_PATH_SIZE];
 	int rc;
+
+	if (r->prep && (rc = req_prepare(r)) < 0) {
+		r->status = rc;
+		return;
+	}
 
 	req_path(tmp, q->tmp_dir, r->id);
 	/* O_EXCL: never truncate a file we did not create. */
@@ -537,6 +618,7 @@ static void queue_submit(struct queue *q);
 
 static void req_free(struct queue_req *r)
 {
+	json_decref(r->env_json);
 	free(r->head);
 	free(r->iov);
 	free(r);
@@ -606,55 +688,41 @@ static void queue_submit(struct queue *q)
 int queue_commit(struct queue *q, const struct queue_envelope *env,
                  const uv_buf_t *parts, size_t nparts, queue_commit_cb cb, void *arg)
 {
-	return queue_commit_spilled(q, env, parts, nparts, nparts, -1, 0, cb, arg);
+	return queue_commit_spilled(q, env, parts, nparts, nparts, -1, 0, NULL, NULL, cb, arg);
 }
 
 int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
                          const uv_buf_t *parts, size_t nparts, size_t nhead, int spill_fd,
-                         uint64_t spill_len, queue_commit_cb cb, void *arg)
+                         uint64_t spill_len, queue_prepend_fn fn, void *fn_arg,
+                         queue_commit_cb cb, void *arg)
 {
 	struct queue_req *r;
 	json_t *j;
-	char *js, *head;
-	size_t jlen, hlen;
+	char *head = NULL;
+	size_t hlen = 0, first;
 	int rc;
 
 	if (!q || !env || !queue_id_valid(env->id) || (nparts && !parts) || nhead > nparts)
 		return -EINVAL;
-	if (nparts >= (size_t)INT_MAX)
+	if (nparts >= (size_t)INT_MAX - 2)
 		return -E2BIG;
 
 	/* Serialise now: the caller may free the envelope on return. */
 	j = queue_envelope_to_json(env);
 	if (!j)
 		return -EINVAL;
-	js = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!js)
-		return -ENOMEM;
-	jlen = strlen(js);
-	/* queue_read_envelope() would refuse it: refuse it now, not later. */
-	if (jlen > QUEUE_ENVELOPE_MAX) {
-		rc = -E2BIG;
-		goto fail_js;
-	}
-
-	hlen = QUEUE_MAGIC_LEN + 1 + jlen + 1;
-	head = malloc(hlen);
-	if (!head) {
-		rc = -ENOMEM;
-		goto fail_js;
-	}
-	memcpy(head, QUEUE_MAGIC "\n", QUEUE_MAGIC_LEN + 1);
-	memcpy(head + QUEUE_MAGIC_LEN + 1, js, jlen);
-	head[hlen - 1] = '\n';
+	/* Without a hook the head is made now, so that a too large envelope
+	 * is refused at once; with one, on the worker (req_prepare()). */
+	if (!fn && (rc = make_head(j, &head, &hlen)) < 0)
+		goto fail_j;
 
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		rc = -ENOMEM;
 		goto fail_head;
 	}
-	r->iov = calloc(nparts + 1, sizeof(*r->iov));
+	first = fn ? 2 : 1;
+	r->iov = calloc(nparts + first, sizeof(*r->iov));
 	if (!r->iov) {
 		rc = -ENOMEM;
 		goto fail_r;
@@ -663,18 +731,24 @@ int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
 	r->iov[0].iov_base = head;
 	r->iov[0].iov_len = hlen;
 	for (size_t i = 0; i < nparts; i++) {
-		r->iov[i + 1].iov_base = parts[i].base;
-		r->iov[i + 1].iov_len = parts[i].len;
+		r->iov[i + first].iov_base = parts[i].base;
+		r->iov[i + first].iov_len = parts[i].len;
 	}
-	r->iovcnt = (int)nparts + 1;
-	r->spill_at = (int)nhead + 1;
+	r->iovcnt = (int)(nparts + first);
+	r->spill_at = (int)(nhead + first);
 	r->spill_fd = spill_len ? spill_fd : -1;
 	r->spill_len = spill_len;
 	memcpy(r->id, env->id, sizeof(r->id));
 	r->cb = cb;
 	r->arg = arg;
 	r->fd = -1;
-	free(js);
+	if (fn) {
+		r->prep = fn;
+		r->prep_arg = fn_arg;
+		r->env_json = j;
+	} else {
+		json_decref(j);
+	}
 
 	*q->tail = r;
 	q->tail = &r->next;
@@ -690,8 +764,8 @@ fail_r:
 	free(r);
 fail_head:
 	free(head);
-fail_js:
-	free(js);
+fail_j:
+	json_decref(j);
 	return rc;
 }
 

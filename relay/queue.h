@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -132,10 +133,20 @@ bool queue_id_valid(const char *s);
  * parts[0..nhead), then spill_len bytes of spill_fd from its start, then
  * parts[nhead..nparts). The fd stays the caller's and must stay open
  * until the callback; it is only read, on the thread pool.
+ *
+ * With fn (DKIM signing), fn(fn_arg, data, ndata, &pre) runs on the
+ * thread-pool worker just before the file is written: it sees the whole
+ * message (the spilled bytes mapped read-only in their place) and may
+ * set pre to bytes (owned by fn_arg, valid until the callback) that are
+ * written in front of it; the envelope's size then counts them too. fn
+ * must not touch the loop. fn NULL: no hook.
  */
+typedef void (*queue_prepend_fn)(void *fn_arg, const struct iovec *parts, size_t nparts,
+                                 struct iovec *pre);
 int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
                          const uv_buf_t *parts, size_t nparts, size_t nhead, int spill_fd,
-                         uint64_t spill_len, queue_commit_cb cb, void *arg);
+                         uint64_t spill_len, queue_prepend_fn fn, void *fn_arg,
+                         queue_commit_cb cb, void *arg);
 
 /* For tests: the number of batches completed (each one directory fsync). */
 uint64_t queue_batches(const struct queue *q);

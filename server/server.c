@@ -142,8 +142,8 @@ static int host_commit(void *h, const struct queue_envelope *env, const struct s
 	int fd = m->spill ? queue_spill_fd(m->spill) : -1;
 	c->commit_cb = cb;
 	c->commit_arg = arg;
-	int rc = queue_commit_spilled(c->srv->queue, env, parts, 2, 1, fd, m->spill_len,
-	                              client_commit_done, c);
+	int rc = queue_commit_spilled(c->srv->queue, env, parts, 2, 1, fd, m->spill_len, m->sign,
+	                              m->sign_arg, client_commit_done, c);
 	if (rc == 0) {
 		c->commit_size = env->size;
 		c->srv->committing_bytes += env->size;

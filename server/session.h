@@ -78,6 +78,11 @@ struct session_message {
 	uint64_t spill_len;
 	const char *tail;
 	size_t tail_len;
+	/* DKIM (SPEC §5): run on the queue's worker before the write, its
+	 * field goes in front of the message (queue_commit_spilled()); NULL:
+	 * nothing to sign. */
+	queue_prepend_fn sign;
+	void *sign_arg;
 };
 
 typedef void (*session_step_cb)(void *arg, int status);

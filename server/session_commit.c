@@ -25,6 +25,11 @@
  *	route is decided on is smtp_data's bounded copy (SMTP_DATA_FIELD_MAX):
  *	a longer one is unparseable (SPEC §4: the envelope sender decides)
  *	and is never parsed on the loop thread.
+ *
+ *	DKIM (SPEC §5): when the settings hold [dkim] keys, the commit
+ *	carries sign_on_worker(), which the queue runs on its pool worker just
+ *	before it writes the mail (never on the loop); received.dkim names
+ *	the key, dkim_skipped says why a mail went unsigned.
  * TOUCHES
  *	The session; the host's spill, commit and received operations.
  */
@@ -35,6 +40,7 @@
 
 #include "proto/smtp_header.h"
 #include "proto/smtp_reply.h"
+#include "relay/dkim.h"
 #include "relay/route.h"
 #include "server/session_int.h"
 #include "util/clock.h"
@@ -52,6 +58,21 @@ static const char *data_error_reply(enum smtp_data_error e)
 	case SMTP_DATA_NOMEM: return R_STORAGE;
 	}
 	return R_LOCAL_ERROR;
+}
+
+/* ---- DKIM signing on the queue's worker (relay/dkim.h) ---------------- */
+
+static void sign_on_worker(void *arg, const struct iovec *parts, size_t nparts, struct iovec *pre)
+{
+	struct session_sign *g = arg;
+	const struct dkim_key *key;
+
+	if (dkim_sign_mail(g->keys, parts, nparts, g->route, &g->field, &g->len, &key, g->why,
+	                   sizeof(g->why)) == 1) {
+		snprintf(g->dkim, sizeof(g->dkim), "%s %s", dkim_key_domain(key), dkim_key_selector(key));
+		pre->iov_base = g->field;
+		pre->iov_len = g->len;
+	}
 }
 
 /* ---- the spill ------------------------------------------------------- */
@@ -154,6 +175,9 @@ void session_commit_release(struct session *s)
 	free(s->env.header_from);
 	free(s->env.message_id);
 	memset(&s->env, 0, sizeof(s->env));
+	free(s->sign.field);
+	dkim_keys_unref(s->sign.keys);
+	memset(&s->sign, 0, sizeof(s->sign));
 }
 
 static json_t *jstr(const char *p)
@@ -177,6 +201,9 @@ static json_t *received_fields(struct session *s)
 	json_object_set_new(f, "tls", json_boolean(s->tls));
 	json_object_set_new(f, "route", jstr(env->route));
 	json_object_set_new(f, "matched", jstr(env->matched));
+	json_object_set_new(f, "dkim", s->sign.field ? json_string(s->sign.dkim) : json_null());
+	if (!s->sign.field && s->sign.why[0])
+		json_object_set_new(f, "dkim_skipped", evlog_str(s->sign.why, strlen(s->sign.why)));
 	if (s->warning)
 		json_object_set_new(f, "warning", json_string(s->warning));
 	return f;
@@ -186,6 +213,7 @@ static void commit_done(void *arg, int status)
 {
 	struct session *s = arg;
 	/* The mail is the runner's even when the client has gone meanwhile. */
+	s->env.size += s->sign.len;     /* the DKIM-Signature field, if any */
 	if (status == 0)
 		s->host->received(s->h, &s->env, received_fields(s));
 	session_commit_release(s);
@@ -272,6 +300,11 @@ void session_data_end(struct session *s)
 	             env->header_from ? strlen(env->header_from) : 0, s->data.n_from, &rd);
 	env->route = (char *)route_name(rd.route);
 	env->matched = rd.matched ? rd.matched->entry : NULL;
+	memset(&s->sign, 0, sizeof(s->sign));
+	if (dkim_keys_count(s->set->dkim)) {
+		s->sign.keys = dkim_keys_ref(s->set->dkim);
+		s->sign.route = rd.route;
+	}
 	/* The service verifies the envelope sender too (SPEC §3 envelope_from). */
 	s->warning = NULL;
 	if (rd.route == ROUTE_SERVICE && !cfg->service.envelope_from &&
@@ -287,6 +320,8 @@ void session_data_end(struct session *s)
 		.spill_len = s->spilled,
 		.tail = s->msg.data ? s->msg.data : "",
 		.tail_len = s->msg.len,
+		.sign = s->sign.keys ? sign_on_worker : NULL,
+		.sign_arg = &s->sign,
 	};
 	s->wait = WAIT_COMMIT;
 	s->host->read(s->h, false);

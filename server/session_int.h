@@ -20,6 +20,7 @@
 
 #include "proto/smtp_cmd.h"
 #include "proto/smtp_data.h"
+#include "relay/route.h"
 #include "server/session.h"
 #include "util/buf.h"
 
@@ -43,6 +44,17 @@ enum sess_state {
 enum sess_wait { WAIT_NONE, WAIT_COMMIT, WAIT_AUTH, WAIT_SPILL };
 
 enum auth_mech { MECH_PLAIN, MECH_LOGIN };
+
+/* DKIM signing of one commit (session_commit.c). Only the queue's worker
+ * writes here until the commit's callback reads it on the loop. */
+struct session_sign {
+	struct dkim_keys *keys;    /* a reference; NULL: no signing asked for */
+	enum route_kind route;
+	char *field;               /* the DKIM-Signature field added, or NULL */
+	size_t len;
+	char dkim[320];            /* "DOMAIN SELECTOR" of the signature */
+	char why[256];             /* why the mail went unsigned, or "" */
+};
 
 struct session {
 	const struct session_host *host;
@@ -86,6 +98,7 @@ struct session {
 	uint64_t arrival_ms;
 	struct queue_envelope env;   /* during the commit */
 	const char *warning;         /* for the received event */
+	struct session_sign sign;    /* DKIM, during the commit */
 };
 
 /* session.c */

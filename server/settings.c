@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "relay/dkim.h"
 #include "server/auth.h"
 #include "util/tls.h"
 
@@ -43,6 +44,9 @@ struct settings *settings_new(struct config *cfg, char *err, size_t errlen)
 		if (!set->auth)
 			goto fail;
 	}
+	set->dkim = dkim_keys_load(cfg, err, errlen);
+	if (!set->dkim)
+		goto fail;
 	return set;
 fail:
 	set->cfg = NULL; /* stays with the caller */
@@ -61,6 +65,7 @@ void settings_unref(struct settings *set)
 		return;
 	SSL_CTX_free(set->tls);
 	auth_db_unref(set->auth);
+	dkim_keys_unref(set->dkim);
 	config_unref(set->cfg);
 	free(set);
 }

@@ -3,7 +3,7 @@
  *	settings - what a session needs from the configuration, by reference
  * SUMMARY
  *	One reference-counted bundle per configuration: the configuration,
- *	the TLS context and the AUTH database built from it. The server
+ *	the TLS context, the AUTH database and the DKIM keys built from it. The server
  *	holds the current one; a session holds the one its transaction
  *	started with and takes the server's current one at the next
  *	EHLO/HELO or MAIL (SPEC §4: after a reload the next mail follows the
@@ -14,7 +14,8 @@
  *	caller and err says why). settings_ref() / settings_unref() count
  *	the users; the last unref frees everything.
  * TOUCHES
- *	The TLS key and certificate files and the auth file (read once).
+ *	The TLS key and certificate files and the auth file (read once); the
+ *	DKIM keys come parsed with the configuration.
  */
 #ifndef HK_SERVER_SETTINGS_H
 #define HK_SERVER_SETTINGS_H
@@ -29,12 +30,14 @@
 #define SETTINGS_DATA_MEM_MAX ((size_t)256 << 10)
 
 struct auth_db;
+struct dkim_keys;
 
 struct settings {
 	int refs;
 	struct config *cfg;
 	SSL_CTX *tls;              /* NULL: no STARTTLS */
 	struct auth_db *auth;      /* NULL: no AUTH */
+	struct dkim_keys *dkim;    /* [dkim] keys, ready to sign (relay/dkim.h) */
 	size_t data_mem_max;       /* SETTINGS_DATA_MEM_MAX (tests: smaller) */
 };
 

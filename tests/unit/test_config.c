@@ -1602,6 +1602,10 @@ START_TEST(test_print_form)
 		"connect_timeout = 30s\n"
 		"timeout = 5m\n"
 		"\n"
+		"[dkim]\n"
+		"keys =\n"
+		"sign = direct\n"
+		"\n"
 		"[queue]\n"
 		"dir = /var/spool/hikyaku\n"
 		"retry_min = 1m\n"
@@ -1701,8 +1705,8 @@ START_TEST(test_bundled)
 	while (fgets(line, sizeof(line), in)) {
 		if (strncmp(line, ";[destination ", 14) == 0)
 			on = true;
-		if (strncmp(line, "[queue]", 7) == 0)
-			on = false;
+		if (line[0] == '[')
+			on = false;     /* the next section proper */
 		g_string_append(text, on && line[0] == ';' ? line + 1 : line);
 	}
 	fclose(in);
