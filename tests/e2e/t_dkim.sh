@@ -160,6 +160,18 @@ check "UTF-8 8-bit subject and body with dot lines: verifies" verify "$T/m$N.eml
 expect "List-Unsubscribe and List-Unsubscribe-Post are signed" "$T/verify.out" "[Ll]ist-[Uu]nsubscribe:[Ll]ist-[Uu]nsubscribe-[Pp]ost"
 check "… the 8-bit body arrived byte for byte" grep -q "この度はご注文ありがとうございます。" "$T/m$N.eml"
 
+# A mail larger than what a session keeps in memory (it is spilled to the
+# spool while it arrives): the signature covers the spilled part too.
+$PY -c '
+import sys
+lines = ["From: Shop <info@shop.test>", "To: user@dest.test", "Subject: a large invoice", ""]
+lines += ["line %06d of the attached price list, with some words to fill it" % i for i in range(12000)]
+open(sys.argv[1], "w").write("\r\n".join(lines) + "\r\n")' "$T/big.eml"
+smtp --from shop@shop.test --to user@dest.test --data "$T/big.eml" >"$T/swaks.out" 2>&1
+N=$((N + 1)); wait_upstream_count mx "$N" 30; upstream_message mx -1 >"$T/m$N.eml"
+check "a large (spilled) mail of $(stat -c %s "$T/big.eml") bytes is signed and verifies" verify "$T/m$N.eml"
+check "… and arrived whole" grep -q '^line 011999 of the attached' "$T/m$N.eml"
+
 # The service route: unsigned with sign = direct, signed with sign = all.
 smtp --from bounces@service.test --to user@dest.test --header "From: shop@service.test" >"$T/swaks.out" 2>&1
 wait_upstream_count svc 1 30 || nok "the service mail arrives" "$T/swaks.out"
