@@ -62,6 +62,8 @@ enum config_match_on { MATCH_HEADER_FROM, MATCH_ENVELOPE_FROM };
 enum config_service_tls { SERVICE_TLS_STARTTLS, SERVICE_TLS_SMTPS, SERVICE_TLS_NONE };
 enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, DIRECT_TLS_NONE };
 enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
+/* [direct] internal_destinations (SPEC §3): which addresses may be connected to. */
+enum config_direct_dest { DIRECT_DEST_PRIVATE, DIRECT_DEST_PUBLIC, DIRECT_DEST_ANY };
 
 struct config {
 	int refs;               /* extra references (config_ref); 0: one owner */
@@ -116,6 +118,7 @@ struct config {
 		char **dns_servers;             /* "127.0.0.1:5353", "[::1]:53" */
 		size_t ndns_servers;
 		unsigned max_connections_per_domain;
+		enum config_direct_dest internal_destinations;
 		uint64_t connect_timeout_ms;
 		uint64_t timeout_ms;
 	} direct;

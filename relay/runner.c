@@ -37,10 +37,13 @@
 #include <unistd.h>
 
 #include <glib.h>
+#include <ifaddrs.h>
 
+#include "relay/addr_class.h"
 #include "relay/dns.h"
 #include "relay/dsn.h"
 #include "relay/dsn_parse.h"
+#include "relay/queue_fs.h"
 #include "relay/queue_state.h"
 #include "relay/route.h"
 #include "relay/smtp_client.h"
@@ -50,9 +53,11 @@
 
 #define IDLE_CONN_MS 5000           /* an idle connection is kept this long */
 #define SWEEP_MS 1000
-#define DATA_TIMEOUT_MS (10 * 60 * 1000)
 #define DNS_TIMEOUT_MS 5000
+#define STATE_RETRY_MS 1000         /* a state write that failed is tried again */
 #define MAX_ROUNDS_AT_ONCE 500      /* bounds memory under a huge backlog */
+#define MX_ADDRESS_LIMIT 5          /* addresses one delivery attempt tries at most */
+#define MX_SESSION_LIMIT 2          /* SMTP sessions one delivery attempt has at most */
 
 struct runner;
 struct dest;
@@ -75,6 +80,11 @@ struct dconn {
 	uint64_t idle_since;        /* 0 while busy */
 	unsigned sent_rcpts;        /* in the current transaction */
 	char relay[300];
+	/* This delivery attempt (SPEC §5, as Postfix's smtp_mx_address_limit
+	 * and smtp_mx_session_limit): addresses tried, SMTP sessions had,
+	 * addresses skipped by [direct] internal_destinations. */
+	unsigned tried, sessions, refused;
+	char refused_what[120];
 	bool tls;
 	bool used;                  /* has carried a transaction */
 	bool closing;
@@ -100,6 +110,12 @@ struct dest {
 	uv_timer_t rate_timer;
 	bool rate_timer_on;
 	unsigned njobs;             /* jobs alive that point here */
+	/* One destination never holds up another (SPEC §5): a mail whose
+	 * destinations all have enough work (dest_full) waits here, read
+	 * from disk only when a slot frees, taking no share of the global
+	 * MAX_ROUNDS_AT_ONCE; mail for other destinations goes on time. */
+	GQueue parked;              /* struct qmail *, by park_link */
+	unsigned starting;          /* rounds begun for it whose jobs are not made yet */
 };
 
 /* A pending write of a mail's state file and who waits for it. */
@@ -120,6 +136,9 @@ struct qmail {
 	int outstanding;            /* jobs of the current round */
 	bool in_round;
 	bool removed;               /* deleted from the index */
+	struct dest *parked_on;     /* waiting for a slot of this destination */
+	GList park_link;
+	GPtrArray *starting;        /* struct dest *: their "starting" counts this round */
 	char *data;                 /* the message, during a round */
 	size_t len;
 	GArray *failures;           /* struct dsn_rcpt of this round */
@@ -137,19 +156,22 @@ struct runner {
 	struct config *cfg;
 	struct queue *q;
 	struct evlog *log;
-	char *state_dir;
-	char *mail_dir;
+	char *qdir;                 /* the spool (relay/queue_fs.h) */
 	GSequence *schedule;        /* struct qmail *, by due time */
 	GHashTable *mails;          /* id -> struct qmail * */
 	GHashTable *dests;          /* key -> struct dest * */
 	struct dns_resolver *dns;
 	SSL_CTX *tls_verify;        /* service and [direct] tls = verify */
 	SSL_CTX *tls_any;           /* opportunistic */
+	struct sockaddr_storage *locals; /* this host's addresses (a wildcard listener's) */
+	size_t nlocals;
 	char *service_password;
 	struct supp *supp;          /* the suppression list (SPEC §6), or NULL */
 	uv_mutex_t supp_lock;       /* one SQLite connection, used by worker threads */
 	uv_timer_t timer;
 	uv_timer_t sweep;
+	uv_timer_t retry_timer;     /* state writes that failed, tried again */
+	GPtrArray *state_retry;     /* struct disk_job * waiting for it */
 	unsigned rounds;            /* mails in a round now */
 	uint64_t sweeps;
 	bool stopping;
@@ -215,6 +237,8 @@ static void mail_unref(struct qmail *m)
 		g_array_free(m->failures, TRUE);
 	if (m->strings)
 		g_ptr_array_free(m->strings, TRUE);
+	if (m->starting)
+		g_ptr_array_free(m->starting, TRUE);
 	g_array_free(m->waiting, TRUE);
 	g_array_free(m->inflight, TRUE);
 	free(m);
@@ -261,64 +285,20 @@ struct disk_job {
 	bool retry;                 /* the last write failed: wait, then again */
 	struct runner *r;
 	struct qmail *m;
-	char path[PATH_MAX];
-	char path2[PATH_MAX];
+	char id[QUEUE_ID_LEN + 1];
 	char *text;                 /* state to write */
 	char *data;                 /* message read */
 	size_t len;
-	uint64_t offset;
 	int status;
 	bool check_supp;            /* look the pending recipients up (read_work) */
 	GArray *supp_idx;           /* unsigned: recipients found on the list */
 	GPtrArray *supp_reason;     /* char *: their reasons */
 };
 
-static int write_file_durably(const char *dir, const char *path, const char *text)
-{
-	char tmp[PATH_MAX + 8];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	size_t len = strlen(text), off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = -errno;
-			close(fd);
-			unlink(tmp);
-			return e;
-		}
-		off += (size_t)w;
-	}
-	if (fdatasync(fd) < 0) {
-		int e = -errno;
-		close(fd);
-		unlink(tmp);
-		return e;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		int e = -errno;
-		unlink(tmp);
-		return e;
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-}
-
 static void state_write_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
-	if (j->retry)
-		sleep(1); /* a full or failing disk: do not spin (thread pool) */
-	j->status = write_file_durably(j->r->state_dir, j->path, j->text);
+	j->status = queue_fs_write_state(j->r->qdir, j->id, j->text);
 }
 
 static char *state_serialize(struct qmail *m)
@@ -346,6 +326,7 @@ static char *state_serialize(struct qmail *m)
 }
 
 static void state_write_start(struct qmail *m);
+static void state_retry_cb(uv_timer_t *t);
 
 static void state_write_after(uv_work_t *w, int status)
 {
@@ -357,12 +338,14 @@ static void state_write_after(uv_work_t *w, int status)
 		if (!j->retry)
 			fprintf(stderr, "hikyaku: cannot record the state of %s: %s; retrying\n",
 			        m->env.id, strerror(j->status < 0 ? -j->status : EIO));
-		free(j->text);
-		j->text = state_serialize(m);
-		j->status = 0;
+		/* Again in a while, from a loop timer: a pool thread that slept
+		 * here would hold up the queue commits, which must answer
+		 * 452 4.3.1 on a full disk, not stall. */
 		j->retry = true;
-		if (uv_queue_work(m->r->loop, &j->work, state_write_work, state_write_after) == 0)
-			return;
+		g_ptr_array_add(m->r->state_retry, j);
+		if (!uv_is_active((uv_handle_t *)&m->r->retry_timer))
+			uv_timer_start(&m->r->retry_timer, state_retry_cb, STATE_RETRY_MS, 0);
+		return;
 	}
 	free(j->text);
 	free(j);
@@ -381,6 +364,23 @@ static void state_write_after(uv_work_t *w, int status)
 	mail_unref(m);
 }
 
+/* The state writes that failed, once more with the newest state. */
+static void state_retry_cb(uv_timer_t *t)
+{
+	struct runner *r = t->data;
+	GPtrArray *a = r->state_retry;
+	r->state_retry = g_ptr_array_new();
+	for (guint i = 0; i < a->len; i++) {
+		struct disk_job *j = g_ptr_array_index(a, i);
+		free(j->text);
+		j->text = state_serialize(j->m);
+		j->status = 0;
+		if (uv_queue_work(r->loop, &j->work, state_write_work, state_write_after) < 0)
+			state_write_after(&j->work, -1);
+	}
+	g_ptr_array_free(a, TRUE);
+}
+
 static void state_write_start(struct qmail *m)
 {
 	struct disk_job *j = calloc(1, sizeof(*j));
@@ -393,7 +393,7 @@ static void state_write_start(struct qmail *m)
 	j->r = m->r;
 	j->m = m;
 	m->refs++;
-	snprintf(j->path, sizeof(j->path), "%s/%s", m->r->state_dir, m->env.id);
+	memcpy(j->id, m->env.id, sizeof(j->id));
 	j->text = state_serialize(m);
 	uv_queue_work(m->r->loop, &j->work, state_write_work, state_write_after);
 }
@@ -411,11 +411,8 @@ static void state_save(struct qmail *m, void (*cb)(struct qmail *m, void *arg), 
 static void delete_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
-	/* The message first: a state file without its mail is an orphan that
-	 * the next start removes; the reverse would resend. */
-	if (unlink(j->path) < 0 && errno != ENOENT)
-		j->status = -errno;
-	unlink(j->path2);
+	const char *id = j->id;
+	queue_fs_remove(j->r->qdir, &id, 1, &j->status);
 }
 
 static void delete_after(uv_work_t *w, int status)
@@ -423,7 +420,8 @@ static void delete_after(uv_work_t *w, int status)
 	(void)status;
 	struct disk_job *j = w->data;
 	if (j->status < 0)
-		fprintf(stderr, "hikyaku: cannot remove %s: %s\n", j->path, strerror(-j->status));
+		fprintf(stderr, "hikyaku: cannot remove queued mail %s: %s\n", j->id,
+		        strerror(-j->status));
 	mail_unref(j->m);
 	free(j);
 }
@@ -436,6 +434,10 @@ static void mail_delete(struct qmail *m)
 		g_sequence_remove(m->sched);
 		m->sched = NULL;
 	}
+	if (m->parked_on) {
+		g_queue_unlink(&m->parked_on->parked, &m->park_link);
+		m->parked_on = NULL;
+	}
 	g_hash_table_remove(r->mails, m->env.id);
 	r->queued_bytes -= m->env.size;
 	if (m->finalized) {
@@ -446,9 +448,9 @@ static void mail_delete(struct qmail *m)
 	j->work.data = j;
 	j->r = r;
 	j->m = m; /* the index's reference moves here */
-	snprintf(j->path, sizeof(j->path), "%s/%s", r->mail_dir, m->env.id);
-	snprintf(j->path2, sizeof(j->path2), "%s/%s", r->state_dir, m->env.id);
-	uv_queue_work(r->loop, &j->work, delete_work, delete_after);
+	memcpy(j->id, m->env.id, sizeof(j->id));
+	if (uv_queue_work(r->loop, &j->work, delete_work, delete_after) < 0)
+		delete_after(&j->work, -1);
 }
 
 /*
@@ -474,23 +476,21 @@ struct fin_batch {
 static void fin_work(uv_work_t *w)
 {
 	struct fin_batch *b = w->data;
-	char p[PATH_MAX + QUEUE_ID_LEN + 2];
-	for (guint i = 0; i < b->reqs->len; i++) {
-		struct fin_req *q = &g_array_index(b->reqs, struct fin_req, i);
-		snprintf(p, sizeof(p), "%s/%s", b->r->mail_dir, q->m->env.id);
-		if (unlink(p) < 0 && errno != ENOENT)
-			q->status = -errno;
-		/* The state file may stay behind if this fails: without its mail
-		 * it is an orphan, removed at the next start. */
-		snprintf(p, sizeof(p), "%s/%s", b->r->state_dir, q->m->env.id);
-		unlink(p);
+	guint n = b->reqs->len;
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	int *st = calloc(n ? n : 1, sizeof(*st));
+	if (!ids || !st) {
+		for (guint i = 0; i < n; i++)
+			g_array_index(b->reqs, struct fin_req, i).status = -ENOMEM;
+	} else {
+		for (guint i = 0; i < n; i++)
+			ids[i] = g_array_index(b->reqs, struct fin_req, i).m->env.id;
+		queue_fs_remove(b->r->qdir, ids, n, st);
+		for (guint i = 0; i < n; i++)
+			g_array_index(b->reqs, struct fin_req, i).status = st[i];
 	}
-	int dfd = open(b->r->mail_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = dfd < 0 || fsync(dfd) < 0 ? -errno : 0;
-	if (dfd >= 0)
-		close(dfd);
-	for (guint i = 0; rc < 0 && i < b->reqs->len; i++)
-		g_array_index(b->reqs, struct fin_req, i).status = rc;
+	free(ids);
+	free(st);
 }
 
 static void fin_start(struct runner *r);
@@ -553,34 +553,7 @@ static bool all_final(const struct qmail *m)
 static void read_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
-	int fd = open(j->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		j->status = -errno;
-		return;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < j->offset) {
-		j->status = -EINVAL;
-		close(fd);
-		return;
-	}
-	size_t len = (size_t)((uint64_t)st.st_size - j->offset);
-	j->data = malloc(len + 1);
-	size_t off = 0;
-	while (j->data && off < len) {
-		ssize_t n = pread(fd, j->data + off, len - off, (off_t)(j->offset + off));
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			j->status = n < 0 ? -errno : -EIO;
-			break;
-		}
-		off += (size_t)n;
-	}
-	close(fd);
-	if (!j->data)
-		j->status = -ENOMEM;
-	j->len = off;
+	j->status = queue_fs_read_message(j->r->qdir, j->id, &j->data, &j->len);
 	/* SPEC §6: the list is consulted at every delivery attempt. Here, on
 	 * the thread pool, since SQLite may touch the disk. */
 	struct qmail *m = j->m;
@@ -745,6 +718,7 @@ static struct dest *dest_get(struct runner *r, const char *key, bool service)
 	d->key = strdup(key);
 	d->service = service;
 	g_queue_init(&d->jobs);
+	g_queue_init(&d->parked);
 	d->conns = g_ptr_array_new();
 	d->tokens = -1;
 	uv_timer_init(r->loop, &d->rate_timer);
@@ -757,6 +731,28 @@ static unsigned dest_max_conns(const struct dest *d)
 {
 	const struct config *cfg = d->r->cfg;
 	return d->service ? cfg->service.max_connections : cfg->direct.max_connections_per_domain;
+}
+
+/* Enough work for the destination's connections: every connection busy
+ * and as many jobs again ready to follow. A mail due for it waits parked
+ * (struct dest) instead of being read. */
+static bool dest_full(const struct dest *d)
+{
+	return d->njobs + d->starting >= 2 * dest_max_conns(d);
+}
+
+static void schedule_mail(struct qmail *m, uint64_t when);
+
+/* A slot freed: the mails parked longest go back to the schedule, at
+ * their own due time (so ahead of mail that became due later). */
+static void dest_unpark(struct dest *d)
+{
+	while (!g_queue_is_empty(&d->parked) && !dest_full(d)) {
+		GList *l = g_queue_pop_head_link(&d->parked);
+		struct qmail *m = l->data;
+		m->parked_on = NULL;
+		schedule_mail(m, m->next_ms);
+	}
 }
 
 /* Rate bucket of the service route (SPEC §3): one second's worth, >= 1. */
@@ -1088,6 +1084,8 @@ static void client_opened(struct smtp_client *c, void *arg, const struct smtp_re
 	}
 	dc->c = NULL; /* the client frees itself after a failed open */
 	dc->last_fail = *fail;
+	if (fail->code != 0)
+		dc->sessions++; /* the server answered: that was an SMTP session */
 	struct dest *d = dc->d;
 	/* A refusal before any recipient was named (greeting, EHLO, AUTH)
 	 * says nothing about the recipients: on the service route it defers
@@ -1120,7 +1118,9 @@ static void dconn_try_next(struct dconn *dc)
 {
 	struct runner *r = dc->d->r;
 	const struct config *cfg = r->cfg;
-	while (dc->dns && dc->host_i < dc->dns->nhosts) {
+	struct smtp_reply rep;
+	while (dc->dns && dc->host_i < dc->dns->nhosts && dc->tried < MX_ADDRESS_LIMIT &&
+	       dc->sessions < MX_SESSION_LIMIT) {
 		struct dns_host *h = &dc->dns->hosts[dc->host_i];
 		if (dc->addr_i >= h->naddrs) {
 			dc->host_i++;
@@ -1133,10 +1133,34 @@ static void dconn_try_next(struct dconn *dc)
 			((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
 		else
 			((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		if (!dc->d->service) {
+			char ip[INET6_ADDRSTRLEN] = "?";
+			if (ss.ss_family == AF_INET6)
+				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
+			else
+				inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
+			enum addr_class ac = addr_classify((struct sockaddr *)&ss);
+			if (!addr_allowed(cfg->direct.internal_destinations, ac)) {
+				/* SPEC §3: a refused address is skipped. */
+				if (!dc->refused++)
+					snprintf(dc->refused_what, sizeof(dc->refused_what), "%s (%s) of %s",
+					         ip, addr_class_name(ac), h->name);
+				continue;
+			}
+			/* SPEC §5: never to itself, whatever the MX records say. */
+			if (addr_is_self((struct sockaddr *)&ss, cfg->server.listen, cfg->server.nlisten,
+			                 r->locals, r->nlocals)) {
+				reply_set(&rep, 0, "5.4.6", "mail for %s loops back to myself (%s is "
+				          "hikyaku's own address and port %u)", dc->d->key, ip,
+				          (unsigned)port);
+				dconn_fail_job(dc, V_BOUNCED, &rep);
+				return;
+			}
+		}
+		dc->tried++;
 		struct smtp_client_params p = { 0 };
 		p.addr = (const struct sockaddr *)&ss;
 		p.helo = cfg->server.hostname;
-		p.data_timeout_ms = DATA_TIMEOUT_MS;
 		if (dc->d->service) {
 			p.host = cfg->service.host;
 			p.tls = cfg->service.tls == SERVICE_TLS_SMTPS ? SCT_SMTPS :
@@ -1157,12 +1181,25 @@ static void dconn_try_next(struct dconn *dc)
 			p.connect_timeout_ms = cfg->direct.connect_timeout_ms;
 			p.timeout_ms = cfg->direct.timeout_ms;
 		}
+		/* The wait after the final dot: twice the route's timeout, which
+		 * gives RFC 5321's 10 minutes (§4.5.3.2.6) at the default 5m. */
+		p.data_timeout_ms = 2 * p.timeout_ms;
 		struct smtp_client *c;
 		if (smtp_client_open(r->loop, &p, client_opened, dc, &c) == 0)
 			return;
 	}
-	/* Every host failed. */
-	struct smtp_reply rep = dc->last_fail;
+	if (dc->tried == 0 && dc->refused > 0) {
+		/* Nothing left to try: SPEC §3 bounces it (5.4.4). */
+		static const char *const pol[] = { "private", "public", "any" };
+		reply_set(&rep, 0, "5.4.4", "no address of %s may be connected to "
+		          "(internal_destinations = %s): %s%s", dc->d->key,
+		          pol[cfg->direct.internal_destinations], dc->refused_what,
+		          dc->refused > 1 ? " and others" : "");
+		dconn_fail_job(dc, V_BOUNCED, &rep);
+		return;
+	}
+	/* Every host failed, or the attempt used its addresses or sessions. */
+	rep = dc->last_fail;
 	if (!rep.text[0])
 		reply_set(&rep, 0, "4.4.1", "no host of %s could be reached", dc->d->key);
 	enum verdict v = dc->d->service ? V_DEFERRED : classify(dc->d, &rep);
@@ -1468,11 +1505,13 @@ static void dest_kick(struct dest *d)
 /* ---- rounds ---------------------------------------------------------- */
 
 static void round_end(struct qmail *m);
+static void round_release_dests(struct qmail *m);
 
 static void job_free(struct job *job)
 {
 	job->d->njobs--;
 	g_array_free(job->rcpts, TRUE);
+	dest_unpark(job->d);
 	free(job);
 }
 
@@ -1909,17 +1948,12 @@ static void round_read_done(uv_work_t *w, int status)
 		free(j);
 		m->in_round = false;
 		r->rounds--;
+		round_release_dests(m);
 		schedule_mail(m, clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts));
 		mail_unref(m);
 		return;
 	}
-	/* The message starts after the magic line and the envelope line. */
-	char *nl = memchr(j->data, '\n', j->len);
-	nl = nl ? memchr(nl + 1, '\n', j->len - (size_t)(nl + 1 - j->data)) : NULL;
-	size_t off = nl ? (size_t)(nl + 1 - j->data) : j->len;
-	m->len = j->len - off;
-	memmove(j->data, j->data + off, m->len);
-	j->data[m->len] = '\0';
+	m->len = j->len;
 	m->data = j->data;
 	GArray *supp_idx = j->supp_idx;
 	GPtrArray *supp_reason = j->supp_reason;
@@ -1991,6 +2025,7 @@ static void round_read_done(uv_work_t *w, int status)
 		g_array_append_val(job->rcpts, i);
 	}
 	g_hash_table_destroy(groups);
+	round_release_dests(m);
 	m->outstanding = (int)jobs->len + (bad->len ? 1 : 0) + (sr ? 1 : 0) + (bj ? 1 : 0);
 	if (sr)
 		state_save(m, suppressed_logged, sr);
@@ -2087,14 +2122,67 @@ static void round_skip(struct qmail *m, struct dest *d, uint64_t now, uint64_t u
 	schedule_mail(m, next);
 }
 
+/* The destinations of a mail's pending recipients (made when new). */
+static GPtrArray *mail_dests(struct qmail *m)
+{
+	struct runner *r = m->r;
+	GPtrArray *out = g_ptr_array_new();
+	if (m->env.route && strcmp(m->env.route, "service") == 0) {
+		g_ptr_array_add(out, dest_get(r, "service", true));
+		return out;
+	}
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		if (m->env.rcpts[i].state != RCPT_PENDING ||
+		    config_is_bounce_address(r->cfg, m->env.rcpts[i].addr, NULL, NULL))
+			continue;
+		char *key = rcpt_dest_key(m->env.rcpts[i].addr);
+		if (!key)
+			continue;
+		struct dest *d = dest_get(r, key, false);
+		free(key);
+		if (!g_ptr_array_find(out, d, NULL))
+			g_ptr_array_add(out, d);
+	}
+	return out;
+}
+
+/* The round's jobs are made (or it ended before): the destinations it
+ * counted on may take the next parked mails. */
+static void round_release_dests(struct qmail *m)
+{
+	GPtrArray *ds = m->starting;
+	if (!ds)
+		return;
+	m->starting = NULL;
+	for (guint k = 0; k < ds->len; k++) {
+		struct dest *d = g_ptr_array_index(ds, k);
+		d->starting--;
+		dest_unpark(d);
+	}
+	g_ptr_array_free(ds, TRUE);
+}
+
 static void round_start(struct qmail *m)
 {
 	struct runner *r = m->r;
 	uint64_t now = clock_now_ms(), until;
 	struct dest *held;
-	if (now < m->env.arrival_ms + r->cfg->queue.lifetime_ms && !m->delete_requested &&
-	    !(m->failures && m->failures->len) && (held = mail_held_by(m, now, &until))) {
+	bool live = now < m->env.arrival_ms + r->cfg->queue.lifetime_ms && !m->delete_requested &&
+	            !(m->failures && m->failures->len);
+	if (live && (held = mail_held_by(m, now, &until))) {
 		round_skip(m, held, now, until);
+		return;
+	}
+	GPtrArray *ds = mail_dests(m);
+	bool full = live && ds->len > 0;
+	for (guint k = 0; full && k < ds->len; k++)
+		full = dest_full(g_ptr_array_index(ds, k));
+	if (full) {
+		struct dest *d = g_ptr_array_index(ds, 0);
+		m->parked_on = d;
+		m->park_link.data = m;
+		g_queue_push_tail_link(&d->parked, &m->park_link);
+		g_ptr_array_free(ds, TRUE);
 		return;
 	}
 	m->in_round = true;
@@ -2111,15 +2199,19 @@ static void round_start(struct qmail *m)
 			            "the mail could not be delivered within the queue lifetime");
 			g_array_append_val(x->idx, i);
 		}
+		g_ptr_array_free(ds, TRUE);
 		state_save(m, expired_logged, x);
 		return;
 	}
+	for (guint k = 0; k < ds->len; k++)
+		((struct dest *)g_ptr_array_index(ds, k))->starting++;
+	m->starting = ds;
 	struct disk_job *j = calloc(1, sizeof(*j));
 	j->work.data = j;
 	j->r = r;
 	j->m = m;
 	m->refs++;
-	snprintf(j->path, sizeof(j->path), "%s/%s", r->mail_dir, m->env.id);
+	memcpy(j->id, m->env.id, sizeof(j->id));
 	j->check_supp = (m->env.route && strcmp(m->env.route, "service") == 0) ||
 	                r->cfg->suppression.apply_to == APPLY_ALL;
 	uv_queue_work(r->loop, &j->work, read_work, round_read_done);
@@ -2198,7 +2290,8 @@ static void sweep_cb(uv_timer_t *t)
 		/* A destination with nothing left to do is forgotten, so that a
 		 * long uptime over many recipient domains does not accumulate. */
 		if (d->njobs == 0 && d->conns->len == 0 && d->paused_until <= now &&
-		    d->down_until <= now && !d->rate_timer_on) {
+		    d->down_until <= now && !d->rate_timer_on && d->starting == 0 &&
+		    g_queue_is_empty(&d->parked)) {
 			g_hash_table_iter_remove(&it);
 			uv_close((uv_handle_t *)&d->rate_timer, dest_closed);
 		}
@@ -2258,44 +2351,22 @@ struct load_job {
 static void load_work(uv_work_t *w)
 {
 	struct load_job *lj = w->data;
-	char mail_dir[PATH_MAX], state_dir[PATH_MAX];
-	snprintf(mail_dir, sizeof(mail_dir), "%s/mail", lj->queue_dir);
-	snprintf(state_dir, sizeof(state_dir), "%s/state", lj->queue_dir);
-	DIR *dir = opendir(mail_dir);
-	if (dir) {
-		struct dirent *de;
-		while ((de = readdir(dir))) {
-			if (!queue_id_valid(de->d_name))
-				continue;
-			struct load_item it = { 0 };
-			uint64_t off;
-			if (queue_read_envelope(lj->queue_dir, de->d_name, &it.env, &off) < 0) {
-				fprintf(stderr, "hikyaku: queued mail %s is unreadable; left in place\n",
-				        de->d_name);
-				lj->errors++;
-				continue;
-			}
-			/* An unreadable state file: the mail is tried again from the start. */
-			queue_state_load(lj->queue_dir, de->d_name, &it.env, &it.st);
-			g_array_append_val(lj->items, it);
+	GPtrArray *ids;
+	if (queue_fs_list(lj->queue_dir, &ids) < 0)
+		return;
+	for (guint i = 0; i < ids->len; i++) {
+		const char *id = g_ptr_array_index(ids, i);
+		struct load_item it = { 0 };
+		if (queue_read_envelope(lj->queue_dir, id, &it.env, NULL) < 0) {
+			fprintf(stderr, "hikyaku: queued mail %s is unreadable; left in place\n", id);
+			lj->errors++;
+			continue;
 		}
-		closedir(dir);
+		/* An unreadable state file: the mail is tried again from the start. */
+		queue_state_load(lj->queue_dir, id, &it.env, &it.st);
+		g_array_append_val(lj->items, it);
 	}
-	/* State files whose mail is gone were being deleted: finish that. */
-	dir = opendir(state_dir);
-	if (dir) {
-		struct dirent *de;
-		while ((de = readdir(dir))) {
-			if (de->d_name[0] == '.')
-				continue;
-			char mp[PATH_MAX * 2], sp[PATH_MAX * 2];
-			snprintf(mp, sizeof(mp), "%s/%.64s", mail_dir, de->d_name);
-			snprintf(sp, sizeof(sp), "%s/%.64s", state_dir, de->d_name);
-			if (!queue_id_valid(de->d_name) || access(mp, F_OK) < 0)
-				unlink(sp);
-		}
-		closedir(dir);
-	}
+	g_ptr_array_free(ids, TRUE);
 }
 
 static void load_after(uv_work_t *w, int status)
@@ -2379,6 +2450,31 @@ static char *read_password(const char *path)
 	return pw;
 }
 
+/* The host's own addresses, for the loop check (SPEC §5): a wildcard
+ * listener answers on each of them. */
+static void load_locals(struct runner *r)
+{
+	struct ifaddrs *ifa;
+	free(r->locals);
+	r->locals = NULL;
+	r->nlocals = 0;
+	if (getifaddrs(&ifa) < 0)
+		return;
+	size_t n = 0;
+	for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
+		n += p->ifa_addr && (p->ifa_addr->sa_family == AF_INET ||
+		                     p->ifa_addr->sa_family == AF_INET6);
+	r->locals = calloc(n ? n : 1, sizeof(*r->locals));
+	for (struct ifaddrs *p = ifa; r->locals && p; p = p->ifa_next) {
+		if (!p->ifa_addr || (p->ifa_addr->sa_family != AF_INET &&
+		                     p->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memcpy(&r->locals[r->nlocals++], p->ifa_addr, p->ifa_addr->sa_family == AF_INET ?
+		       sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(ifa);
+}
+
 static int runner_apply(struct runner *r, const struct config *cfg)
 {
 	char err[300];
@@ -2411,6 +2507,7 @@ static int runner_apply(struct runner *r, const struct config *cfg)
 		explicit_bzero(r->service_password, strlen(r->service_password));
 	free(r->service_password);
 	r->service_password = read_password(cfg->service.password_file);
+	load_locals(r);
 	struct config *old = r->cfg;
 	r->cfg = config_ref((struct config *)cfg);
 	config_unref(old);
@@ -2434,9 +2531,8 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 		free(r);
 		return e;
 	}
-	r->state_dir = strdup(path);
-	snprintf(path, sizeof(path), "%s/mail", queue_dir(q));
-	r->mail_dir = strdup(path);
+	r->qdir = strdup(queue_dir(q));
+	r->state_retry = g_ptr_array_new();
 	r->schedule = g_sequence_new(NULL);
 	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
@@ -2452,6 +2548,8 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	r->timer.data = r;
 	uv_timer_init(loop, &r->sweep);
 	r->sweep.data = r;
+	uv_timer_init(loop, &r->retry_timer);
+	r->retry_timer.data = r;
 	if (runner_apply(r, cfg) < 0) {
 		runner_free(r);
 		return -EINVAL;
@@ -2503,6 +2601,7 @@ static void runner_close_handles(struct runner *r)
 {
 	uv_close((uv_handle_t *)&r->timer, NULL);
 	uv_close((uv_handle_t *)&r->sweep, NULL);
+	uv_close((uv_handle_t *)&r->retry_timer, NULL);
 	GHashTableIter it;
 	gpointer k, v;
 	g_hash_table_iter_init(&it, r->dests);
@@ -2580,8 +2679,10 @@ void runner_free(struct runner *r)
 	if (r->supp)
 		supp_close(r->supp);
 	uv_mutex_destroy(&r->supp_lock);
-	free(r->state_dir);
-	free(r->mail_dir);
+	free(r->qdir);
+	free(r->locals);
+	if (r->state_retry)
+		g_ptr_array_free(r->state_retry, TRUE);
 	free(r->service_password);
 	SSL_CTX_free(r->tls_verify);
 	SSL_CTX_free(r->tls_any);
