@@ -45,6 +45,7 @@
 #include "relay/dsn_parse.h"
 #include "relay/queue_fs.h"
 #include "relay/queue_state.h"
+#include "relay/queue_tag.h"
 #include "relay/route.h"
 #include "relay/smtp_client.h"
 #include "relay/suppression.h"
@@ -127,6 +128,7 @@ struct state_waiter {
 struct qmail {
 	struct runner *r;
 	struct queue_envelope env;
+	char ref[QUEUE_REF_MAX + 1];  /* QUEUEID-TAG: its VERP tag and ENVID */
 	uint64_t next_ms;
 	uint64_t last_ms;           /* the last attempt, 0: never tried */
 	unsigned attempts;
@@ -166,6 +168,8 @@ struct runner {
 	struct sockaddr_storage *locals; /* this host's addresses (a wildcard listener's) */
 	size_t nlocals;
 	char *service_password;
+	unsigned char tag_key[QUEUE_TAG_KEY_LEN]; /* relay/queue_tag.h */
+	GHashTable *notifying;      /* "QUEUEID\nrcpt": a report's notice under way */
 	struct supp *supp;          /* the suppression list (SPEC §6), or NULL */
 	uv_mutex_t supp_lock;       /* one SQLite connection, used by worker threads */
 	uv_timer_t timer;
@@ -668,7 +672,7 @@ static void record_sent(struct runner *r, const struct qmail *m, unsigned i,
 	struct sent_job *j = calloc(1, sizeof(*j));
 	j->work.data = j;
 	j->r = r;
-	j->qid = strdup(m->env.id);
+	j->qid = strdup(m->ref); /* a report names the mail by this (queue_tag.h) */
 	j->rcpt = strdup(m->env.rcpts[i].addr);
 	j->sender = strdup(m->env.from);
 	j->service_id = service_id_of(rep);
@@ -1337,7 +1341,7 @@ static void dconn_run(struct dconn *dc)
 		from = cfg->service.envelope_from;
 		if (cfg->service.verp) {
 			const char *at = strrchr(from, '@');
-			snprintf(from_buf, sizeof(from_buf), "%.*s+%s%s", (int)(at - from), from, m->env.id, at);
+			snprintf(from_buf, sizeof(from_buf), "%.*s+%s%s", (int)(at - from), from, m->ref, at);
 			from = from_buf;
 		}
 	}
@@ -1349,7 +1353,7 @@ static void dconn_run(struct dconn *dc)
 		.len = m->len,
 		.smtputf8 = m->env.smtputf8,
 		.body_8bit = m->env.body_8bit,
-		.envid = m->env.id,
+		.envid = m->ref,
 	};
 	int rc = smtp_client_send(dc->c, &msg, txn_done, dc);
 	free(rcpts);
@@ -1528,6 +1532,8 @@ struct dsn_commit {
 	struct qmail *m;            /* the mail whose failures it reports */
 	buf_t msg;
 	struct queue_envelope env;
+	void (*done)(void *arg, int status); /* without an owner: told the result */
+	void *done_arg;
 };
 
 static void round_finish(struct qmail *m);
@@ -1569,9 +1575,15 @@ static void dsn_committed(void *arg, int status)
 	free(dc->env.rcpts[0].addr);
 	free(dc->env.rcpts);
 	free(dc->env.header_from);
+	void (*done)(void *, int) = dc->done;
+	void *done_arg = dc->done_arg;
 	free(dc);
-	if (!m)
-		return; /* a notice for a mail already gone (a service bounce) */
+	if (!m) {
+		/* a notice for a mail already gone (a service bounce) */
+		if (done)
+			done(done_arg, status);
+		return;
+	}
 	if (status == 0) {
 		/* The DSN is queued: the failures are reported; record that. */
 		g_array_set_size(m->failures, 0);
@@ -1590,7 +1602,8 @@ static void dsn_committed(void *arg, int status)
  * under way (the callback will run), <0 when nothing was started.
  */
 static int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_info *info,
-                     const struct dsn_rcpt *rcpts, size_t n, bool smtputf8)
+                     const struct dsn_rcpt *rcpts, size_t n, bool smtputf8,
+                     void (*done)(void *arg, int status), void *done_arg)
 {
 	struct dsn_commit *dc = calloc(1, sizeof(*dc));
 	if (!dc)
@@ -1604,6 +1617,8 @@ static int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_inf
 		return -EINVAL;
 	}
 	dc->m = owner;
+	dc->done = done;
+	dc->done_arg = done_arg;
 	if (owner)
 		owner->refs++;
 	struct queue_envelope *e = &dc->env;
@@ -1653,7 +1668,7 @@ static bool round_send_dsn(struct qmail *m)
 		.now_ms = clock_now_ms(),
 	};
 	if (dsn_queue(r, m, &info, (struct dsn_rcpt *)(void *)m->failures->data,
-	              m->failures->len, m->env.smtputf8) < 0) {
+	              m->failures->len, m->env.smtputf8, NULL, NULL) < 0) {
 		g_array_set_size(m->failures, 0);
 		g_ptr_array_set_size(m->strings, 0);
 		return false;
@@ -1763,8 +1778,10 @@ struct supp_round {
 /* ---- reports that arrive for bounce_address (SPEC §6 item 1) ---------- */
 
 struct bounce_found {
-	char *addr, *status, *diagnostic, *remote, *sender, *qid;
-	bool is_new;
+	char *addr, *status, *diagnostic, *remote, *sender;
+	char qid[QUEUE_ID_LEN + 1]; /* the mail it names */
+	bool is_new;                /* added to the list by this report */
+	bool notify;                /* its sender was not told yet */
 };
 
 struct bounce_job {
@@ -1775,6 +1792,9 @@ struct bounce_job {
 	GArray *found;              /* struct bounce_found */
 	bool is_report;
 	unsigned unmatched;         /* failures naming no mail hikyaku sent */
+	unsigned ignored;           /* recipients over the cap of one report */
+	unsigned notices;           /* notices being queued */
+	bool notice_failed;         /* one could not be queued: read the report again later */
 };
 
 static char *service_id_of_message_id(const char *mid)
@@ -1790,8 +1810,12 @@ static char *service_id_of_message_id(const char *mid)
 /*
  * On the thread pool: parse the report, and learn only the recipients it
  * reports as failed that hikyaku really sent this mail to (by the VERP
- * tag, the envelope id, or the service's message id): a forged report
- * must not put an arbitrary customer on the list.
+ * reference QUEUEID-TAG, the envelope id, or the service's message id): a
+ * forged report must not put an arbitrary customer on the list, and a
+ * bare queue id names nothing (relay/queue_tag.h). One report costs
+ * bounded work: each recipient is looked at once, and at most
+ * max_recipients of them (a mail has no more). A recipient whose sender
+ * was told already (DIR/reported, relay/queue_fs.h) is not told again.
  */
 static void bounce_work(uv_work_t *w)
 {
@@ -1807,41 +1831,67 @@ static void bounce_work(uv_work_t *w)
 	}
 	j->is_report = true;
 	char *sid = service_id_of_message_id(rep.original_message_id);
-	const char *envid = rep.original_envelope_id && queue_id_valid(rep.original_envelope_id) ?
-	                    rep.original_envelope_id : NULL;
+	char envid[QUEUE_REF_MAX + 1], qid[QUEUE_ID_LEN + 1];
+	bool has_envid = rep.original_envelope_id &&
+	                 queue_tag_ref_parse(rep.original_envelope_id,
+	                                     strlen(rep.original_envelope_id), envid, qid);
+	GPtrArray *refs = g_ptr_array_new_with_free_func(g_free);
+	for (guint t = 0; t < j->tags->len; t++) {
+		const char *tag = g_ptr_array_index(j->tags, t);
+		char ref[QUEUE_REF_MAX + 1];
+		if (queue_tag_ref_parse(tag, strlen(tag), ref, qid))
+			g_ptr_array_add(refs, g_strdup(ref));
+	}
+	GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	unsigned cap = r->cfg->server.max_recipients;
 	uv_mutex_lock(&r->supp_lock);
 	for (size_t k = 0; r->supp && k < rep.nrcpts; k++) {
 		const struct dsn_report_rcpt *x = &rep.rcpts[k];
 		if (!dsn_rcpt_suppresses(x))
 			continue;
-		char *sender = NULL, *qid = NULL;
-		int found = 0;
-		for (guint t = 0; found != 1 && t < j->tags->len; t++) {
-			char *tag = g_ascii_strup(g_ptr_array_index(j->tags, t), -1);
-			if (queue_id_valid(tag))
-				found = supp_sent_find(r->supp, tag, NULL, x->final_recipient, &sender, &qid);
-			g_free(tag);
+		char *key = g_ascii_strdown(x->final_recipient, -1);
+		if (g_hash_table_contains(seen, key)) {
+			g_free(key);
+			continue; /* the same recipient again in this report */
 		}
-		if (found != 1 && envid)
-			found = supp_sent_find(r->supp, envid, NULL, x->final_recipient, &sender, &qid);
+		if (g_hash_table_size(seen) >= cap) {
+			g_free(key);
+			j->ignored++;
+			continue;
+		}
+		g_hash_table_add(seen, key);
+		char *sender = NULL, *ref = NULL;
+		int found = 0;
+		for (guint t = 0; found != 1 && t < refs->len; t++)
+			found = supp_sent_find(r->supp, g_ptr_array_index(refs, t), NULL,
+			                       x->final_recipient, &sender, &ref);
+		if (found != 1 && has_envid)
+			found = supp_sent_find(r->supp, envid, NULL, x->final_recipient, &sender, &ref);
 		if (found != 1 && sid)
-			found = supp_sent_find(r->supp, NULL, sid, x->final_recipient, &sender, &qid);
-		if (found != 1) {
+			found = supp_sent_find(r->supp, NULL, sid, x->final_recipient, &sender, &ref);
+		if (found != 1 || !ref || strlen(ref) < QUEUE_ID_LEN) {
+			free(sender);
+			free(ref);
 			j->unmatched++;
 			continue;
 		}
 		struct bounce_found f = { 0 };
+		memcpy(f.qid, ref, QUEUE_ID_LEN); /* "QUEUEID-TAG" (a bare id: sent before tags) */
+		f.qid[QUEUE_ID_LEN] = '\0';
+		free(ref);
 		f.addr = strdup(x->final_recipient);
 		f.status = strdup(x->status);
 		f.diagnostic = x->diagnostic ? strdup(x->diagnostic) : NULL;
 		f.remote = x->remote_mta ? strdup(x->remote_mta) : NULL;
 		f.sender = sender;
-		f.qid = qid;
 		f.is_new = supp_add(r->supp, x->final_recipient, "bounced", x->status, x->diagnostic,
 		                    "dsn", (int64_t)clock_now_ms()) == 1;
+		f.notify = queue_fs_reported_has(r->qdir, f.qid, f.addr) == 0;
 		g_array_append_val(j->found, f);
 	}
 	uv_mutex_unlock(&r->supp_lock);
+	g_hash_table_destroy(seen);
+	g_ptr_array_free(refs, TRUE);
 	free(sid);
 	dsn_report_free(&rep);
 }
@@ -1857,12 +1907,84 @@ static void bounce_consumed(struct qmail *m, void *arg)
 		round_end(m);
 }
 
+/* Every notice of the report is durable (or failed): only now is the
+ * report consumed, so that a crash or a full disk loses no notice. */
+static void bounce_notices_done(struct bounce_job *j)
+{
+	struct qmail *m = j->m;
+	if (j->notice_failed) {
+		fprintf(stderr, "hikyaku: a notice for report %s could not be queued; the report is "
+		        "read again later\n", m->env.id);
+		bounce_consumed(m, j);
+		return;
+	}
+	/* Read, not relayed: the bounce address recipients are done. */
+	for (guint k = 0; k < j->idx->len; k++)
+		m->env.rcpts[g_array_index(j->idx, unsigned, k)].state = RCPT_DELIVERED;
+	state_save(m, bounce_consumed, j);
+}
+
+struct notice_rec {
+	uv_work_t work;
+	struct runner *r;
+	struct bounce_job *j;
+	char qid[QUEUE_ID_LEN + 1];
+	char *addr;
+	char *key;                  /* in r->notifying */
+	int rc;
+};
+
+static void notice_rec_work(uv_work_t *w)
+{
+	struct notice_rec *n = w->data;
+	n->rc = queue_fs_reported_add(n->r->qdir, n->qid, n->addr);
+}
+
+static void notice_rec_after(uv_work_t *w, int status)
+{
+	struct notice_rec *n = w->data;
+	if (status < 0 || n->rc < 0)
+		fprintf(stderr, "hikyaku: cannot record that the sender of %s was told about %s: %s\n",
+		        n->qid, n->addr, strerror(n->rc < 0 ? -n->rc : EIO));
+	g_hash_table_remove(n->r->notifying, n->key);
+	struct bounce_job *j = n->j;
+	free(n->addr);
+	free(n->key);
+	free(n);
+	if (--j->notices == 0)
+		bounce_notices_done(j);
+}
+
+/* A notice of a report is queued (status 0) or not: record it, then
+ * count it done. */
+static void bounce_notice_committed(void *arg, int status)
+{
+	struct notice_rec *n = arg;
+	if (status == 0 &&
+	    uv_queue_work(n->r->loop, &n->work, notice_rec_work, notice_rec_after) == 0)
+		return;
+	if (status != 0)
+		n->j->notice_failed = true;
+	g_hash_table_remove(n->r->notifying, n->key);
+	struct bounce_job *j = n->j;
+	free(n->addr);
+	free(n->key);
+	free(n);
+	if (--j->notices == 0)
+		bounce_notices_done(j);
+}
+
+static int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_info *info,
+                     const struct dsn_rcpt *rcpts, size_t n, bool smtputf8,
+                     void (*done)(void *arg, int status), void *done_arg);
+
 static void bounce_after(uv_work_t *w, int status)
 {
 	(void)status;
 	struct bounce_job *j = w->data;
 	struct qmail *m = j->m;
 	struct runner *r = m->r;
+	j->notices = 1; /* held until every notice below is under way */
 	for (guint k = 0; k < j->found->len; k++) {
 		struct bounce_found *f = &g_array_index(j->found, struct bounce_found, k);
 		if (f->is_new) {
@@ -1873,31 +1995,54 @@ static void bounce_after(uv_work_t *w, int status)
 			json_object_set_new(fl, "response", jstr(f->diagnostic));
 			evlog_emit(r->log, "learned", fl);
 		}
-		/* The original sender's MAILER-DAEMON notice for that recipient. */
-		struct dsn_info info = {
-			.hostname = r->cfg->server.hostname,
-			.queue_id = f->qid,
-			.sender = f->sender,
-			.arrival_ms = clock_now_ms(),
-			.now_ms = clock_now_ms(),
-		};
-		struct dsn_rcpt dr = {
-			.addr = f->addr,
-			.action = "failed",
-			.status = f->status,
-			.remote_mta = f->remote,
-			.diagnostic = f->diagnostic,
-			.reason = "the delivery service accepted the mail, then reported that it "
-			          "could not be delivered",
-			.last_attempt_ms = clock_now_ms(),
-		};
-		dsn_queue(r, NULL, &info, &dr, 1, false);
+		char *key = g_strdup_printf("%s\n%s", f->qid, f->addr);
+		char *low = g_ascii_strdown(key, -1);
+		g_free(key);
+		if (!f->notify || g_hash_table_contains(r->notifying, low)) {
+			/* SPEC §6.1: each recipient of a mail is reported once. */
+			g_free(low);
+		} else {
+			g_hash_table_add(r->notifying, low);
+			/* The original sender's MAILER-DAEMON notice for that recipient. */
+			struct dsn_info info = {
+				.hostname = r->cfg->server.hostname,
+				.queue_id = f->qid,
+				.sender = f->sender,
+				.arrival_ms = clock_now_ms(),
+				.now_ms = clock_now_ms(),
+			};
+			struct dsn_rcpt dr = {
+				.addr = f->addr,
+				.action = "failed",
+				.status = f->status,
+				.remote_mta = f->remote,
+				.diagnostic = f->diagnostic,
+				.reason = "the delivery service accepted the mail, then reported that it "
+				          "could not be delivered",
+				.last_attempt_ms = clock_now_ms(),
+			};
+			struct notice_rec *n = calloc(1, sizeof(*n));
+			n->work.data = n;
+			n->r = r;
+			n->j = j;
+			memcpy(n->qid, f->qid, sizeof(n->qid));
+			n->addr = strdup(f->addr);
+			n->key = strdup(low);
+			j->notices++;
+			if (dsn_queue(r, NULL, &info, &dr, 1, false, bounce_notice_committed, n) < 0) {
+				/* It cannot be built (and never will be): nothing to wait for. */
+				g_hash_table_remove(r->notifying, n->key);
+				free(n->addr);
+				free(n->key);
+				free(n);
+				j->notices--;
+			}
+		}
 		free(f->addr);
 		free(f->status);
 		free(f->diagnostic);
 		free(f->remote);
 		free(f->sender);
-		free(f->qid);
 	}
 	if (!j->is_report)
 		fprintf(stderr, "hikyaku: mail %s to the bounce address is not a delivery status "
@@ -1905,10 +2050,11 @@ static void bounce_after(uv_work_t *w, int status)
 	else if (j->unmatched)
 		fprintf(stderr, "hikyaku: report %s names %u failed recipient(s) of no mail hikyaku "
 		        "sent; not learned\n", m->env.id, j->unmatched);
-	/* Read, not relayed: the bounce address recipients are done. */
-	for (guint k = 0; k < j->idx->len; k++)
-		m->env.rcpts[g_array_index(j->idx, unsigned, k)].state = RCPT_DELIVERED;
-	state_save(m, bounce_consumed, j);
+	if (j->ignored)
+		fprintf(stderr, "hikyaku: report %s names more recipients than a mail has; %u "
+		        "ignored\n", m->env.id, j->ignored);
+	if (--j->notices == 0)
+		bounce_notices_done(j);
 }
 
 static void suppressed_logged(struct qmail *m, void *arg)
@@ -2317,6 +2463,7 @@ static struct qmail *mail_new(struct runner *r, const struct queue_envelope *env
 		free(m);
 		return NULL;
 	}
+	queue_tag_ref(r->tag_key, m->env.id, m->ref);
 	return m;
 }
 
@@ -2383,6 +2530,7 @@ static void load_after(uv_work_t *w, int status)
 		m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->env = it->env;
+		queue_tag_ref(r->tag_key, m->env.id, m->ref);
 		m->attempts = it->st.attempts;
 		m->last_ms = it->st.last_ms;
 		size_t k;
@@ -2537,7 +2685,23 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
 	r->dests = g_hash_table_new(g_str_hash, g_str_equal);
+	r->notifying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	uv_mutex_init(&r->supp_lock);
+	int trc = queue_tag_key_load(r->qdir, r->tag_key);
+	if (trc < 0) {
+		fprintf(stderr, "hikyaku: cannot read or make %s/tag.key: %s\n", r->qdir,
+		        strerror(-trc));
+		uv_mutex_destroy(&r->supp_lock);
+		g_hash_table_destroy(r->notifying);
+		g_hash_table_destroy(r->dests);
+		g_hash_table_destroy(r->mails);
+		g_sequence_free(r->schedule);
+		g_array_free(r->fin_waiting, TRUE);
+		g_ptr_array_free(r->state_retry, TRUE);
+		free(r->qdir);
+		free(r);
+		return trc;
+	}
 	int src = supp_open(cfg->suppression.db, &r->supp);
 	if (src < 0) {
 		fprintf(stderr, "hikyaku: cannot open the suppression list %s (%s); "
@@ -2681,6 +2845,9 @@ void runner_free(struct runner *r)
 	uv_mutex_destroy(&r->supp_lock);
 	free(r->qdir);
 	free(r->locals);
+	if (r->notifying)
+		g_hash_table_destroy(r->notifying);
+	OPENSSL_cleanse(r->tag_key, sizeof(r->tag_key));
 	if (r->state_retry)
 		g_ptr_array_free(r->state_retry, TRUE);
 	free(r->service_password);

@@ -125,8 +125,8 @@ for h in $(seq 1 20); do
 	dnsargs+=(--mx-host=many.test,mx$h.many.test,$((h * 10)))
 	for a in $(seq 1 16); do dnsargs+=(--host-record=mx$h.many.test,127.0.1.$a); done
 done
-start_fault_peer busy --addr 127.0.2.1 --mode greeting-421 --also-listen 127.0.2.2 \
-	--also-listen 127.0.2.3 --also-listen 127.0.2.4 --port "$UP_PORT_silent" || { finish; exit 1; }
+start_fault_peer busy --addr 127.0.2.1 --port "$UP_PORT_silent" --mode greeting-421 \
+	--also-listen 127.0.2.2 --also-listen 127.0.2.3 --also-listen 127.0.2.4 || { finish; exit 1; }
 for h in 1 2 3 4; do
 	dnsargs+=(--mx-host=busy.test,mx$h.busy.test,$((h * 10)) --host-record=mx$h.busy.test,127.0.2.$h)
 done
