@@ -1294,6 +1294,13 @@ static void dconn_run(struct dconn *dc)
 	dc->idle_since = 0;
 	struct smtp_reply rep;
 
+	if (m->delete_requested) {
+		/* Deleted by an administrator: the rest of it is not sent. */
+		dc->job = NULL;
+		round_job_done(job);
+		dconn_after_txn(dc, true);
+		return;
+	}
 	if (m->env.smtputf8 && !smtp_client_has(dc->c, "SMTPUTF8")) {
 		reply_set(&rep, 0, "5.6.7", "the server %s does not support SMTPUTF8, which this mail needs",
 		          dc->relay);
@@ -2950,9 +2957,35 @@ int runner_queue_delete(struct runner *r, const char *id)
 	if (!m || m->removed || m->delete_requested)
 		return -ENOENT;
 	if (m->in_round) {
-		/* Deliveries under way finish; the mail goes when they have. */
+		/* Transactions under way finish; nothing more of the mail is
+		 * sent: its jobs waiting for a connection end here, and a job
+		 * on a connection sends no further (split) transaction
+		 * (dconn_run). The mail goes when the round has ended. */
 		m->delete_requested = true;
-		return 1;
+		m->refs++;
+		GPtrArray *waiting = g_ptr_array_new();
+		GHashTableIter it;
+		gpointer k, v;
+		g_hash_table_iter_init(&it, r->dests);
+		while (g_hash_table_iter_next(&it, &k, &v)) {
+			struct dest *d = v;
+			for (GList *l = d->jobs.head; l;) {
+				GList *next = l->next;
+				struct job *job = l->data;
+				if (job->m == m) {
+					g_queue_delete_link(&d->jobs, l);
+					g_ptr_array_add(waiting, job);
+				}
+				l = next;
+			}
+		}
+		for (guint i = 0; i < waiting->len; i++)
+			round_job_done(g_ptr_array_index(waiting, i));
+		g_ptr_array_free(waiting, TRUE);
+		bool later = m->in_round;
+		mail_unref(m);
+		r->stats.queued = g_hash_table_size(r->mails);
+		return later ? 1 : 0;
 	}
 	log_deleted(m);
 	mail_delete(m);
