@@ -41,14 +41,13 @@ a=$(send a1@dest.test,a2@dest.test,a3@dest.test,a4@dest.test,a5@dest.test)
 # B: queued behind A's connection (max_connections = 1).
 b=$(send b1@dest.test,b2@dest.test)
 check "two mails queued" test -n "$a" -a -n "$b"
-# Wait until A's first transaction is under way, then delete both.
-for _ in $(seq 1 100); do ctl queue show "$a" 2>/dev/null | grep -q 'active' && break; sleep 0.05; done
-sleep 0.5
+# A's first transaction is delivered; its second is under way, B waits.
+check "A's first transaction arrives" wait_upstream_count svc 1 20
 ctl queue delete "$b" >"$T/delb.out" 2>&1
 check "queue delete of the waiting mail succeeds" test $? -eq 0
-check "A's first transaction arrives" wait_upstream_count svc 1 20
 ctl queue delete "$a" >"$T/dela.out" 2>&1
 check "queue delete of the mail being delivered succeeds" test $? -eq 0
+expect "... after the transaction under way" "$T/dela.out" 'being delivered now'
 sleep 6
 na=$(count a)
 nb=$(count b)
