@@ -43,6 +43,7 @@
 #include "relay/dns.h"
 #include "relay/dsn.h"
 #include "relay/dsn_parse.h"
+#include "relay/outcome.h"
 #include "relay/queue_fs.h"
 #include "relay/queue_state.h"
 #include "relay/queue_tag.h"
@@ -187,19 +188,6 @@ struct runner {
 	bool fin_busy;              /* a removal batch is on the thread pool */
 };
 
-/* The reply as the log and DSNs show it: "550 5.1.1 User unknown"; for a
- * failure without a reply (refused, timeout, TLS) just what happened. */
-static const char *reply_line(const struct smtp_reply *rep, char *out, size_t cap)
-{
-	if (rep->code == 0)
-		snprintf(out, cap, "%s", rep->text);
-	else if (rep->status[0])
-		snprintf(out, cap, "%d %s %s", rep->code, rep->status, rep->text);
-	else
-		snprintf(out, cap, "%d %s", rep->code, rep->text);
-	return out;
-}
-
 uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt)
 {
 	uint64_t d = cfg->queue.retry_min_ms;
@@ -268,7 +256,7 @@ static void log_outcome(struct runner *r, const char *event, struct qmail *m, un
 		json_object_set_new(f, "status", rep->status[0] ? json_string(rep->status) : json_null());
 	}
 	char line[600];
-	json_object_set_new(f, "response", jstr(reply_line(rep, line, sizeof(line))));
+	json_object_set_new(f, "response", jstr(outcome_reply_line(rep, line, sizeof(line))));
 	if (strcmp(event, "expired") != 0)
 		json_object_set_new(f, "tls", json_boolean(tls));
 	json_object_set_new(f, "attempt", json_integer(m->attempts));
@@ -648,22 +636,6 @@ static void sent_after(uv_work_t *w, int status)
 	free(j);
 }
 
-/*
- * The service's own id for the message, from its 250: SES answers
- * "250 Ok 0101018c1d2e3f4a-...-000000" and puts "<that id@...>" in the
- * Message-ID of the bounce it sends later.
- */
-static char *service_id_of(const struct smtp_reply *rep)
-{
-	const char *t = rep->text;
-	if (strncasecmp(t, "Ok ", 3) == 0)
-		t += 3;
-	else if (strrchr(t, ' '))
-		t = strrchr(t, ' ') + 1;
-	size_t n = strcspn(t, " <>@");
-	return n >= 8 ? strndup(t, n) : NULL;
-}
-
 static void record_sent(struct runner *r, const struct qmail *m, unsigned i,
                         const struct smtp_reply *rep)
 {
@@ -675,15 +647,9 @@ static void record_sent(struct runner *r, const struct qmail *m, unsigned i,
 	j->qid = strdup(m->ref); /* a report names the mail by this (queue_tag.h) */
 	j->rcpt = strdup(m->env.rcpts[i].addr);
 	j->sender = strdup(m->env.from);
-	j->service_id = service_id_of(rep);
+	j->service_id = outcome_service_id(rep);
 	if (uv_queue_work(r->loop, &j->work, sent_work, sent_after) < 0)
 		sent_after(&j->work, -1);
-}
-
-/* SPEC §6 item 1: 5.1.x (bad mailbox or destination) and 5.2.1 (disabled). */
-static bool status_suppresses(const char *st)
-{
-	return st && (strncmp(st, "5.1.", 4) == 0 || strcmp(st, "5.2.1") == 0);
 }
 
 static void learn(struct runner *r, const char *addr, const char *status, const char *response)
@@ -817,12 +783,10 @@ static void add_failure(struct qmail *m, unsigned i, const char *status, const c
 	g_array_append_val(m->failures, dr);
 }
 
-/* What one recipient's reply means (SPEC §5). */
-enum verdict { V_DELIVERED, V_DEFERRED, V_BOUNCED };
 
 struct outcome {
 	unsigned idx;
-	enum verdict v;
+	enum outcome_verdict v;
 	struct smtp_reply rep;
 };
 
@@ -833,24 +797,6 @@ struct txn {
 	bool pause;
 	char pause_reason[300];
 };
-
-static bool is_throttle_or_auth(int code)
-{
-	return code == 421 || code == 454 || code == 530 || code == 535;
-}
-
-static enum verdict classify(const struct dest *d, const struct smtp_reply *rep)
-{
-	if (rep->code >= 200 && rep->code < 300)
-		return V_DELIVERED;
-	if (rep->code == 0 || (rep->code >= 400 && rep->code < 500))
-		return V_DEFERRED;
-	/* On the service route an authentication failure never bounces the
-	 * queue: the credentials are wrong, not the recipients. */
-	if (d->service && is_throttle_or_auth(rep->code))
-		return V_DEFERRED;
-	return V_BOUNCED;
-}
 
 static void txn_logged(struct qmail *m, void *arg);
 
@@ -870,21 +816,21 @@ static void txn_finish(struct txn *t)
 		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
 		char resp[600];
 		free(m->env.rcpts[o->idx].last);
-		m->env.rcpts[o->idx].last = strdup(reply_line(&o->rep, resp, sizeof(resp)));
+		m->env.rcpts[o->idx].last = strdup(outcome_reply_line(&o->rep, resp, sizeof(resp)));
 		switch (o->v) {
-		case V_DELIVERED:
+		case OUTCOME_DELIVERED:
 			m->env.rcpts[o->idx].state = RCPT_DELIVERED;
 			break;
-		case V_BOUNCED: {
+		case OUTCOME_BOUNCED: {
 			char line[600];
 			m->env.rcpts[o->idx].state = RCPT_BOUNCED;
-			reply_line(&o->rep, line, sizeof(line));
+			outcome_reply_line(&o->rep, line, sizeof(line));
 			add_failure(m, o->idx, o->rep.status[0] ? o->rep.status : "5.0.0",
 			            t->dc && t->dc->relay[0] ? t->dc->relay : NULL,
-			            o->rep.code ? line : NULL, o->rep.code ? "the receiving server refused it" : o->rep.text);
+			            o->rep.code ? line : NULL, o->rep.code ? OUTCOME_REASON_REFUSED : o->rep.text);
 			break;
 		}
-		case V_DEFERRED:
+		case OUTCOME_DEFERRED:
 			break;
 		}
 	}
@@ -910,22 +856,22 @@ static void txn_logged(struct qmail *m, void *arg)
 	for (guint k = 0; k < t->outcomes->len; k++) {
 		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
 		switch (o->v) {
-		case V_DELIVERED:
+		case OUTCOME_DELIVERED:
 			r->stats.delivered++;
 			log_outcome(r, "delivered", m, o->idx, relay, &o->rep, tls, 0);
 			if (d->service)
 				record_sent(r, m, o->idx, &o->rep);
 			break;
-		case V_BOUNCED: {
+		case OUTCOME_BOUNCED: {
 			r->stats.bounced++;
 			log_outcome(r, "bounced", m, o->idx, relay, &o->rep, tls, 0);
 			char line[600];
-			if (status_suppresses(o->rep.status))
+			if (outcome_suppresses(o->rep.status))
 				learn(r, m->env.rcpts[o->idx].addr, o->rep.status,
-				      reply_line(&o->rep, line, sizeof(line)));
+				      outcome_reply_line(&o->rep, line, sizeof(line)));
 			break;
 		}
-		case V_DEFERRED:
+		case OUTCOME_DEFERRED:
 			r->stats.deferred++;
 			log_outcome(r, "deferred", m, o->idx, relay, &o->rep, tls, next);
 			break;
@@ -951,7 +897,7 @@ static void txn_logged(struct qmail *m, void *arg)
 }
 
 /* Ends every remaining recipient of a job with one verdict and reply. */
-static void job_fail(struct job *job, struct dconn *dc, enum verdict v, const struct smtp_reply *rep)
+static void job_fail(struct job *job, struct dconn *dc, enum outcome_verdict v, const struct smtp_reply *rep)
 {
 	struct txn *t = calloc(1, sizeof(*t));
 	t->dc = dc;
@@ -968,26 +914,13 @@ static void job_fail(struct job *job, struct dconn *dc, enum verdict v, const st
 	txn_finish(t);
 }
 
-static void reply_set(struct smtp_reply *rep, int code, const char *status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static void reply_set(struct smtp_reply *rep, int code, const char *status, const char *fmt, ...)
-{
-	va_list ap;
-	memset(rep, 0, sizeof(*rep));
-	rep->code = code;
-	snprintf(rep->status, sizeof(rep->status), "%s", status);
-	va_start(ap, fmt);
-	vsnprintf(rep->text, sizeof(rep->text), fmt, ap);
-	va_end(ap);
-}
-
 static void dest_pause(struct dest *d, const struct smtp_reply *rep)
 {
 	const struct config *cfg = d->r->cfg;
 	d->paused_until = clock_now_ms() + cfg->service.pause_ms;
 	char line[600];
 	snprintf(d->pause_reason, sizeof(d->pause_reason), "%.290s",
-	         reply_line(rep, line, sizeof(line)));
+	         outcome_reply_line(rep, line, sizeof(line)));
 	fprintf(stderr, "hikyaku: delivery service paused for %llu s: %s\n",
 	        (unsigned long long)(cfg->service.pause_ms / 1000), d->pause_reason);
 }
@@ -1058,7 +991,7 @@ static void dconn_try_next(struct dconn *dc);
 static void dconn_run(struct dconn *dc);
 static void dconn_open(struct dest *d, struct job *job);
 
-static void dconn_fail_job(struct dconn *dc, enum verdict v, const struct smtp_reply *rep)
+static void dconn_fail_job(struct dconn *dc, enum outcome_verdict v, const struct smtp_reply *rep)
 {
 	struct job *job = dc->job;
 	dc->job = NULL;
@@ -1094,9 +1027,9 @@ static void client_opened(struct smtp_client *c, void *arg, const struct smtp_re
 	/* A refusal before any recipient was named (greeting, EHLO, AUTH)
 	 * says nothing about the recipients: on the service route it defers
 	 * and pauses, it never bounces the queue (SPEC §5). */
-	if (d->service && (is_throttle_or_auth(fail->code) || fail->code >= 500)) {
+	if (d->service && (outcome_throttle_or_auth(fail->code) || fail->code >= 500)) {
 		dest_pause(d, fail);
-		dconn_fail_job(dc, V_DEFERRED, fail);
+		dconn_fail_job(dc, OUTCOME_DEFERRED, fail);
 		return;
 	}
 	dconn_try_next(dc);
@@ -1115,7 +1048,7 @@ static void dest_mark_down(struct dest *d, const struct smtp_reply *why)
 	d->down_rep = *why;
 	struct job *job;
 	while ((job = g_queue_pop_head(&d->jobs)))
-		job_fail(job, NULL, V_DEFERRED, &d->down_rep);
+		job_fail(job, NULL, OUTCOME_DEFERRED, &d->down_rep);
 }
 
 static void dconn_try_next(struct dconn *dc)
@@ -1154,10 +1087,8 @@ static void dconn_try_next(struct dconn *dc)
 			/* SPEC §5: never to itself, whatever the MX records say. */
 			if (addr_is_self((struct sockaddr *)&ss, cfg->server.listen, cfg->server.nlisten,
 			                 r->locals, r->nlocals)) {
-				reply_set(&rep, 0, "5.4.6", "mail for %s loops back to myself (%s is "
-				          "hikyaku's own address and port %u)", dc->d->key, ip,
-				          (unsigned)port);
-				dconn_fail_job(dc, V_BOUNCED, &rep);
+				outcome_set(&rep, OUT_LOOP, dc->d->key, ip, (unsigned)port);
+				dconn_fail_job(dc, OUTCOME_BOUNCED, &rep);
 				return;
 			}
 		}
@@ -1195,23 +1126,22 @@ static void dconn_try_next(struct dconn *dc)
 	if (dc->tried == 0 && dc->refused > 0) {
 		/* Nothing left to try: SPEC §3 bounces it (5.4.4). */
 		static const char *const pol[] = { "private", "public", "any" };
-		reply_set(&rep, 0, "5.4.4", "no address of %s may be connected to "
-		          "(internal_destinations = %s): %s%s", dc->d->key,
+		outcome_set(&rep, OUT_ADDR_REFUSED, dc->d->key,
 		          pol[cfg->direct.internal_destinations], dc->refused_what,
 		          dc->refused > 1 ? " and others" : "");
-		dconn_fail_job(dc, V_BOUNCED, &rep);
+		dconn_fail_job(dc, OUTCOME_BOUNCED, &rep);
 		return;
 	}
 	/* Every host failed, or the attempt used its addresses or sessions. */
 	rep = dc->last_fail;
 	if (!rep.text[0])
-		reply_set(&rep, 0, "4.4.1", "no host of %s could be reached", dc->d->key);
-	enum verdict v = dc->d->service ? V_DEFERRED : classify(dc->d, &rep);
+		outcome_set(&rep, OUT_UNREACHABLE, dc->d->key);
+	enum outcome_verdict v = dc->d->service ? OUTCOME_DEFERRED : outcome_classify(dc->d->service, &rep);
 	if (rep.code == 0 && !rep.status[0])
 		snprintf(rep.status, sizeof(rep.status), "4.4.1");
 	struct dest *d = dc->d;
 	dconn_fail_job(dc, v, &rep);
-	if (v == V_DEFERRED)
+	if (v == OUTCOME_DEFERRED)
 		dest_mark_down(d, &rep);
 }
 
@@ -1240,15 +1170,15 @@ static void dns_done(void *arg, struct dns_result *res)
 		return;
 	}
 	if (dc->d->service || res->status == DNS_TEMPFAIL) {
-		reply_set(&rep, 0, "4.4.3", "%s", res->error);
-		dconn_fail_job(dc, V_DEFERRED, &rep);
+		outcome_set(&rep, OUT_DNS_TEMP, res->error);
+		dconn_fail_job(dc, OUTCOME_DEFERRED, &rep);
 	} else if (res->status == DNS_NULL_MX) {
-		reply_set(&rep, 0, "5.1.10", "%s", res->error[0] ? res->error :
+		outcome_set(&rep, OUT_NULL_MX, res->error[0] ? res->error :
 		          "the domain accepts no mail (null MX)");
-		dconn_fail_job(dc, V_BOUNCED, &rep);
+		dconn_fail_job(dc, OUTCOME_BOUNCED, &rep);
 	} else {
-		reply_set(&rep, 0, "5.1.2", "%s", res->error[0] ? res->error : "the domain does not exist");
-		dconn_fail_job(dc, V_BOUNCED, &rep);
+		outcome_set(&rep, OUT_NO_DOMAIN, res->error[0] ? res->error : "the domain does not exist");
+		dconn_fail_job(dc, OUTCOME_BOUNCED, &rep);
 	}
 }
 
@@ -1276,8 +1206,8 @@ static void dconn_open(struct dest *d, struct job *job)
 	}
 	if (rc < 0) {
 		struct smtp_reply rep;
-		reply_set(&rep, 0, "4.4.3", "DNS lookup could not start");
-		dconn_fail_job(dc, V_DEFERRED, &rep);
+		outcome_set(&rep, OUT_DNS_START);
+		dconn_fail_job(dc, OUTCOME_DEFERRED, &rep);
 	}
 }
 
@@ -1302,17 +1232,15 @@ static void dconn_run(struct dconn *dc)
 		return;
 	}
 	if (m->env.smtputf8 && !smtp_client_has(dc->c, "SMTPUTF8")) {
-		reply_set(&rep, 0, "5.6.7", "the server %s does not support SMTPUTF8, which this mail needs",
-		          dc->relay);
-		job_fail(job, dc, V_BOUNCED, &rep);
+		outcome_set(&rep, OUT_NO_SMTPUTF8, dc->relay);
+		job_fail(job, dc, OUTCOME_BOUNCED, &rep);
 		dconn_after_txn(dc, true);
 		return;
 	}
 	uint64_t limit = smtp_client_size_limit(dc->c);
 	if (limit && m->len > limit) {
-		reply_set(&rep, 0, "5.3.4", "the message is larger than %s accepts (%llu bytes)",
-		          dc->relay, (unsigned long long)limit);
-		job_fail(job, dc, V_BOUNCED, &rep);
+		outcome_set(&rep, OUT_TOO_BIG, dc->relay, (unsigned long long)limit);
+		job_fail(job, dc, OUTCOME_BOUNCED, &rep);
 		dconn_after_txn(dc, true);
 		return;
 	}
@@ -1380,8 +1308,8 @@ static void dconn_run(struct dconn *dc)
 	}
 	dc->used = true;
 	if (rc < 0) {
-		reply_set(&rep, 0, "4.4.2", "could not send on the connection to %s", dc->relay);
-		dconn_fail_job(dc, V_DEFERRED, &rep);
+		outcome_set(&rep, OUT_SEND_FAILED, dc->relay);
+		dconn_fail_job(dc, OUTCOME_DEFERRED, &rep);
 	}
 }
 
@@ -1404,11 +1332,10 @@ static void txn_done(struct smtp_client *c, void *arg, const struct smtp_client_
 			o.rep = res->rcpt[k];
 		else
 			o.rep = res->data;
-		o.v = classify(d, &o.rep);
-		if (d->service && is_throttle_or_auth(o.rep.code))
+		o.v = outcome_classify(d->service, &o.rep);
+		if (d->service && outcome_throttle_or_auth(o.rep.code))
 			t->pause = true;
-		if (d->service && o.v == V_BOUNCED && o.rep.code == 554 &&
-		    (strcasestr(o.rep.text, "not verified") || strcasestr(o.rep.text, "unverified")))
+		if (d->service && o.v == OUTCOME_BOUNCED && outcome_unverified_identity(&o.rep))
 			fprintf(stderr, "hikyaku: ALERT: the delivery service refuses an unverified "
 			                "identity for %s: %s\n", job->m->env.id, o.rep.text);
 		g_array_append_val(t->outcomes, o);
@@ -1417,7 +1344,7 @@ static void txn_done(struct smtp_client *c, void *arg, const struct smtp_client_
 	dc->sent_rcpts = 0;
 	for (guint k = 0; t->pause && k < t->outcomes->len; k++) {
 		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
-		if (is_throttle_or_auth(o->rep.code)) {
+		if (outcome_throttle_or_auth(o->rep.code)) {
 			dest_pause(d, &o->rep);
 			break;
 		}
@@ -1451,8 +1378,8 @@ static void dconn_after_txn(struct dconn *dc, bool reusable)
 		if (job) {
 			/* The rest of a split job waits out the pause like the others. */
 			struct smtp_reply prep;
-			reply_set(&prep, 0, "4.7.0", "the delivery service is paused: %s", d->pause_reason);
-			job_fail(job, NULL, V_DEFERRED, &prep);
+			outcome_set(&prep, OUT_PAUSED, d->pause_reason);
+			job_fail(job, NULL, OUTCOME_DEFERRED, &prep);
 		}
 		dest_kick(d);
 		return;
@@ -1477,23 +1404,23 @@ static void dest_kick(struct dest *d)
 	struct smtp_reply rep;
 	if (d->service && !cfg->service.host) {
 		/* A reload removed the service: its mail waits (SPEC §4). */
-		reply_set(&rep, 0, "4.3.5", "no delivery service is configured");
+		outcome_set(&rep, OUT_NO_SERVICE);
 		struct job *job;
 		while ((job = g_queue_pop_head(&d->jobs)))
-			job_fail(job, NULL, V_DEFERRED, &rep);
+			job_fail(job, NULL, OUTCOME_DEFERRED, &rep);
 		return;
 	}
 	if (d->paused_until > clock_now_ms()) {
-		reply_set(&rep, 0, "4.7.0", "the delivery service is paused: %s", d->pause_reason);
+		outcome_set(&rep, OUT_PAUSED, d->pause_reason);
 		struct job *job;
 		while ((job = g_queue_pop_head(&d->jobs)))
-			job_fail(job, NULL, V_DEFERRED, &rep);
+			job_fail(job, NULL, OUTCOME_DEFERRED, &rep);
 		return;
 	}
 	if (d->down_until > clock_now_ms()) {
 		struct job *job;
 		while ((job = g_queue_pop_head(&d->jobs)))
-			job_fail(job, NULL, V_DEFERRED, &d->down_rep);
+			job_fail(job, NULL, OUTCOME_DEFERRED, &d->down_rep);
 		return;
 	}
 	for (guint i = 0; i < d->conns->len && !g_queue_is_empty(&d->jobs);) {
@@ -1750,8 +1677,7 @@ static void expired_logged(struct qmail *m, void *arg)
 {
 	struct expiry *x = arg;
 	struct smtp_reply rep;
-	reply_set(&rep, 0, "4.4.7", "delivery time expired: the mail stayed in the queue for its "
-	          "whole lifetime");
+	outcome_set(&rep, OUT_EXPIRED);
 	for (guint k = 0; k < x->idx->len; k++) {
 		m->r->stats.expired++;
 		log_outcome(m->r, "expired", m, g_array_index(x->idx, unsigned, k), NULL, &rep, false, 0);
@@ -1804,16 +1730,6 @@ struct bounce_job {
 	bool notice_failed;         /* one could not be queued: read the report again later */
 };
 
-static char *service_id_of_message_id(const char *mid)
-{
-	if (!mid)
-		return NULL;
-	if (*mid == '<')
-		mid++;
-	size_t n = strcspn(mid, "@>");
-	return n >= 8 ? strndup(mid, n) : NULL;
-}
-
 /*
  * On the thread pool: parse the report, and learn only the recipients it
  * reports as failed that hikyaku really sent this mail to (by the VERP
@@ -1837,7 +1753,7 @@ static void bounce_work(uv_work_t *w)
 		return;
 	}
 	j->is_report = true;
-	char *sid = service_id_of_message_id(rep.original_message_id);
+	char *sid = outcome_message_id_local(rep.original_message_id);
 	char envid[QUEUE_REF_MAX + 1], qid[QUEUE_ID_LEN + 1];
 	bool has_envid = rep.original_envelope_id &&
 	                 queue_tag_ref_parse(rep.original_envelope_id,
@@ -2024,8 +1940,7 @@ static void bounce_after(uv_work_t *w, int status)
 				.status = f->status,
 				.remote_mta = f->remote,
 				.diagnostic = f->diagnostic,
-				.reason = "the delivery service accepted the mail, then reported that it "
-				          "could not be delivered",
+				.reason = OUTCOME_REASON_SERVICE_BOUNCE,
 				.last_attempt_ms = clock_now_ms(),
 			};
 			struct notice_rec *n = calloc(1, sizeof(*n));
@@ -2123,9 +2038,7 @@ static void round_read_done(uv_work_t *w, int status)
 			m->env.rcpts[i].state = RCPT_SUPPRESSED;
 			free(m->env.rcpts[i].last);
 			m->env.rcpts[i].last = strdup("not sent: on the suppression list");
-			add_failure(m, i, "5.1.1", NULL, NULL,
-			            "the recipient is on the suppression list: an earlier mail to this "
-			            "address bounced, so it was not sent again");
+			add_failure(m, i, OUTCOME_STATUS_SUPPRESSED, NULL, NULL, OUTCOME_REASON_SUPPRESSED);
 		}
 	} else {
 		if (supp_idx)
@@ -2197,8 +2110,8 @@ static void round_read_done(uv_work_t *w, int status)
 		job->d = dest_get(r, "invalid", false);
 		job->d->njobs++;
 		job->rcpts = bad;
-		reply_set(&rep, 0, "5.1.2", "the recipient's domain is not a valid domain name");
-		job_fail(job, NULL, V_BOUNCED, &rep);
+		outcome_set(&rep, OUT_BAD_DOMAIN);
+		job_fail(job, NULL, OUTCOME_BOUNCED, &rep);
 	} else {
 		g_array_free(bad, TRUE);
 	}
@@ -2252,17 +2165,18 @@ static void round_skip(struct qmail *m, struct dest *d, uint64_t now, uint64_t u
 	struct runner *r = m->r;
 	struct smtp_reply rep;
 	if (d->paused_until > now)
-		reply_set(&rep, 0, "4.7.0", "delivery temporarily suspended: the delivery service is "
-		          "paused: %s", d->pause_reason);
-	else
-		reply_set(&rep, 0, d->down_rep.status[0] ? d->down_rep.status : "4.4.1",
-		          "delivery temporarily suspended: %.400s", d->down_rep.text);
+		outcome_set(&rep, OUT_SUSPENDED_PAUSED, d->pause_reason);
+	else {
+		outcome_set(&rep, OUT_SUSPENDED_DOWN, d->down_rep.text);
+		if (d->down_rep.status[0])
+			snprintf(rep.status, sizeof(rep.status), "%s", d->down_rep.status);
+	}
 	uint64_t spread = (until - now) / 10;
 	if (spread > INT32_MAX)
 		spread = INT32_MAX;
 	uint64_t next = until + (spread ? (uint64_t)g_random_int_range(0, (gint32)spread) : 0);
 	char line[600];
-	reply_line(&rep, line, sizeof(line));
+	outcome_reply_line(&rep, line, sizeof(line));
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != RCPT_PENDING)
 			continue;
@@ -2348,8 +2262,8 @@ static void round_start(struct qmail *m)
 			if (m->env.rcpts[i].state != RCPT_PENDING)
 				continue;
 			m->env.rcpts[i].state = RCPT_EXPIRED;
-			add_failure(m, i, "4.4.7", NULL, NULL,
-			            "the mail could not be delivered within the queue lifetime");
+			add_failure(m, i, outcome_synthetic(OUT_EXPIRED)->status, NULL, NULL,
+			            OUTCOME_REASON_EXPIRED);
 			g_array_append_val(x->idx, i);
 		}
 		g_ptr_array_free(ds, TRUE);
@@ -2809,10 +2723,10 @@ void runner_stop(struct runner *r, void (*done)(void *arg), void *arg)
 		uv_timer_stop(&d->rate_timer);
 		d->rate_timer_on = false;
 		struct smtp_reply srep;
-		reply_set(&srep, 0, "4.3.2", "hikyaku is shutting down; the mail stays queued");
+		outcome_set(&srep, OUT_SHUTDOWN);
 		struct job *job;
 		while ((job = g_queue_pop_head(&d->jobs)))
-			job_fail(job, NULL, V_DEFERRED, &srep);
+			job_fail(job, NULL, OUTCOME_DEFERRED, &srep);
 	}
 	runner_maybe_stopped(r);
 }
