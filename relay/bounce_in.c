@@ -113,6 +113,8 @@ static void bounce_consumed(struct qmail *m, void *arg)
 	free(j);
 	if (--m->outstanding == 0)
 		round_end(m);
+	else
+		mail_waiting_update(m);
 }
 
 /* Every notice of the report is durable (or failed): only now is the

@@ -20,6 +20,38 @@
  */
 #include "relay/runner_int.h"
 
+/* A job waits for a connection of its destination (head: it goes next). */
+void dest_push_job(struct dest *d, struct job *job, bool head)
+{
+	if (head)
+		g_queue_push_head(&d->jobs, job);
+	else
+		g_queue_push_tail(&d->jobs, job);
+	job->m->queued_jobs++;
+	mail_waiting_update(job->m);
+}
+
+static void job_left_queue(struct job *job)
+{
+	job->m->queued_jobs--;
+	mail_waiting_update(job->m);
+}
+
+struct job *dest_pop_job(struct dest *d)
+{
+	struct job *job = g_queue_pop_head(&d->jobs);
+	if (job)
+		job_left_queue(job);
+	return job;
+}
+
+void dest_unlink_job(struct dest *d, GList *l)
+{
+	struct job *job = l->data;
+	g_queue_delete_link(&d->jobs, l);
+	job_left_queue(job);
+}
+
 static void rate_timer_cb(uv_timer_t *t);
 static unsigned dest_max_conns(const struct dest *d);
 static double bucket_capacity(const struct config *cfg);
@@ -245,7 +277,7 @@ static void dest_mark_down(struct dest *d, const struct smtp_reply *why)
 	d->down_until = now + runner_backoff_ms(d->r->cfg, d->down_count);
 	d->down_rep = *why;
 	struct job *job;
-	while ((job = g_queue_pop_head(&d->jobs)))
+	while ((job = dest_pop_job(d)))
 		job_fail(job, NULL, OUTCOME_DEFERRED, &d->down_rep);
 }
 
@@ -450,7 +482,7 @@ void dconn_run(struct dconn *dc)
 			/* Wait until the bucket holds enough for this transaction. */
 			double need = (double)n - d->tokens;
 			uint64_t wait = (uint64_t)(need / cfg->service.rate_per_sec * 1000.0) + 1;
-			g_queue_push_head(&d->jobs, job);
+			dest_push_job(d, job, true);
 			dc->job = NULL;
 			dc->idle_since = clock_now_ms();
 			if (!d->rate_timer_on) {
@@ -495,7 +527,7 @@ void dconn_run(struct dconn *dc)
 			d->tokens += n;
 		dc->sent_rcpts = 0;
 		dc->job = NULL;
-		g_queue_push_head(&d->jobs, job);
+		dest_push_job(d, job, true);
 		g_ptr_array_remove(d->conns, dc);
 		smtp_client_close(dc->c);
 		free(dc);
@@ -563,7 +595,7 @@ void dconn_after_txn(struct dconn *dc, bool reusable)
 			smtp_client_close(dc->c);
 		free(dc);
 		if (job)
-			g_queue_push_head(&d->jobs, job);
+			dest_push_job(d, job, true);
 		dest_kick(d);
 		return;
 	}
@@ -584,7 +616,7 @@ void dconn_after_txn(struct dconn *dc, bool reusable)
 		dconn_run(dc);
 		return;
 	}
-	struct job *next = g_queue_pop_head(&d->jobs);
+	struct job *next = dest_pop_job(d);
 	if (next) {
 		dc->job = next;
 		dconn_run(dc);
@@ -602,20 +634,20 @@ void dest_kick(struct dest *d)
 		/* A reload removed the service: its mail waits (SPEC §4). */
 		outcome_set(&rep, OUT_NO_SERVICE);
 		struct job *job;
-		while ((job = g_queue_pop_head(&d->jobs)))
+		while ((job = dest_pop_job(d)))
 			job_fail(job, NULL, OUTCOME_DEFERRED, &rep);
 		return;
 	}
 	if (d->paused_until > clock_now_ms()) {
 		outcome_set(&rep, OUT_PAUSED, d->pause_reason);
 		struct job *job;
-		while ((job = g_queue_pop_head(&d->jobs)))
+		while ((job = dest_pop_job(d)))
 			job_fail(job, NULL, OUTCOME_DEFERRED, &rep);
 		return;
 	}
 	if (d->down_until > clock_now_ms()) {
 		struct job *job;
-		while ((job = g_queue_pop_head(&d->jobs)))
+		while ((job = dest_pop_job(d)))
 			job_fail(job, NULL, OUTCOME_DEFERRED, &d->down_rep);
 		return;
 	}
@@ -627,13 +659,13 @@ void dest_kick(struct dest *d)
 		}
 		i++;
 		if (dc->c && !dc->job && dc->idle_since) {
-			dc->job = g_queue_pop_head(&d->jobs);
+			dc->job = dest_pop_job(d);
 			dconn_run(dc);
 			return; /* dconn_run may have changed d->conns; kick again later */
 		}
 	}
 	while (!g_queue_is_empty(&d->jobs) && d->conns->len < dest_max_conns(d))
-		dconn_open(d, g_queue_pop_head(&d->jobs));
+		dconn_open(d, dest_pop_job(d));
 }
 
 /* The message's domain for grouping, in A-label form; NULL if invalid. */

@@ -40,6 +40,23 @@ static void load_locals(struct runner *r);
 static int runner_apply(struct runner *r, const struct config *cfg);
 static void runner_close_handles(struct runner *r);
 static void runner_maybe_stopped(struct runner *r);
+/* Whether the mail's round only waits for connections (struct qmail);
+ * when it starts to, a global slot is free for the next due mail. */
+void mail_waiting_update(struct qmail *m)
+{
+	struct runner *r = m->r;
+	bool w = m->in_round && m->queued_jobs > 0 && m->queued_jobs >= m->outstanding;
+	if (w == m->waiting_round)
+		return;
+	m->waiting_round = w;
+	if (w) {
+		r->waiting_rounds++;
+		runner_arm(r);
+	} else {
+		r->waiting_rounds--;
+	}
+}
+
 uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt)
 {
 	uint64_t d = cfg->queue.retry_min_ms;
@@ -100,6 +117,8 @@ void round_job_done(struct job *job)
 	job_free(job);
 	if (--m->outstanding == 0)
 		round_end(m);
+	else
+		mail_waiting_update(m);
 }
 
 static bool mail_done(const struct qmail *m)
@@ -133,6 +152,7 @@ void round_finish(struct qmail *m)
 	m->data = NULL;
 	m->len = 0;
 	m->in_round = false;
+	mail_waiting_update(m);
 	r->rounds--;
 	if (m->delete_requested) {
 		log_deleted(m);
@@ -191,6 +211,8 @@ static void suppressed_logged(struct qmail *m, void *arg)
 	free(sr);
 	if (--m->outstanding == 0)
 		round_end(m);
+	else
+		mail_waiting_update(m);
 }
 
 static void round_read_done(uv_work_t *w, int status)
@@ -209,6 +231,7 @@ static void round_read_done(uv_work_t *w, int status)
 			g_ptr_array_free(j->supp_reason, TRUE);
 		free(j);
 		m->in_round = false;
+		mail_waiting_update(m);
 		r->rounds--;
 		round_release_dests(m);
 		schedule_mail(m, clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts));
@@ -311,7 +334,7 @@ static void round_read_done(uv_work_t *w, int status)
 	}
 	for (guint k = 0; k < jobs->len; k++) {
 		struct job *job = g_ptr_array_index(jobs, k);
-		g_queue_push_tail(&job->d->jobs, job);
+		dest_push_job(job->d, job, false);
 		dest_kick(job->d);
 	}
 	g_ptr_array_free(jobs, TRUE);
@@ -482,7 +505,7 @@ static void runner_tick(uv_timer_t *t)
 {
 	struct runner *r = t->data;
 	uint64_t now = clock_now_ms();
-	while (!r->stopping && r->rounds < MAX_ROUNDS_AT_ONCE) {
+	while (!r->stopping && r->rounds - r->waiting_rounds < MAX_ROUNDS_AT_ONCE) {
 		GSequenceIter *it = g_sequence_get_begin_iter(r->schedule);
 		if (g_sequence_iter_is_end(it))
 			break;
@@ -498,7 +521,7 @@ static void runner_tick(uv_timer_t *t)
 
 static void runner_arm(struct runner *r)
 {
-	if (r->stopping || r->rounds >= MAX_ROUNDS_AT_ONCE)
+	if (r->stopping || r->rounds - r->waiting_rounds >= MAX_ROUNDS_AT_ONCE)
 		return;
 	GSequenceIter *it = g_sequence_get_begin_iter(r->schedule);
 	if (g_sequence_iter_is_end(it)) {
@@ -876,7 +899,7 @@ void runner_stop(struct runner *r, void (*done)(void *arg), void *arg)
 		struct smtp_reply srep;
 		outcome_set(&srep, OUT_SHUTDOWN);
 		struct job *job;
-		while ((job = g_queue_pop_head(&d->jobs)))
+		while ((job = dest_pop_job(d)))
 			job_fail(job, NULL, OUTCOME_DEFERRED, &srep);
 	}
 	runner_maybe_stopped(r);

@@ -112,7 +112,7 @@ int runner_queue_delete(struct runner *r, const char *id)
 				GList *next = l->next;
 				struct job *job = l->data;
 				if (job->m == m) {
-					g_queue_delete_link(&d->jobs, l);
+					dest_unlink_job(d, l);
 					g_ptr_array_add(waiting, job);
 				}
 				l = next;
@@ -147,7 +147,8 @@ json_t *runner_status(struct runner *r)
 	json_t *o = json_object();
 	json_object_set_new(o, "queue", json_pack("{s:I,s:I,s:I,s:I}", "mails",
 	                    (json_int_t)g_hash_table_size(r->mails), "recipients", (json_int_t)rcpts,
-	                    "bytes", (json_int_t)bytes, "active", (json_int_t)r->rounds));
+	                    "bytes", (json_int_t)bytes, "active",
+	                    (json_int_t)(r->rounds - r->waiting_rounds)));
 	json_object_set_new(o, "counts", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
 	                    "delivered", (json_int_t)r->stats.delivered,
 	                    "deferred", (json_int_t)r->stats.deferred,

@@ -160,6 +160,11 @@ struct qmail {
 	int outstanding;            /* jobs of the current round */
 	bool in_round;
 	bool removed;               /* deleted from the index */
+	/* Jobs of this round in a destination's queue: when every job left
+	 * waits there (waiting_round), the mail takes no share of
+	 * MAX_ROUNDS_AT_ONCE (SPEC §5). */
+	int queued_jobs;
+	bool waiting_round;
 	struct dest *parked_on;     /* waiting for a slot of this destination */
 	GList park_link;
 	GPtrArray *starting;        /* struct dest *: their "starting" counts this round */
@@ -200,6 +205,7 @@ struct runner {
 	uv_timer_t retry_timer;     /* state writes that failed, tried again */
 	GPtrArray *state_retry;     /* struct disk_job * waiting for it */
 	unsigned rounds;            /* mails in a round now */
+	unsigned waiting_rounds;    /* of them, those only waiting for a connection */
 	uint64_t sweeps;
 	bool stopping;
 	void (*stopped)(void *arg);
@@ -387,6 +393,10 @@ void dest_close_idle(struct dest *d);
 void dconn_run(struct dconn *dc);
 void dconn_after_txn(struct dconn *dc, bool reusable);
 void dest_kick(struct dest *d);
+void dest_push_job(struct dest *d, struct job *job, bool head);
+struct job *dest_pop_job(struct dest *d);
+void dest_unlink_job(struct dest *d, GList *l);
+void mail_waiting_update(struct qmail *m);
 void round_job_done(struct job *job);
 int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_info *info,
               const struct dsn_rcpt *rcpts, size_t n, bool smtputf8,
