@@ -3,10 +3,12 @@
  *
  * A destination is where a job's recipients go: the delivery service, or
  * one recipient domain on the direct route (rcpt_dest_key() is the one
- * place that maps a recipient to its destination, and dest_max_conns()
- * and the bucket/pause functions the one place that reads its limits: a
- * [destination NAME] policy, SPEC §3, maps several domains to one key
- * there and gives its own limits). A destination owns its job queue,
+ * place that maps a recipient to its destination, and dest_policy() the
+ * one place that reads its limits: connections, recipients per
+ * transaction, rate, pause. A [destination NAME] policy, SPEC §3, maps
+ * several domains to one key in the first and gives its limits in the
+ * second; the connection pool, bucket, pause and parking then apply to
+ * it unchanged). A destination owns its job queue,
  * its connections (busy and idle, reused), the rate bucket (service),
  * the pause, the down state (no host reachable: the mails wait without
  * an attempt), and the mails parked until it has room (SPEC §5: one
@@ -19,6 +21,8 @@
  * Part of the runner (relay/runner_int.h).
  */
 #include "relay/runner_int.h"
+
+#include <limits.h>
 
 /* A job waits for a connection of its destination (head: it goes next). */
 void dest_push_job(struct dest *d, struct job *job, bool head)
@@ -54,9 +58,8 @@ void dest_unlink_job(struct dest *d, GList *l)
 
 static void rate_timer_cb(uv_timer_t *t);
 static unsigned dest_max_conns(const struct dest *d);
-static double bucket_capacity(const struct config *cfg);
-static void bucket_refill(struct dest *d);
-static unsigned service_chunk(const struct config *cfg);
+static double bucket_capacity(double rate_per_sec);
+static void bucket_refill(struct dest *d, double rate_per_sec);
 static void dest_pause(struct dest *d, const struct smtp_reply *rep);
 static void dns_result_steal(struct dconn *dc, struct dns_result *res);
 static void dns_result_drop(struct dconn *dc);
@@ -93,10 +96,33 @@ struct dest *dest_get(struct runner *r, const char *key, bool service)
 	return d;
 }
 
-static unsigned dest_max_conns(const struct dest *d)
+/*
+ * What limits a destination (SPEC §3): the service's settings, or
+ * [direct]'s for a recipient domain. This is the one place that reads
+ * them: a [destination NAME] policy gives its own values here (and
+ * rcpt_dest_key() maps its domains to its name). rate_per_sec 0: no
+ * rate; pause_ms 0: a 421 does not pause the destination.
+ */
+struct dest_policy {
+	unsigned max_conns;
+	unsigned max_rcpts;         /* per transaction */
+	double rate_per_sec;        /* recipients, a token bucket of one second's worth */
+	uint64_t pause_ms;
+};
+
+static struct dest_policy dest_policy(const struct dest *d)
 {
 	const struct config *cfg = d->r->cfg;
-	return d->service ? cfg->service.max_connections : cfg->direct.max_connections_per_domain;
+	if (d->service)
+		return (struct dest_policy){ cfg->service.max_connections,
+		                             cfg->service.max_recipients_per_message,
+		                             cfg->service.rate_per_sec, cfg->service.pause_ms };
+	return (struct dest_policy){ cfg->direct.max_connections_per_domain, UINT_MAX, 0, 0 };
+}
+
+static unsigned dest_max_conns(const struct dest *d)
+{
+	return dest_policy(d).max_conns;
 }
 
 /* Enough work for the destination's connections: every connection busy
@@ -119,44 +145,45 @@ void dest_unpark(struct dest *d)
 	}
 }
 
-/* Rate bucket of the service route (SPEC §3): one second's worth, >= 1. */
-static double bucket_capacity(const struct config *cfg)
+/* The rate bucket (SPEC §3): one second's worth, >= 1. */
+static double bucket_capacity(double rate_per_sec)
 {
-	return cfg->service.rate_per_sec < 1 ? 1 : cfg->service.rate_per_sec;
+	return rate_per_sec < 1 ? 1 : rate_per_sec;
 }
 
-static void bucket_refill(struct dest *d)
+static void bucket_refill(struct dest *d, double rate_per_sec)
 {
-	const struct config *cfg = d->r->cfg;
 	uint64_t now = clock_now_ms();
-	double cap = bucket_capacity(cfg);
+	double cap = bucket_capacity(rate_per_sec);
 	if (d->tokens < 0) {
 		d->tokens = cap;
 	} else {
-		d->tokens += (double)(now - d->tokens_at) / 1000.0 * cfg->service.rate_per_sec;
+		d->tokens += (double)(now - d->tokens_at) / 1000.0 * rate_per_sec;
 		if (d->tokens > cap)
 			d->tokens = cap;
 	}
 	d->tokens_at = now;
 }
 
-/* How many recipients the next service transaction may carry. */
-static unsigned service_chunk(const struct config *cfg)
+/* How many recipients the next transaction may carry: never more than
+ * the bucket holds. */
+static unsigned dest_chunk(const struct dest_policy *p)
 {
-	unsigned cap = (unsigned)bucket_capacity(cfg);
-	unsigned n = cfg->service.max_recipients_per_message;
-	return n < cap ? n : cap;
+	if (p->rate_per_sec <= 0)
+		return p->max_rcpts;
+	unsigned cap = (unsigned)bucket_capacity(p->rate_per_sec);
+	return p->max_rcpts < cap ? p->max_rcpts : cap;
 }
 
 static void dest_pause(struct dest *d, const struct smtp_reply *rep)
 {
-	const struct config *cfg = d->r->cfg;
-	d->paused_until = clock_now_ms() + cfg->service.pause_ms;
+	uint64_t pause_ms = dest_policy(d).pause_ms;
+	d->paused_until = clock_now_ms() + pause_ms;
 	char line[600];
 	snprintf(d->pause_reason, sizeof(d->pause_reason), "%.290s",
 	         outcome_reply_line(rep, line, sizeof(line)));
 	fprintf(stderr, "hikyaku: delivery service paused for %llu s: %s\n",
-	        (unsigned long long)(cfg->service.pause_ms / 1000), d->pause_reason);
+	        (unsigned long long)(pause_ms / 1000), d->pause_reason);
 }
 
 /* ---- connections ----------------------------------------------------- */
@@ -473,15 +500,16 @@ void dconn_run(struct dconn *dc)
 		return;
 	}
 	unsigned n = job->rcpts->len - job->next;
-	if (d->service) {
-		unsigned chunk = service_chunk(cfg);
-		if (n > chunk)
-			n = chunk;
-		bucket_refill(d);
+	struct dest_policy pol = dest_policy(d);
+	unsigned chunk = dest_chunk(&pol);
+	if (n > chunk)
+		n = chunk;
+	if (pol.rate_per_sec > 0) {
+		bucket_refill(d, pol.rate_per_sec);
 		if (d->tokens < n) {
 			/* Wait until the bucket holds enough for this transaction. */
 			double need = (double)n - d->tokens;
-			uint64_t wait = (uint64_t)(need / cfg->service.rate_per_sec * 1000.0) + 1;
+			uint64_t wait = (uint64_t)(need / pol.rate_per_sec * 1000.0) + 1;
 			dest_push_job(d, job, true);
 			dc->job = NULL;
 			dc->idle_since = clock_now_ms();
@@ -523,7 +551,7 @@ void dconn_run(struct dconn *dc)
 	if (rc < 0 && dc->used) {
 		/* An idle connection the server has closed meanwhile: this is not
 		 * the mail's failure; give the job to a new connection. */
-		if (d->service)
+		if (pol.rate_per_sec > 0)
 			d->tokens += n;
 		dc->sent_rcpts = 0;
 		dc->job = NULL;
