@@ -8,6 +8,7 @@
  * and the report is consumed only after its notices are durable. Part of
  * the runner (relay/runner_int.h).
  */
+#include "relay/bounce_in.h"
 #include "relay/runner_int.h"
 
 static void bounce_consumed(struct qmail *m, void *arg);
@@ -15,16 +16,97 @@ static void bounce_notices_done(struct bounce_job *j);
 static void notice_rec_work(uv_work_t *w);
 static void notice_rec_after(uv_work_t *w, int status);
 static void bounce_notice_committed(void *arg, int status);
+
+void bounce_in_found_clear(struct bounce_found *f)
+{
+	free(f->addr);
+	free(f->status);
+	free(f->diagnostic);
+	free(f->remote);
+	free(f->sender);
+	memset(f, 0, sizeof(*f));
+}
+
 /*
- * On the thread pool: parse the report, and runner_learn only the recipients it
- * reports as failed that hikyaku really sent this mail to (by the VERP
- * reference QUEUEID-TAG, the envelope id, or the service's message id): a
- * forged report must not put an arbitrary customer on the list, and a
- * bare queue id names nothing (relay/queue_tag.h). One report costs
- * bounded work: each recipient is looked at once, and at most
- * max_recipients of them (a mail has no more). A recipient whose sender
- * was told already (DIR/reported, relay/queue_fs.h) is not told again.
+ * A report, read against the records of what was sent (see bounce_in.h).
+ * Untrusted (ctx != NULL): a failed recipient counts only when the report
+ * names a mail hikyaku really sent it (by the VERP reference QUEUEID-TAG,
+ * the envelope id, or the service's message id): a forged report must not
+ * put an arbitrary customer on the list, and a bare queue id names nothing
+ * (relay/queue_tag.h). Either way each recipient is looked at once, and at
+ * most cap of them (a mail has no more): one report costs bounded work.
  */
+void bounce_in_read(struct supp *s, const struct dsn_report *rep,
+                    const struct bounce_in_ctx *ctx, unsigned cap, int64_t now_ms,
+                    GArray *found, unsigned *unmatched, unsigned *ignored)
+{
+	char *sid = ctx ? outcome_message_id_local(rep->original_message_id) : NULL;
+	char envid[QUEUE_REF_MAX + 1], qid[QUEUE_ID_LEN + 1];
+	bool has_envid = ctx && rep->original_envelope_id &&
+	                 queue_tag_ref_parse(rep->original_envelope_id,
+	                                     strlen(rep->original_envelope_id), envid, qid);
+	GPtrArray *refs = g_ptr_array_new_with_free_func(g_free);
+	for (size_t t = 0; ctx && t < ctx->ntags; t++) {
+		const char *tag = ctx->tags[t];
+		char ref[QUEUE_REF_MAX + 1];
+		if (queue_tag_ref_parse(tag, strlen(tag), ref, qid))
+			g_ptr_array_add(refs, g_strdup(ref));
+	}
+	GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	for (size_t k = 0; s && k < rep->nrcpts; k++) {
+		const struct dsn_report_rcpt *x = &rep->rcpts[k];
+		if (!dsn_rcpt_suppresses(x))
+			continue;
+		char *key = g_ascii_strdown(x->final_recipient, -1);
+		if (g_hash_table_contains(seen, key)) {
+			g_free(key);
+			continue; /* the same recipient again in this report */
+		}
+		if (g_hash_table_size(seen) >= cap) {
+			g_free(key);
+			(*ignored)++;
+			continue;
+		}
+		g_hash_table_add(seen, key);
+		struct bounce_found f = { 0 };
+		if (ctx) {
+			char *sender = NULL, *ref = NULL;
+			int ok = 0;
+			for (guint t = 0; ok != 1 && t < refs->len; t++)
+				ok = supp_sent_find(s, g_ptr_array_index(refs, t), NULL, x->final_recipient,
+				                    &sender, &ref);
+			if (ok != 1 && has_envid)
+				ok = supp_sent_find(s, envid, NULL, x->final_recipient, &sender, &ref);
+			if (ok != 1 && sid)
+				ok = supp_sent_find(s, NULL, sid, x->final_recipient, &sender, &ref);
+			if (ok != 1 || !ref || strlen(ref) < QUEUE_ID_LEN) {
+				free(sender);
+				free(ref);
+				(*unmatched)++;
+				continue;
+			}
+			memcpy(f.qid, ref, QUEUE_ID_LEN); /* "QUEUEID-TAG" (a bare id: sent before tags) */
+			f.qid[QUEUE_ID_LEN] = '\0';
+			free(ref);
+			f.sender = sender;
+		}
+		f.addr = strdup(x->final_recipient);
+		f.status = strdup(x->status);
+		f.diagnostic = x->diagnostic ? strdup(x->diagnostic) : NULL;
+		f.remote = x->remote_mta ? strdup(x->remote_mta) : NULL;
+		int a = supp_add(s, x->final_recipient, "bounced", x->status, x->diagnostic, "dsn", now_ms);
+		f.is_new = a == 1;
+		f.add_failed = a < 0;
+		f.notify = ctx && ctx->qdir && queue_fs_reported_has(ctx->qdir, f.qid, f.addr) == 0;
+		g_array_append_val(found, f);
+	}
+	g_hash_table_destroy(seen);
+	g_ptr_array_free(refs, TRUE);
+	free(sid);
+}
+
+/* On the thread pool: parse the report and read it (bounce_in_read),
+ * under the suppression list's lock. */
 void bounce_work(uv_work_t *w)
 {
 	struct bounce_job *j = w->data;
@@ -38,69 +120,15 @@ void bounce_work(uv_work_t *w)
 		return;
 	}
 	j->is_report = true;
-	char *sid = outcome_message_id_local(rep.original_message_id);
-	char envid[QUEUE_REF_MAX + 1], qid[QUEUE_ID_LEN + 1];
-	bool has_envid = rep.original_envelope_id &&
-	                 queue_tag_ref_parse(rep.original_envelope_id,
-	                                     strlen(rep.original_envelope_id), envid, qid);
-	GPtrArray *refs = g_ptr_array_new_with_free_func(g_free);
-	for (guint t = 0; t < j->tags->len; t++) {
-		const char *tag = g_ptr_array_index(j->tags, t);
-		char ref[QUEUE_REF_MAX + 1];
-		if (queue_tag_ref_parse(tag, strlen(tag), ref, qid))
-			g_ptr_array_add(refs, g_strdup(ref));
-	}
-	GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	unsigned cap = r->cfg->server.max_recipients;
+	const char **tags = calloc(j->tags->len ? j->tags->len : 1, sizeof(*tags));
+	for (guint t = 0; tags && t < j->tags->len; t++)
+		tags[t] = g_ptr_array_index(j->tags, t);
+	struct bounce_in_ctx ctx = { tags, tags ? j->tags->len : 0, r->qdir };
 	uv_mutex_lock(&r->supp_lock);
-	for (size_t k = 0; r->supp && k < rep.nrcpts; k++) {
-		const struct dsn_report_rcpt *x = &rep.rcpts[k];
-		if (!dsn_rcpt_suppresses(x))
-			continue;
-		char *key = g_ascii_strdown(x->final_recipient, -1);
-		if (g_hash_table_contains(seen, key)) {
-			g_free(key);
-			continue; /* the same recipient again in this report */
-		}
-		if (g_hash_table_size(seen) >= cap) {
-			g_free(key);
-			j->ignored++;
-			continue;
-		}
-		g_hash_table_add(seen, key);
-		char *sender = NULL, *ref = NULL;
-		int found = 0;
-		for (guint t = 0; found != 1 && t < refs->len; t++)
-			found = supp_sent_find(r->supp, g_ptr_array_index(refs, t), NULL,
-			                       x->final_recipient, &sender, &ref);
-		if (found != 1 && has_envid)
-			found = supp_sent_find(r->supp, envid, NULL, x->final_recipient, &sender, &ref);
-		if (found != 1 && sid)
-			found = supp_sent_find(r->supp, NULL, sid, x->final_recipient, &sender, &ref);
-		if (found != 1 || !ref || strlen(ref) < QUEUE_ID_LEN) {
-			free(sender);
-			free(ref);
-			j->unmatched++;
-			continue;
-		}
-		struct bounce_found f = { 0 };
-		memcpy(f.qid, ref, QUEUE_ID_LEN); /* "QUEUEID-TAG" (a bare id: sent before tags) */
-		f.qid[QUEUE_ID_LEN] = '\0';
-		free(ref);
-		f.addr = strdup(x->final_recipient);
-		f.status = strdup(x->status);
-		f.diagnostic = x->diagnostic ? strdup(x->diagnostic) : NULL;
-		f.remote = x->remote_mta ? strdup(x->remote_mta) : NULL;
-		f.sender = sender;
-		f.is_new = supp_add(r->supp, x->final_recipient, "bounced", x->status, x->diagnostic,
-		                    "dsn", (int64_t)clock_now_ms()) == 1;
-		f.notify = queue_fs_reported_has(r->qdir, f.qid, f.addr) == 0;
-		g_array_append_val(j->found, f);
-	}
+	bounce_in_read(r->supp, &rep, &ctx, r->cfg->server.max_recipients, (int64_t)clock_now_ms(),
+	               j->found, &j->unmatched, &j->ignored);
 	uv_mutex_unlock(&r->supp_lock);
-	g_hash_table_destroy(seen);
-	g_ptr_array_free(refs, TRUE);
-	free(sid);
+	free(tags);
 	dsn_report_free(&rep);
 }
 
@@ -233,11 +261,7 @@ void bounce_after(uv_work_t *w, int status)
 				j->notices--;
 			}
 		}
-		free(f->addr);
-		free(f->status);
-		free(f->diagnostic);
-		free(f->remote);
-		free(f->sender);
+		bounce_in_found_clear(f);
 	}
 	if (!j->is_report)
 		fprintf(stderr, "hikyaku: mail %s to the bounce address is not a delivery status "

@@ -67,6 +67,7 @@
 #include "relay/suppression.h"
 #include "util/tls.h"
 #include "util/clock.h"
+#include "relay/bounce_in.h"
 #include "relay/password_file.h"
 
 #define IDLE_CONN_MS 5000           /* an idle connection is kept this long */
@@ -315,12 +316,6 @@ struct supp_round {
 
 /* ---- reports that arrive for bounce_address (SPEC §6 item 1) ---------- */
 
-struct bounce_found {
-	char *addr, *status, *diagnostic, *remote, *sender;
-	char qid[QUEUE_ID_LEN + 1]; /* the mail it names */
-	bool is_new;                /* added to the list by this report */
-	bool notify;                /* its sender was not told yet */
-};
 
 
 struct bounce_job {
