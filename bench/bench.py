@@ -420,6 +420,7 @@ tls = {tls}
 port = {up}
 dns_servers = 127.0.0.1:{dns}
 max_connections_per_domain = {conns}
+internal_destinations = any
 
 [queue]
 dir = {d}/queue

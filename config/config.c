@@ -107,7 +107,7 @@ enum key_id {
 	K_SVC_HOST, K_SVC_PORT, K_SVC_TLS, K_SVC_CA, K_SVC_USER, K_SVC_PASSWORD,
 	K_SVC_MAXCONN, K_SVC_RATE, K_SVC_MAXRCPT, K_SVC_PAUSE, K_SVC_CONNECT,
 	K_SVC_TIMEOUT, K_SVC_FROM, K_SVC_VERP,
-	K_DIR_TLS, K_DIR_PORT, K_DIR_DNS, K_DIR_MAXCONN, K_DIR_CONNECT, K_DIR_TIMEOUT,
+	K_DIR_TLS, K_DIR_PORT, K_DIR_DNS, K_DIR_MAXCONN, K_DIR_INTERNAL, K_DIR_CONNECT, K_DIR_TIMEOUT,
 	K_DKIM_KEYS, K_DKIM_SIGN,
 	K_Q_DIR, K_Q_RETRY_MIN, K_Q_RETRY_MAX, K_Q_LIFETIME, K_Q_MAX_SIZE, K_Q_DELAY_WARNING,
 	K_SUP_DB, K_SUP_APPLY, K_SUP_BOUNCE,
@@ -120,6 +120,7 @@ static const char *const words_bare_lf[] = { "normalize", "reject", NULL };
 static const char *const words_match_on[] = { "header_from", "envelope_from", NULL };
 static const char *const words_svc_tls[] = { "starttls", "smtps", "none", NULL };
 static const char *const words_dir_tls[] = { "may", "encrypt", "verify", "none", NULL };
+static const char *const words_dir_internal[] = { "private", "public", "any", NULL };
 static const char *const words_apply_to[] = { "service", "all", NULL };
 static const char *const words_dkim_sign[] = { "direct", "all", "none", NULL };
 
@@ -175,6 +176,8 @@ static const struct key_def keys[K_COUNT] = {
 	[K_DIR_DNS]       = { S_DIRECT, "dns_servers", T_DNS, 0, NULL },
 	[K_DIR_MAXCONN]   = { S_DIRECT, "max_connections_per_domain", T_UINT,
 			      F(direct.max_connections_per_domain), NULL },
+	[K_DIR_INTERNAL]  = { S_DIRECT, "internal_destinations", T_ENUM,
+			      F(direct.internal_destinations), words_dir_internal },
 	[K_DIR_CONNECT]   = { S_DIRECT, "connect_timeout", T_DURATION, F(direct.connect_timeout_ms), NULL },
 	[K_DIR_TIMEOUT]   = { S_DIRECT, "timeout", T_DURATION, F(direct.timeout_ms), NULL },
 
@@ -1747,6 +1750,7 @@ static int config_defaults(struct config *cfg)
 	cfg->direct.tls = DIRECT_TLS_MAY;
 	cfg->direct.port = 25;
 	cfg->direct.max_connections_per_domain = 10;
+	cfg->direct.internal_destinations = DIRECT_DEST_PRIVATE;
 	cfg->direct.connect_timeout_ms = SEC(30);
 	cfg->direct.timeout_ms = MIN(5);
 

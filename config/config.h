@@ -66,6 +66,8 @@ enum config_match_on { MATCH_HEADER_FROM, MATCH_ENVELOPE_FROM };
 enum config_service_tls { SERVICE_TLS_STARTTLS, SERVICE_TLS_SMTPS, SERVICE_TLS_NONE };
 enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, DIRECT_TLS_NONE };
 enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
+/* [direct] internal_destinations (SPEC §3): which addresses may be connected to. */
+enum config_direct_dest { DIRECT_DEST_PRIVATE, DIRECT_DEST_PUBLIC, DIRECT_DEST_ANY };
 
 /* A [destination NAME] section: a delivery policy shared by some recipient
  * domains of the direct route (SPEC §3, §5). */
@@ -153,6 +155,7 @@ struct config {
 		char **dns_servers;             /* "127.0.0.1:5353", "[::1]:53" */
 		size_t ndns_servers;
 		unsigned max_connections_per_domain;
+		enum config_direct_dest internal_destinations;
 		uint64_t connect_timeout_ms;
 		uint64_t timeout_ms;
 	} direct;

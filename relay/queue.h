@@ -7,8 +7,10 @@
  *	bytes exactly as they will be sent (Received: etc. already added).
  *	The file is written under a temporary name, fsynced, renamed into
  *	place, and the directory fsynced; only then is the commit reported.
- *	Delivery state that changes later lives beside it in QUEUEID.state
- *	(relay issue). Queue ids are 18 upper-case hex digits: the arrival
+ *	Delivery state that changes later lives in DIR/state/QUEUEID
+ *	(relay/queue_state.h); the runner's reads, writes and removals of
+ *	spool files are relay/queue_fs.h, the unguessable reference of a
+ *	mail relay/queue_tag.h (its key is DIR/tag.key). Queue ids are 18 upper-case hex digits: the arrival
  *	time in microseconds, strictly increasing within a process, so ids
  *	are unique and sort by arrival.
  * DESCRIPTION

@@ -27,9 +27,18 @@
  *	after lifetime the remaining recipients expire. Each delivery round
  *	that brings recipients of a mail to a final failure queues one DSN
  *	(relay/dsn.h) to the envelope sender, unless that is the null sender.
+ *
+ *	One destination never holds up another (SPEC §5): a mail due only
+ *	for destinations whose connections all have work waits beside them
+ *	without counting against the global cap; one attempt tries at most
+ *	5 addresses and 2 SMTP sessions; [direct] internal_destinations
+ *	decides which addresses may be connected to; a recipient whose MX is
+ *	hikyaku itself bounces 5.4.6. The runner's files are listed in
+ *	relay/runner_int.h.
  * TOUCHES
- *	DIR/mail (read, delete), DIR/state; DNS and SMTP connections; the
- *	event log; the libuv thread pool for all disk work.
+ *	DIR/mail (read, delete), DIR/state, DIR/reported, DIR/tag.key; DNS
+ *	and SMTP connections; the event log; the libuv thread pool for all
+ *	disk work.
  */
 #ifndef HK_RELAY_RUNNER_H
 #define HK_RELAY_RUNNER_H
@@ -64,7 +73,6 @@ int runner_reload(struct runner *r, const struct config *cfg);
 void runner_set_log(struct runner *r, struct evlog *log);
 void runner_stop(struct runner *r, void (*done)(void *arg), void *arg);
 void runner_free(struct runner *r);
-void runner_get_stats(const struct runner *r, struct runner_stats *st);
 
 /*
  * Administration (the control socket, SPEC §8):

@@ -78,6 +78,8 @@ SSL_CTX *tls_client_ctx_new(bool verify, const char *ca_file, char *err, size_t 
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* A hostile MX must not make us renegotiate (as the server's context). */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	if (verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		int ok = ca_file && *ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)

@@ -5,6 +5,7 @@ a reply before the command it answers, or breaks the TLS handshake. Used by
 tests/e2e/t_faults.sh (plain Python stdlib).
 
 usage: fault_peer.py --listen HOST:PORT --spool DIR --mode MODE [options]
+  --also-listen HOST (repeatable): the same peer on more addresses, same port
   Prints READY (flushed) once listening; runs until SIGTERM/SIGINT, then
   exits 0. The options --listen and --spool are those of upstream.py, so
   lib_upstream.sh's start_upstream can start it (start_fault_peer).
@@ -23,6 +24,8 @@ MODE:
   drop-in-data     354 to DATA, read --drop-after bytes of the message
                    (default 1000), then drop the connection (RST)
   greeting-http    "HTTP/1.1 400 Bad Request" as the greeting
+  greeting-421     "421 4.3.2 ..." as the greeting (an SMTP session that
+                   ends at once)
   nocode           a reply line without a code ("Sender OK") to MAIL FROM
   badcont          an invalid multi-line reply to MAIL FROM whose
                    continuation changes the code ("250-...", "550 ...")
@@ -54,7 +57,8 @@ import sys
 import time
 
 MODES = ("ok", "stall-greeting", "stall-mail", "stall-dot", "drop-in-data", "greeting-http",
-         "nocode", "badcont", "hugeline", "data250", "early250", "starttls-broken")
+         "nocode", "badcont", "hugeline", "data250", "early250", "starttls-broken",
+         "greeting-421")
 
 
 def host_port(text):
@@ -156,6 +160,10 @@ class Session:
         try:
             if m == "stall-greeting":
                 self.rec["note"] = "no greeting"
+                await self.wait_close()
+                return
+            if m == "greeting-421":
+                await self.send("421 4.3.2 Service not available, closing channel\r\n")
                 await self.wait_close()
                 return
             if m == "greeting-http":
@@ -312,6 +320,8 @@ async def serve(a):
 
     host, port = a.listen
     server = await asyncio.start_server(handle, host, port, reuse_address=True, limit=1 << 20)
+    extra = [await asyncio.start_server(handle, h, port, reuse_address=True, limit=1 << 20)
+             for h in a.also_listen]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -319,6 +329,8 @@ async def serve(a):
     print("READY", flush=True)
     await stop.wait()
     server.close()
+    for x in extra:
+        x.close()
     for s in list(peer.active):
         s.rec["closed_by"] = s.rec["closed_by"] or "shutdown"
         s.rec["end"] = time.time()
@@ -333,6 +345,8 @@ def main(argv):
     p.add_argument("--listen", type=host_port, required=True)
     p.add_argument("--spool", required=True)
     p.add_argument("--mode", choices=MODES, default="ok")
+    p.add_argument("--also-listen", action="append", default=[], metavar="HOST",
+                   help="listen on HOST too, on the same port (repeatable)")
     p.add_argument("--faults", type=int, metavar="N", help="heal after N faulty connections")
     p.add_argument("--stall", type=float, default=600, metavar="S", help="stall-dot: hang up after S seconds")
     p.add_argument("--drop-after", type=int, default=1000, metavar="BYTES")

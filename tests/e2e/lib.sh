@@ -95,6 +95,9 @@ socket = $T/control.sock
 $DEFAULT_DIRECT
 ${2:-}
 CONF
+	# The tests' MX hosts are loopback peers (SPEC §3 internal_destinations).
+	grep -q '^internal_destinations' "$T/hikyaku.conf" ||
+		sed -i '0,/^\[direct\]$/s//[direct]\ninternal_destinations = any/' "$T/hikyaku.conf"
 }
 
 wait_port() {

@@ -15,7 +15,7 @@ usage:
       again until it gets its 250, as a shop application would; RESULTS
       then lists each mail once, with the attempts it took. --rcpt: the
       recipient (default customer@dest.test); "{i}" in it is the mail's
-      number.
+      number; several recipients are separated by commas.
 """
 import asyncio
 import sys
@@ -48,7 +48,8 @@ async def one_mail(host, port, tag, rcpt="customer@dest.test", timeout=30):
         await step(None, b"220")
         await step(b"EHLO load.test\r\n", b"250")
         await step(b"MAIL FROM:<shop@example.jp>\r\n", b"250")
-        await step(b"RCPT TO:<%s>\r\n" % rcpt.encode(), b"250")
+        for r in rcpt.split(","):
+            await step(b"RCPT TO:<%s>\r\n" % r.encode(), b"250")
         await step(b"DATA\r\n", b"354")
         body = ("Subject: load %s\r\nX-Load-Tag: %s\r\nFrom: shop@example.jp\r\n"
                 "To: %s\r\n\r\n" % (tag, tag, rcpt)).encode()

@@ -200,7 +200,7 @@ start_upstream svc --port "$UP_PORT_svc" --tls "$CERT" --auth shop:right-pass --
 send test@interfactory1.co.jp envid@dest.test
 check "a service offering DSN gets the mail" wait_rcpt svc envid@dest.test
 qid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/send.out" | awk '{print $3}')
-check "with ENVID= set to the queue id" upstream_check svc "any(m.get('envid') == '$qid' for m in msgs)"
+check "with ENVID= set to the queue id and its tag (QUEUEID-TAG)" upstream_check svc "import re; any(re.fullmatch('$qid-[0-9a-f]{16}', m.get('envid') or '') for m in msgs)"
 
 # Bytes behind the STARTTLS reply: the connection is dropped, the mail waits.
 stop_upstream svc

@@ -142,7 +142,7 @@ n0=$(upstream_count sender)
 check "a mail to an address the service will bounce later gets 250" send test@interfactory1.co.jp invalid@dest.test
 qid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/send.out" | awk '{print $3}')
 check "the service accepts it" wait_rcpt svc invalid@dest.test
-check "with the VERP envelope sender bounces+QUEUEID@" upstream_check svc "any(m['mail_from'].lower() == 'bounces+$qid@mail.shop.test'.lower() for m in msgs)"
+check "with the VERP envelope sender bounces+QUEUEID-TAG@" upstream_check svc "import re; any(re.fullmatch('bounces\\+$qid-[0-9a-f]{16}@mail\\.shop\\.test', m['mail_from']) for m in msgs)"
 check "the service's bounce comes back and the address is learned" wait_log '"event":"learned","to":"invalid@dest.test","source":"dsn"'
 check "the original sender receives its notice" wait_upstream_count sender $((n0 + 1)) 20
 check "the notice names the recipient" upstream_check sender 'any("invalid@dest.test" in data(m) and "5.1.1" in data(m) for m in msgs)'
@@ -167,7 +167,7 @@ start_upstream svc --port "$UP_PORT_svc" --tls "$T/certs/server.pem,$T/certs/ser
 n0=$(upstream_count sender)
 check "with DSN: a mail the service will bounce later gets 250" send test@interfactory1.co.jp invalid3@dest.test
 qid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/send.out" | awk '{print $3}')
-check "the service got ENVID= with the queue id" sh -c "for i in \$(seq 1 100); do grep -q '\"envid\": \"$qid\"' '$T'/up-svc/messages.jsonl && exit 0; sleep 0.1; done; exit 1"
+check "the service got ENVID= with the queue id and its tag" sh -c "for i in \$(seq 1 100); do grep -Eq '\"envid\": \"$qid-[0-9a-f]{16}\"' '$T'/up-svc/messages.jsonl && exit 0; sleep 0.1; done; exit 1"
 check "the bounce is matched by Original-Envelope-Id and learned" wait_log '"event":"learned","to":"invalid3@dest.test","source":"dsn"'
 check "and that sender receives its notice too" wait_upstream_count sender $((n0 + 1)) 20
 

@@ -250,6 +250,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->direct.port, 25);
 	ck_assert_uint_eq(cfg->direct.ndns_servers, 0);
 	ck_assert_uint_eq(cfg->direct.max_connections_per_domain, 10);
+	ck_assert_int_eq(cfg->direct.internal_destinations, DIRECT_DEST_PRIVATE);
 	ck_assert_uint_eq(cfg->direct.connect_timeout_ms, 30000);
 	ck_assert_uint_eq(cfg->direct.timeout_ms, 300000);
 
@@ -1599,6 +1600,7 @@ START_TEST(test_print_form)
 		"port = 25\n"
 		"dns_servers =\n"
 		"max_connections_per_domain = 10\n"
+		"internal_destinations = private\n"
 		"connect_timeout = 30s\n"
 		"timeout = 5m\n"
 		"\n"

@@ -1,0 +1,277 @@
+/*
+ * bounce_in - reports that arrive for bounce_address (SPEC §6.1), for the
+ * queue runner: parsed on the thread pool; a failed recipient is learned
+ * only when the report names a mail hikyaku sent it by an unguessable
+ * reference (VERP QUEUEID-TAG, Original-Envelope-Id QUEUEID-TAG, or the
+ * service's message id); each recipient of a mail is reported to its
+ * sender at most once (DIR/reported), the work per report is bounded,
+ * and the report is consumed only after its notices are durable. Part of
+ * the runner (relay/runner_int.h).
+ */
+#include "relay/bounce_in.h"
+#include "relay/runner_int.h"
+
+static void bounce_consumed(struct qmail *m, void *arg);
+static void bounce_notices_done(struct bounce_job *j);
+static void notice_rec_work(uv_work_t *w);
+static void notice_rec_after(uv_work_t *w, int status);
+static void bounce_notice_committed(void *arg, int status);
+
+void bounce_in_found_clear(struct bounce_found *f)
+{
+	free(f->addr);
+	free(f->status);
+	free(f->diagnostic);
+	free(f->remote);
+	free(f->sender);
+	memset(f, 0, sizeof(*f));
+}
+
+/*
+ * A report, read against the records of what was sent (see bounce_in.h).
+ * Untrusted (ctx != NULL): a failed recipient counts only when the report
+ * names a mail hikyaku really sent it (by the VERP reference QUEUEID-TAG,
+ * the envelope id, or the service's message id): a forged report must not
+ * put an arbitrary customer on the list, and a bare queue id names nothing
+ * (relay/queue_tag.h). Either way each recipient is looked at once, and at
+ * most cap of them (a mail has no more): one report costs bounded work.
+ */
+void bounce_in_read(struct supp *s, const struct dsn_report *rep,
+                    const struct bounce_in_ctx *ctx, unsigned cap, int64_t now_ms,
+                    GArray *found, unsigned *unmatched, unsigned *ignored)
+{
+	char *sid = ctx ? outcome_message_id_local(rep->original_message_id) : NULL;
+	char envid[QUEUE_REF_MAX + 1], qid[QUEUE_ID_LEN + 1];
+	bool has_envid = ctx && rep->original_envelope_id &&
+	                 queue_tag_ref_parse(rep->original_envelope_id,
+	                                     strlen(rep->original_envelope_id), envid, qid);
+	GPtrArray *refs = g_ptr_array_new_with_free_func(g_free);
+	for (size_t t = 0; ctx && t < ctx->ntags; t++) {
+		const char *tag = ctx->tags[t];
+		char ref[QUEUE_REF_MAX + 1];
+		if (queue_tag_ref_parse(tag, strlen(tag), ref, qid))
+			g_ptr_array_add(refs, g_strdup(ref));
+	}
+	GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	for (size_t k = 0; s && k < rep->nrcpts; k++) {
+		const struct dsn_report_rcpt *x = &rep->rcpts[k];
+		if (!dsn_rcpt_suppresses(x))
+			continue;
+		char *key = g_ascii_strdown(x->final_recipient, -1);
+		if (g_hash_table_contains(seen, key)) {
+			g_free(key);
+			continue; /* the same recipient again in this report */
+		}
+		if (g_hash_table_size(seen) >= cap) {
+			g_free(key);
+			(*ignored)++;
+			continue;
+		}
+		g_hash_table_add(seen, key);
+		struct bounce_found f = { 0 };
+		if (ctx) {
+			char *sender = NULL, *ref = NULL;
+			int ok = 0;
+			for (guint t = 0; ok != 1 && t < refs->len; t++)
+				ok = supp_sent_find(s, g_ptr_array_index(refs, t), NULL, x->final_recipient,
+				                    &sender, &ref);
+			if (ok != 1 && has_envid)
+				ok = supp_sent_find(s, envid, NULL, x->final_recipient, &sender, &ref);
+			if (ok != 1 && sid)
+				ok = supp_sent_find(s, NULL, sid, x->final_recipient, &sender, &ref);
+			if (ok != 1 || !ref || strlen(ref) < QUEUE_ID_LEN) {
+				free(sender);
+				free(ref);
+				(*unmatched)++;
+				continue;
+			}
+			memcpy(f.qid, ref, QUEUE_ID_LEN); /* "QUEUEID-TAG" (a bare id: sent before tags) */
+			f.qid[QUEUE_ID_LEN] = '\0';
+			free(ref);
+			f.sender = sender;
+		}
+		f.addr = strdup(x->final_recipient);
+		f.status = strdup(x->status);
+		f.diagnostic = x->diagnostic ? strdup(x->diagnostic) : NULL;
+		f.remote = x->remote_mta ? strdup(x->remote_mta) : NULL;
+		int a = supp_add(s, x->final_recipient, "bounced", x->status, x->diagnostic, "dsn", now_ms);
+		f.is_new = a == 1;
+		f.add_failed = a < 0;
+		f.notify = ctx && ctx->qdir && queue_fs_reported_has(ctx->qdir, f.qid, f.addr) == 0;
+		g_array_append_val(found, f);
+	}
+	g_hash_table_destroy(seen);
+	g_ptr_array_free(refs, TRUE);
+	free(sid);
+}
+
+/* On the thread pool: parse the report and read it (bounce_in_read),
+ * under the suppression list's lock. */
+void bounce_work(uv_work_t *w)
+{
+	struct bounce_job *j = w->data;
+	struct qmail *m = j->m;
+	struct runner *r = m->r;
+	struct dsn_report rep;
+	int rc = dsn_parse(m->data, m->len, &rep);
+	if (rc != 1) {
+		if (rc == 0)
+			dsn_report_free(&rep);
+		return;
+	}
+	j->is_report = true;
+	const char **tags = calloc(j->tags->len ? j->tags->len : 1, sizeof(*tags));
+	for (guint t = 0; tags && t < j->tags->len; t++)
+		tags[t] = g_ptr_array_index(j->tags, t);
+	struct bounce_in_ctx ctx = { tags, tags ? j->tags->len : 0, r->qdir };
+	uv_mutex_lock(&r->supp_lock);
+	bounce_in_read(r->supp, &rep, &ctx, r->cfg->server.max_recipients, (int64_t)clock_now_ms(),
+	               j->found, &j->unmatched, &j->ignored);
+	uv_mutex_unlock(&r->supp_lock);
+	free(tags);
+	dsn_report_free(&rep);
+}
+
+static void bounce_consumed(struct qmail *m, void *arg)
+{
+	struct bounce_job *j = arg;
+	g_array_free(j->idx, TRUE);
+	g_ptr_array_free(j->tags, TRUE);
+	g_array_free(j->found, TRUE);
+	free(j);
+	if (--m->outstanding == 0)
+		round_end(m);
+	else
+		mail_waiting_update(m);
+}
+
+/* Every notice of the report is durable (or failed): only now is the
+ * report consumed, so that a crash or a full disk loses no notice. */
+static void bounce_notices_done(struct bounce_job *j)
+{
+	struct qmail *m = j->m;
+	if (j->notice_failed) {
+		fprintf(stderr, "hikyaku: a notice for report %s could not be queued; the report is "
+		        "read again later\n", m->env.id);
+		bounce_consumed(m, j);
+		return;
+	}
+	/* Read, not relayed: the bounce address recipients are done. */
+	for (guint k = 0; k < j->idx->len; k++)
+		m->env.rcpts[g_array_index(j->idx, unsigned, k)].state = RCPT_DELIVERED;
+	state_save(m, bounce_consumed, j);
+}
+
+static void notice_rec_work(uv_work_t *w)
+{
+	struct notice_rec *n = w->data;
+	n->rc = queue_fs_reported_add(n->r->qdir, n->qid, n->addr);
+}
+
+static void notice_rec_after(uv_work_t *w, int status)
+{
+	struct notice_rec *n = w->data;
+	if (status < 0 || n->rc < 0)
+		fprintf(stderr, "hikyaku: cannot record that the sender of %s was told about %s: %s\n",
+		        n->qid, n->addr, strerror(n->rc < 0 ? -n->rc : EIO));
+	g_hash_table_remove(n->r->notifying, n->key);
+	struct bounce_job *j = n->j;
+	free(n->addr);
+	free(n->key);
+	free(n);
+	if (--j->notices == 0)
+		bounce_notices_done(j);
+}
+
+/* A notice of a report is queued (status 0) or not: record it, then
+ * count it done. */
+static void bounce_notice_committed(void *arg, int status)
+{
+	struct notice_rec *n = arg;
+	if (status == 0 &&
+	    uv_queue_work(n->r->loop, &n->work, notice_rec_work, notice_rec_after) == 0)
+		return;
+	if (status != 0)
+		n->j->notice_failed = true;
+	g_hash_table_remove(n->r->notifying, n->key);
+	struct bounce_job *j = n->j;
+	free(n->addr);
+	free(n->key);
+	free(n);
+	if (--j->notices == 0)
+		bounce_notices_done(j);
+}
+
+void bounce_after(uv_work_t *w, int status)
+{
+	(void)status;
+	struct bounce_job *j = w->data;
+	struct qmail *m = j->m;
+	struct runner *r = m->r;
+	j->notices = 1; /* held until every notice below is under way */
+	for (guint k = 0; k < j->found->len; k++) {
+		struct bounce_found *f = &g_array_index(j->found, struct bounce_found, k);
+		if (f->is_new) {
+			json_t *fl = json_object();
+			json_object_set_new(fl, "to", jstr(f->addr));
+			json_object_set_new(fl, "source", json_string("dsn"));
+			json_object_set_new(fl, "status", jstr(f->status));
+			json_object_set_new(fl, "response", jstr(f->diagnostic));
+			evlog_emit(r->log, "learned", fl);
+		}
+		char *key = g_strdup_printf("%s\n%s", f->qid, f->addr);
+		char *low = g_ascii_strdown(key, -1);
+		g_free(key);
+		if (!f->notify || g_hash_table_contains(r->notifying, low)) {
+			/* SPEC §6.1: each recipient of a mail is reported once. */
+			g_free(low);
+		} else {
+			g_hash_table_add(r->notifying, low);
+			/* The original sender's MAILER-DAEMON notice for that recipient. */
+			struct dsn_info info = {
+				.hostname = r->cfg->server.hostname,
+				.queue_id = f->qid,
+				.sender = f->sender,
+				.arrival_ms = clock_now_ms(),
+				.now_ms = clock_now_ms(),
+			};
+			struct dsn_rcpt dr = {
+				.addr = f->addr,
+				.action = "failed",
+				.status = f->status,
+				.remote_mta = f->remote,
+				.diagnostic = f->diagnostic,
+				.reason = OUTCOME_REASON_SERVICE_BOUNCE,
+				.last_attempt_ms = clock_now_ms(),
+			};
+			struct notice_rec *n = calloc(1, sizeof(*n));
+			n->work.data = n;
+			n->r = r;
+			n->j = j;
+			memcpy(n->qid, f->qid, sizeof(n->qid));
+			n->addr = strdup(f->addr);
+			n->key = strdup(low);
+			j->notices++;
+			if (dsn_queue(r, NULL, &info, &dr, 1, false, bounce_notice_committed, n) < 0) {
+				/* It cannot be built (and never will be): nothing to wait for. */
+				g_hash_table_remove(r->notifying, n->key);
+				free(n->addr);
+				free(n->key);
+				free(n);
+				j->notices--;
+			}
+		}
+		bounce_in_found_clear(f);
+	}
+	if (!j->is_report)
+		fprintf(stderr, "hikyaku: mail %s to the bounce address is not a delivery status "
+		        "report; ignored\n", m->env.id);
+	else if (j->unmatched)
+		fprintf(stderr, "hikyaku: report %s names %u failed recipient(s) of no mail hikyaku "
+		        "sent; not learned\n", m->env.id, j->unmatched);
+	if (j->ignored)
+		fprintf(stderr, "hikyaku: report %s names more recipients than a mail has; %u "
+		        "ignored\n", m->env.id, j->ignored);
+	if (--j->notices == 0)
+		bounce_notices_done(j);
+}

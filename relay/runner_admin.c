@@ -1,0 +1,177 @@
+/*
+ * runner_admin - the control socket's requests about the queue (SPEC §8):
+ * list, show, retry, delete, status, as JSON for server/control.c. Part
+ * of the runner (relay/runner_int.h).
+ */
+#include "relay/runner_int.h"
+
+static json_t *mail_view(const struct qmail *m, bool all);
+static gint mail_id_cmp(gconstpointer a, gconstpointer b);
+static void service_unpause(struct runner *r);
+static bool mail_retry(struct qmail *m, uint64_t now);
+/* ---- administration (the control socket, SPEC §8) -------------------- */
+
+static json_t *mail_view(const struct qmail *m, bool all)
+{
+	struct queue_state st = { m->attempts, m->in_round ? 0 : m->next_ms, m->last_ms, NULL };
+	json_t *v = queue_view(&m->env, &st, all);
+	json_object_set_new(v, "active", json_boolean(m->in_round));
+	return v;
+}
+
+static gint mail_id_cmp(gconstpointer a, gconstpointer b)
+{
+	const struct qmail *x = *(struct qmail *const *)a, *y = *(struct qmail *const *)b;
+	return strcmp(x->env.id, y->env.id);
+}
+
+json_t *runner_queue_list(struct runner *r)
+{
+	GPtrArray *all = g_ptr_array_sized_new(g_hash_table_size(r->mails));
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		g_ptr_array_add(all, v);
+	g_ptr_array_sort(all, mail_id_cmp);
+	json_t *a = json_array();
+	for (guint i = 0; i < all->len; i++)
+		json_array_append_new(a, mail_view(g_ptr_array_index(all, i), false));
+	g_ptr_array_free(all, TRUE);
+	return a;
+}
+
+json_t *runner_queue_show(struct runner *r, const char *id)
+{
+	struct qmail *m = g_hash_table_lookup(r->mails, id);
+	return m && !m->removed ? mail_view(m, true) : NULL;
+}
+
+/* An administrator's retry also lifts a pause of the service route: the
+ * operator has looked at the cause (SPEC §3 lifts it on reload too). */
+static void service_unpause(struct runner *r)
+{
+	struct dest *d = g_hash_table_lookup(r->dests, "service");
+	if (!d || d->paused_until == 0)
+		return;
+	d->paused_until = 0;
+	d->pause_reason[0] = '\0';
+	dest_kick(d);
+}
+
+static bool mail_retry(struct qmail *m, uint64_t now)
+{
+	if (m->removed || m->delete_requested)
+		return false;
+	if (m->sched)
+		schedule_mail(m, now);
+	return true; /* a mail in a round is being tried now */
+}
+
+int runner_queue_retry(struct runner *r, const char *id)
+{
+	uint64_t now = clock_now_ms();
+	if (id) {
+		struct qmail *m = g_hash_table_lookup(r->mails, id);
+		if (!m || !mail_retry(m, now))
+			return -ENOENT;
+		if (m->env.route && strcmp(m->env.route, "service") == 0)
+			service_unpause(r);
+		return 1;
+	}
+	service_unpause(r);
+	int n = 0;
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v))
+		if (mail_retry(v, now))
+			n++;
+	return n;
+}
+
+int runner_queue_delete(struct runner *r, const char *id)
+{
+	struct qmail *m = g_hash_table_lookup(r->mails, id);
+	if (!m || m->removed || m->delete_requested)
+		return -ENOENT;
+	if (m->in_round) {
+		/* Transactions under way finish; nothing more of the mail is
+		 * sent: its jobs waiting for a connection end here, and a job
+		 * on a connection sends no further (split) transaction
+		 * (dconn_run). The mail goes when the round has ended. */
+		m->delete_requested = true;
+		m->refs++;
+		GPtrArray *waiting = g_ptr_array_new();
+		GHashTableIter it;
+		gpointer k, v;
+		g_hash_table_iter_init(&it, r->dests);
+		while (g_hash_table_iter_next(&it, &k, &v)) {
+			struct dest *d = v;
+			for (GList *l = d->jobs.head; l;) {
+				GList *next = l->next;
+				struct job *job = l->data;
+				if (job->m == m) {
+					dest_unlink_job(d, l);
+					g_ptr_array_add(waiting, job);
+				}
+				l = next;
+			}
+		}
+		for (guint i = 0; i < waiting->len; i++)
+			round_job_done(g_ptr_array_index(waiting, i));
+		g_ptr_array_free(waiting, TRUE);
+		bool later = m->in_round;
+		mail_unref(m);
+		r->stats.queued = g_hash_table_size(r->mails);
+		return later ? 1 : 0;
+	}
+	log_deleted(m);
+	mail_delete(m);
+	r->stats.queued = g_hash_table_size(r->mails);
+	return 0;
+}
+
+json_t *runner_status(struct runner *r)
+{
+	uint64_t rcpts = 0, bytes = 0;
+	GHashTableIter it;
+	gpointer k, v;
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		const struct qmail *m = v;
+		bytes += m->env.size;
+		for (size_t i = 0; i < m->env.nrcpts; i++)
+			rcpts += m->env.rcpts[i].state == RCPT_PENDING;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "queue", json_pack("{s:I,s:I,s:I,s:I}", "mails",
+	                    (json_int_t)g_hash_table_size(r->mails), "recipients", (json_int_t)rcpts,
+	                    "bytes", (json_int_t)bytes, "active",
+	                    (json_int_t)(r->rounds - r->waiting_rounds)));
+	json_object_set_new(o, "counts", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}",
+	                    "delivered", (json_int_t)r->stats.delivered,
+	                    "deferred", (json_int_t)r->stats.deferred,
+	                    "bounced", (json_int_t)r->stats.bounced,
+	                    "expired", (json_int_t)r->stats.expired,
+	                    "suppressed", (json_int_t)r->stats.suppressed,
+	                    "deleted", (json_int_t)r->stats.deleted));
+	json_t *svc = json_null();
+	if (r->cfg->service.host) {
+		struct dest *d = g_hash_table_lookup(r->dests, "service");
+		uint64_t now = clock_now_ms();
+		bool paused = d && d->paused_until > now;
+		char hp[300], ts[40] = "";
+		snprintf(hp, sizeof(hp), "%s:%u", r->cfg->service.host, (unsigned)r->cfg->service.port);
+		if (paused)
+			clock_rfc3339(d->paused_until, ts, sizeof(ts));
+		svc = json_object();
+		json_object_set_new(svc, "host", json_string(hp));
+		json_object_set_new(svc, "connections", json_integer(d ? (json_int_t)d->conns->len : 0));
+		json_object_set_new(svc, "waiting", json_integer(d ? (json_int_t)g_queue_get_length(&d->jobs) : 0));
+		json_object_set_new(svc, "paused_until", paused ? json_string(ts) : json_null());
+		json_object_set_new(svc, "pause_reason", paused ? jstr(d->pause_reason) : json_null());
+	}
+	json_object_set_new(o, "service", svc);
+	return o;
+}
