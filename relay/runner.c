@@ -2739,3 +2739,38 @@ uint64_t runner_queued_bytes(const struct runner *r)
 {
 	return r->queued_bytes;
 }
+
+/* ---- metrics (SPEC §9) ------------------------------------------------ */
+
+void runner_gauges(const struct runner *r, struct runner_gauges *g)
+{
+	GHashTableIter it;
+	gpointer k, v;
+	memset(g, 0, sizeof(*g));
+	/* The same figures as runner_status(), split by route. */
+	g_hash_table_iter_init(&it, r->mails);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		const struct qmail *m = v;
+		int svc = m->env.route && strcmp(m->env.route, "service") == 0;
+		g->mails[svc]++;
+		g->bytes += m->env.size;
+		for (size_t i = 0; i < m->env.nrcpts; i++)
+			g->rcpts[svc] += m->env.rcpts[i].state == RCPT_PENDING;
+		if (!g->oldest_arrival_ms || m->env.arrival_ms < g->oldest_arrival_ms)
+			g->oldest_arrival_ms = m->env.arrival_ms;
+	}
+	uint64_t now = clock_now_ms();
+	g_hash_table_iter_init(&it, r->dests);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		const struct dest *d = v;
+		g->conns_out += d->conns->len;
+		if (d->service && d->paused_until > now)
+			g->service_paused = true;
+	}
+}
+
+struct supp *runner_suppression(struct runner *r, uv_mutex_t **lock)
+{
+	*lock = &r->supp_lock;
+	return r->supp;
+}
