@@ -278,12 +278,20 @@ int main(int argc, char **argv)
 			        strerror(-rc));
 		goto fail_queue;
 	}
+	/* Bound before the SMTP listeners, so that a port in use stops the
+	 * start cleanly; it serves nothing before the loop runs. */
+	char err[512] = "";
+	if (cfg->metrics.listen.set &&
+	    metrics_http_start(d.loop, &d.srv, d.metrics, &cfg->metrics.listen.addr, &d.http,
+	                       err, sizeof(err)) < 0) {
+		fprintf(stderr, "hikyaku: %s\n", err);
+		goto fail_metrics;
+	}
 	rc = runner_new(d.loop, cfg, d.queue, d.log, &d.runner);
 	if (rc < 0) {
 		fprintf(stderr, "hikyaku: cannot start the queue runner: %s\n", strerror(-rc));
 		goto fail_runner;
 	}
-	char err[512] = "";
 	if (server_init(&d.srv, d.loop, cfg, d.queue, d.log, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hikyaku: %s\n", err);
 		return 1;
@@ -294,12 +302,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	runner_load(d.runner);
-	if (d.srv.set->cfg->metrics.listen.set &&
-	    metrics_http_start(&d.srv, d.metrics, &d.srv.set->cfg->metrics.listen.addr, &d.http,
-	                       err, sizeof(err)) < 0) {
-		fprintf(stderr, "hikyaku: %s\n", err);
-		return 1;
-	}
 	open_control(&d, d.srv.set->cfg->control.socket);
 	uv_timer_init(d.loop, &d.deadline);
 	d.deadline.data = &d;
@@ -344,6 +346,9 @@ int main(int argc, char **argv)
 
 	/* Before the loop runs: nothing to drain, release in reverse. */
 fail_runner:
+	metrics_http_close(d.http);
+	uv_run(d.loop, UV_RUN_NOWAIT);  /* its handles close */
+fail_metrics:
 	queue_close(d.queue);
 fail_queue:
 	evlog_close(d.log);

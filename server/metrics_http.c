@@ -198,6 +198,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		hc->since_ms = clock_now_ms();
 }
 
+static void supp_refresh(struct metrics_http *h);
+
 static void on_sweep(uv_timer_t *t)
 {
 	struct metrics_http *h = t->data;
@@ -211,6 +213,8 @@ static void on_sweep(uv_timer_t *t)
 		}
 	if (cut)
 		mhd_run(h);
+	if (h->supp_entries < 0)
+		supp_refresh(h);
 }
 
 /* ---- what is served ------------------------------------------------- */
@@ -383,8 +387,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---- start and stop ------------------------------------------------- */
 
-int metrics_http_start(struct server *srv, struct metrics *reg, const struct config_listen *addr,
-                       struct metrics_http **out, char *err, size_t errlen)
+int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
+                       const struct config_listen *addr, struct metrics_http **out,
+                       char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
@@ -407,7 +412,7 @@ int metrics_http_start(struct server *srv, struct metrics *reg, const struct con
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	h->loop = srv->loop;
+	h->loop = loop;
 	h->srv = srv;
 	h->reg = reg;
 	h->addr = *addr;
@@ -445,8 +450,9 @@ int metrics_http_start(struct server *srv, struct metrics *reg, const struct con
 	h->refs = 3;
 	uv_poll_start(&h->poll, UV_READABLE, on_poll);
 	uv_timer_start(&h->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-	mhd_run(h);
-	supp_refresh(h);
+	/* MHD's first round, and the first count of the suppression list,
+	 * once the loop runs: srv may not be set up before that. */
+	uv_timer_start(&h->timer, on_timer, 0, 0);
 	fprintf(stderr, "hikyaku: metrics on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", addr->host,
 	        v6 ? "]" : "", (unsigned)addr->port);
 	*out = h;
@@ -489,7 +495,7 @@ int metrics_http_reload(struct metrics_http **hp, struct server *srv, struct met
 	/* The new address first, so that a failure leaves the old one
 	 * serving; when the two collide (the same port on a wildcard),
 	 * close the old one and try again, and reopen it if that fails. */
-	if (metrics_http_start(srv, reg, &listen->addr, &nh, err, errlen) == 0) {
+	if (metrics_http_start(srv->loop, srv, reg, &listen->addr, &nh, err, errlen) == 0) {
 		metrics_http_close(old);
 		*hp = nh;
 		return 0;
@@ -499,13 +505,13 @@ int metrics_http_reload(struct metrics_http **hp, struct server *srv, struct met
 	struct config_listen was = old->addr;
 	metrics_http_close(old);
 	*hp = NULL;
-	if (metrics_http_start(srv, reg, &listen->addr, &nh, err, errlen) == 0) {
+	if (metrics_http_start(srv->loop, srv, reg, &listen->addr, &nh, err, errlen) == 0) {
 		*hp = nh;
 		return 0;
 	}
 	char why[512];
 	snprintf(why, sizeof(why), "%s", err);
-	if (metrics_http_start(srv, reg, &was, hp, err, errlen) == 0)
+	if (metrics_http_start(srv->loop, srv, reg, &was, hp, err, errlen) == 0)
 		snprintf(err, errlen, "%s; still on the old address", why);
 	else
 		snprintf(err, errlen, "%s; metrics are off", why);

@@ -9,7 +9,8 @@
  *	with no copy, lock or race, and nothing the loop owns is touched from
  *	another thread.
  * DESCRIPTION
- *	metrics_http_start() listens on addr and serves:
+ *	metrics_http_start() listens on addr and, once loop runs, serves
+ *	(srv need not be set up before that):
  *	  GET /metrics  the Prometheus text format (util/metrics.h): the
  *	                registry's counters and the gauges read at that
  *	                moment (the suppression list's size, counted on the
@@ -45,8 +46,9 @@
 
 struct metrics_http;
 
-int metrics_http_start(struct server *srv, struct metrics *reg, const struct config_listen *addr,
-                       struct metrics_http **out, char *err, size_t errlen);
+int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
+                       const struct config_listen *addr, struct metrics_http **out,
+                       char *err, size_t errlen);
 int metrics_http_reload(struct metrics_http **h, struct server *srv, struct metrics *reg,
                         const struct config_hostport *listen, char *err, size_t errlen);
 void metrics_http_close(struct metrics_http *h);
