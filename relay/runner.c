@@ -130,6 +130,7 @@ struct qmail {
 	GArray *waiting;            /* struct state_waiter: wait for the next write */
 	GArray *inflight;           /* struct state_waiter: wait for the current one */
 	int refs;
+	GSequenceIter *by_arrival;  /* in r->arrivals while in the index (metrics) */
 };
 
 struct runner {
@@ -159,6 +160,12 @@ struct runner {
 	GArray *fin_waiting;        /* struct fin_req: mails done, to be removed */
 	uint64_t queued_bytes;      /* sum of env.size over the index */
 	bool fin_busy;              /* a removal batch is on the thread pool */
+	/* Metrics (SPEC §9): kept as mails enter and leave the index and as
+	 * recipients leave "pending", so that a scrape costs no walk over a
+	 * queue of 100,000 mails. See gauges_add(). */
+	uint64_t route_mails[2];    /* 0 direct, 1 service */
+	uint64_t route_pending[2];
+	GSequence *arrivals;        /* struct qmail *, by arrival: the oldest first */
 };
 
 /* The reply as the log and DSNs show it: "550 5.1.1 User unknown"; for a
@@ -428,6 +435,55 @@ static void delete_after(uv_work_t *w, int status)
 	free(j);
 }
 
+/* ---- metrics: the index's figures, kept up to date ------------------ */
+
+static int mail_route_index(const struct qmail *m)
+{
+	return m->env.route && strcmp(m->env.route, "service") == 0;
+}
+
+static gint arrival_cmp(gconstpointer a, gconstpointer b, gpointer data)
+{
+	(void)data;
+	const struct qmail *x = a, *y = b;
+	if (x->env.arrival_ms != y->env.arrival_ms)
+		return x->env.arrival_ms < y->env.arrival_ms ? -1 : 1;
+	return strcmp(x->env.id, y->env.id);
+}
+
+/* m enters the index (beside every queued_bytes +=). */
+static void gauges_add(struct runner *r, struct qmail *m)
+{
+	int k = mail_route_index(m);
+	r->route_mails[k]++;
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		r->route_pending[k] += m->env.rcpts[i].state == RCPT_PENDING;
+	m->by_arrival = g_sequence_insert_sorted(r->arrivals, m, arrival_cmp, NULL);
+}
+
+/* m leaves the index (beside queued_bytes -=). */
+static void gauges_remove(struct runner *r, struct qmail *m)
+{
+	int k = mail_route_index(m);
+	if (!m->by_arrival)
+		return;     /* not counted in */
+	r->route_mails[k]--;
+	for (size_t i = 0; i < m->env.nrcpts; i++)
+		r->route_pending[k] -= m->env.rcpts[i].state == RCPT_PENDING;
+	g_sequence_remove(m->by_arrival);
+	m->by_arrival = NULL;
+}
+
+/* Every change of a recipient's state goes through here. */
+static void rcpt_set_state(struct qmail *m, size_t i, enum queue_rcpt_state st)
+{
+	if (m->by_arrival && m->env.rcpts[i].state == RCPT_PENDING && st != RCPT_PENDING)
+		m->r->route_pending[mail_route_index(m)]--;
+	else if (m->by_arrival && m->env.rcpts[i].state != RCPT_PENDING && st == RCPT_PENDING)
+		m->r->route_pending[mail_route_index(m)]++;
+	m->env.rcpts[i].state = st;
+}
+
 static void mail_delete(struct qmail *m)
 {
 	struct runner *r = m->r;
@@ -438,6 +494,7 @@ static void mail_delete(struct qmail *m)
 	}
 	g_hash_table_remove(r->mails, m->env.id);
 	r->queued_bytes -= m->env.size;
+	gauges_remove(r, m);
 	if (m->finalized) {
 		mail_unref(m); /* its files are gone already (mail_finalize) */
 		return;
@@ -873,11 +930,11 @@ static void txn_finish(struct txn *t)
 		m->env.rcpts[o->idx].last = strdup(reply_line(&o->rep, resp, sizeof(resp)));
 		switch (o->v) {
 		case V_DELIVERED:
-			m->env.rcpts[o->idx].state = RCPT_DELIVERED;
+			rcpt_set_state(m, o->idx, RCPT_DELIVERED);
 			break;
 		case V_BOUNCED: {
 			char line[600];
-			m->env.rcpts[o->idx].state = RCPT_BOUNCED;
+			rcpt_set_state(m, o->idx, RCPT_BOUNCED);
 			reply_line(&o->rep, line, sizeof(line));
 			add_failure(m, o->idx, o->rep.status[0] ? o->rep.status : "5.0.0",
 			            t->dc && t->dc->relay[0] ? t->dc->relay : NULL,
@@ -1868,7 +1925,7 @@ static void bounce_after(uv_work_t *w, int status)
 		        "sent; not learned\n", m->env.id, j->unmatched);
 	/* Read, not relayed: the bounce address recipients are done. */
 	for (guint k = 0; k < j->idx->len; k++)
-		m->env.rcpts[g_array_index(j->idx, unsigned, k)].state = RCPT_DELIVERED;
+		rcpt_set_state(m, g_array_index(j->idx, unsigned, k), RCPT_DELIVERED);
 	state_save(m, bounce_consumed, j);
 }
 
@@ -1933,7 +1990,7 @@ static void round_read_done(uv_work_t *w, int status)
 		sr->reason = supp_reason;
 		for (guint k = 0; k < supp_idx->len; k++) {
 			unsigned i = g_array_index(supp_idx, unsigned, k);
-			m->env.rcpts[i].state = RCPT_SUPPRESSED;
+			rcpt_set_state(m, i, RCPT_SUPPRESSED);
 			free(m->env.rcpts[i].last);
 			m->env.rcpts[i].last = strdup("not sent: on the suppression list");
 			add_failure(m, i, "5.1.1", NULL, NULL,
@@ -2106,7 +2163,7 @@ static void round_start(struct qmail *m)
 		for (unsigned i = 0; i < m->env.nrcpts; i++) {
 			if (m->env.rcpts[i].state != RCPT_PENDING)
 				continue;
-			m->env.rcpts[i].state = RCPT_EXPIRED;
+			rcpt_set_state(m, i, RCPT_EXPIRED);
 			add_failure(m, i, "4.4.7", NULL, NULL,
 			            "the mail could not be delivered within the queue lifetime");
 			g_array_append_val(x->idx, i);
@@ -2238,6 +2295,7 @@ void runner_add(struct runner *r, const struct queue_envelope *env)
 	}
 	g_hash_table_insert(r->mails, m->env.id, m);
 	r->queued_bytes += m->env.size;
+	gauges_add(r, m);
 	r->stats.queued = g_hash_table_size(r->mails);
 	schedule_mail(m, clock_now_ms());
 }
@@ -2333,6 +2391,7 @@ static void load_after(uv_work_t *w, int status)
 		}
 		g_hash_table_insert(r->mails, m->env.id, m);
 		r->queued_bytes += m->env.size;
+		gauges_add(r, m);
 		if (mail_done(m))
 			mail_delete(m);
 		else
@@ -2438,6 +2497,7 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	snprintf(path, sizeof(path), "%s/mail", queue_dir(q));
 	r->mail_dir = strdup(path);
 	r->schedule = g_sequence_new(NULL);
+	r->arrivals = g_sequence_new(NULL);
 	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
 	r->dests = g_hash_table_new(g_str_hash, g_str_equal);
@@ -2573,6 +2633,8 @@ void runner_free(struct runner *r)
 	}
 	if (r->schedule)
 		g_sequence_free(r->schedule);
+	if (r->arrivals)
+		g_sequence_free(r->arrivals);
 	if (r->fin_waiting)
 		g_array_free(r->fin_waiting, TRUE);
 	if (r->dns)
@@ -2747,18 +2809,19 @@ void runner_gauges(const struct runner *r, struct runner_gauges *g)
 	GHashTableIter it;
 	gpointer k, v;
 	memset(g, 0, sizeof(*g));
-	/* The same figures as runner_status(), split by route. */
-	g_hash_table_iter_init(&it, r->mails);
-	while (g_hash_table_iter_next(&it, &k, &v)) {
-		const struct qmail *m = v;
-		int svc = m->env.route && strcmp(m->env.route, "service") == 0;
-		g->mails[svc]++;
-		g->bytes += m->env.size;
-		for (size_t i = 0; i < m->env.nrcpts; i++)
-			g->rcpts[svc] += m->env.rcpts[i].state == RCPT_PENDING;
-		if (!g->oldest_arrival_ms || m->env.arrival_ms < g->oldest_arrival_ms)
-			g->oldest_arrival_ms = m->env.arrival_ms;
+	/* The same figures as runner_status() counts by walking the index,
+	 * kept up to date instead (gauges_add(), rcpt_set_state()). */
+	for (int i = 0; i < 2; i++) {
+		g->mails[i] = r->route_mails[i];
+		g->rcpts[i] = r->route_pending[i];
 	}
+	g->bytes = r->queued_bytes;
+	if (g_sequence_get_length(r->arrivals) > 0) {
+		const struct qmail *m = g_sequence_get(g_sequence_get_begin_iter(r->arrivals));
+		g->oldest_arrival_ms = m->env.arrival_ms ? m->env.arrival_ms : 1;
+	}
+	/* Destinations: one per recipient domain with mail under way, a
+	 * few hundred at most; not the queue. */
 	uint64_t now = clock_now_ms();
 	g_hash_table_iter_init(&it, r->dests);
 	while (g_hash_table_iter_next(&it, &k, &v)) {

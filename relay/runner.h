@@ -94,7 +94,9 @@ uint64_t runner_queued_bytes(const struct runner *r);
  *	runner_gauges() fills g with what runner_status() counts, by route
  *	(index 0 direct, 1 service): mails in the index, pending recipients,
  *	their bytes, the oldest arrival (0: the queue is empty), the open
- *	outbound connections and whether the service route is paused.
+ *	outbound connections and whether the service route is paused. The
+ *	queue's figures are kept up to date as mails come and go (no walk
+ *	over the index: a scrape costs the same with 100,000 mails queued).
  *	runner_suppression() is the suppression list's handle (NULL when it
  *	could not be opened) and the lock every user of it holds: for
  *	read-only work on the thread pool.

@@ -227,6 +227,10 @@ check "and mail still flows" send test@example.com flood2@dest.test
 check "contrib/grafana-dashboard.json queries only metrics hikyaku exports" \
 	$TOOL dashboard "$ROOT/contrib/grafana-dashboard.json" "$T/metrics-after-flow.txt"
 
+sed -n '/^groups:/,/^```/p' "$ROOT/docs/admin-guide.md" | sed '$d' >"$T/rules.yml"
+check "the alerting rules of the administrator's guide pass promtool check rules" \
+	sh -c "grep -q HikyakuQueueOld '$T/rules.yml' && promtool check rules '$T/rules.yml'"
+
 # ---- reload moves the listener; empty turns it off ----------------------
 MPORT6=$(free_port :)
 conf "[::1]:$MPORT6"
@@ -245,6 +249,30 @@ sleep 1
 get /health >"$T/h4.out" 2>&1
 expect "and a reload turns it on again" "$T/h4.out" '^200$'
 check "the counters survive the reloads" test "$(metric hikyaku_messages_received_total)" -ge 7
+# After a restart the queue gauges come from the spool the runner loaded.
+stop_hikyaku
+start_hikyaku || { finish; exit 1; }
+gauges_agree() {
+	get /metrics | tail -n +2 >"$T/g.txt"
+	ctl status --json >"$T/status.json"
+	ctl queue list --json >"$T/queue.json"
+	$TOOL agree "$T/g.txt" "$T/log.jsonl" "$T/status.json" "$T/queue.json" --gauges-only >"$T/gagree.out" 2>&1
+}
+ok_g=1
+for _ in $(seq 1 10); do gauges_agree && { ok_g=0; break; }; sleep 1; done
+if [ $ok_g -eq 0 ] && grep -qx 'hikyaku_queue_messages{route="direct"} 1' "$T/g.txt"; then
+	ok "after a restart the queue gauges equal hikyakuctl status (E still queued)"
+else nok "after a restart the queue gauges equal hikyakuctl status (E still queued)" "$T/gagree.out"; fi
+qid_e=$(grep '"event":"deferred".*"to":"x@later.test"' "$T/log.jsonl" | head -1 | sed 's/.*"queue_id":"\([0-9A-F]*\)".*/\1/')
+check "queue delete E" ctl queue delete "$qid_e"
+for _ in $(seq 1 20); do [ "$(metric 'hikyaku_queue_messages{route="direct"}')" = 0 ] && break; sleep 0.2; done
+ok_g=1
+for _ in $(seq 1 10); do gauges_agree && { ok_g=0; break; }; sleep 1; done
+if [ $ok_g -eq 0 ] && grep -qx 'hikyaku_queue_messages{route="direct"} 0' "$T/g.txt" &&
+	grep -qx 'hikyaku_queue_recipients{route="direct"} 0' "$T/g.txt" &&
+	grep -qx 'hikyaku_queue_oldest_seconds 0' "$T/g.txt"; then
+	ok "after queue delete the queue is empty in the gauges and in hikyakuctl status"
+else nok "after queue delete the queue is empty in the gauges and in hikyakuctl status" "$T/gagree.out"; fi
 stop_hikyaku
 
 # ---- /health and a full spool (needs root for a small tmpfs) -----------
