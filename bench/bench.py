@@ -262,6 +262,44 @@ def smtp_sink(work):
     return Sink(work, "sink", ["smtp-sink", "-u", "nobody", "-c", "127.0.0.1:PORT", "1024"])
 
 
+class Limit:
+    """The machine's limit: smtp-source straight into the sink, no relay
+    between them, measured in the same run and the same way as the relays
+    (issue: "a share of the limit measured in the same run"). Its CPU
+    figure is the sink's own."""
+    name = "limit"
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.port = sink.port
+        self.log = LogCounter(os.devnull, {})
+
+    def root_pid(self):
+        return self.sink.proc.pid
+
+    def reset_peak(self):
+        pass
+
+    def peak_rss(self, sampled):
+        return sampled
+
+    def alive(self):
+        return self.sink.proc.poll() is None
+
+    def queued(self):
+        return 0
+
+    def stderr_lines(self):
+        return []
+
+    def stop(self):
+        pass
+
+
+# The figures that also run straight into the sink (the machine's limit).
+LIMIT_FIGURES = ("new", "reuse", "large")
+
+
 def tls_sink(work, binary):
     d = os.path.join(work, "tls")
     os.makedirs(d, exist_ok=True)
@@ -920,6 +958,8 @@ def main():
                     for fig in sfigs:
                         n, size = figure_params(fig)
                         order = servers if rep % 2 == 1 else list(reversed(servers))
+                        if fig in LIMIT_FIGURES and scenario == "plain" and group is groups[0]:
+                            order = [Limit(ssink)] + order
                         for s in order:
                             res = run_load(s, ssink, fig, n, size, reuse=(fig == "reuse"),
                                            latency=(fig == "latency"), quiet_deferred=(scenario == "deferred"))
@@ -958,8 +998,8 @@ def main():
     log()
     log("runs (each line one relay, one repetition):")
     for fig in figs:
-        for name in SERVERS:
-            for i, res in enumerate(results[fig][name], 1):
+        for name in ["limit"] + SERVERS:
+            for i, res in enumerate(results[fig].get(name, []), 1):
                 log(fmt_run(name, fig, i, res))
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
@@ -1033,6 +1073,18 @@ def report_table(figs, results, extra):
         if any(lost.values()) or any(errs.values()):
             out.append("  %-*s" % (w - 2, "lost / failed submissions") +
                        "".join("%-26s" % ("%d / %d" % (lost[n], errs[n])) for n in names))
+    lim = [f for f in figs if f in LIMIT_FIGURES and results[f].get("limit")]
+    if lim:
+        out.append("the machine's limit: smtp-source straight into the sink, in the same run")
+        for fig in lim:
+            lm = statistics.median(r["e2e_rate"] for r in results[fig]["limit"])
+            txt, _ = cell([r["e2e_rate"] for r in results[fig]["limit"]], "%.0f")
+            out.append("  %-*s%s msg/s" % (w - 2, title(fig), txt))
+            line = "  %-*s" % (w - 2, "  share of the limit, end to end")
+            for n in names:
+                vals = [r["e2e_rate"] / lm * 100 for r in results[fig][n]] if lm else []
+                line += "%-26s" % (cell(vals, "%.0f%%")[0] if vals else "-")
+            out.append(line)
     if "tls" in figs and "new" in figs:
         out.append("TLS cost (STARTTLS run minus plain 1 KiB new-conn run, medians)")
         line = "  %-*s" % (w - 2, "extra CPU ms/msg")

@@ -60,6 +60,7 @@ enum section {
 	S_SERVER, S_ROUTING, S_SERVICE, S_DIRECT, S_QUEUE, S_SUPPRESSION, S_LOG, S_CONTROL,
 	S_METRICS,
 	S_COUNT,
+	S_DESTINATION = S_COUNT, /* a [destination NAME]: its own keys (dest_key) */
 	S_NONE = -1,            /* before the first section header */
 	S_BAD = -2,             /* an unknown or broken header: its keys are skipped */
 };
@@ -83,6 +84,7 @@ enum ktype {
 	T_SIZE,
 	T_SIZE_CAP,     /* a size, or 0 / empty for none */
 	T_DURATION,             /* greater than zero */
+	T_DURATION_OFF,         /* a duration, or 0 for off */
 	T_RATE,
 	T_BOOL,
 	T_ENUM,
@@ -100,7 +102,7 @@ enum key_id {
 	K_SVC_MAXCONN, K_SVC_RATE, K_SVC_MAXRCPT, K_SVC_PAUSE, K_SVC_CONNECT,
 	K_SVC_TIMEOUT, K_SVC_FROM, K_SVC_VERP,
 	K_DIR_TLS, K_DIR_PORT, K_DIR_DNS, K_DIR_MAXCONN, K_DIR_CONNECT, K_DIR_TIMEOUT,
-	K_Q_DIR, K_Q_RETRY_MIN, K_Q_RETRY_MAX, K_Q_LIFETIME, K_Q_MAX_SIZE,
+	K_Q_DIR, K_Q_RETRY_MIN, K_Q_RETRY_MAX, K_Q_LIFETIME, K_Q_MAX_SIZE, K_Q_DELAY_WARNING,
 	K_SUP_DB, K_SUP_APPLY, K_SUP_BOUNCE,
 	K_LOG_FILE,
 	K_CTL_SOCKET,
@@ -172,6 +174,7 @@ static const struct key_def keys[K_COUNT] = {
 	[K_Q_RETRY_MAX]   = { S_QUEUE, "retry_max", T_DURATION, F(queue.retry_max_ms), NULL },
 	[K_Q_LIFETIME]    = { S_QUEUE, "lifetime", T_DURATION, F(queue.lifetime_ms), NULL },
 	[K_Q_MAX_SIZE]    = { S_QUEUE, "max_size", T_SIZE_CAP, F(queue.max_size), NULL },
+	[K_Q_DELAY_WARNING] = { S_QUEUE, "delay_warning", T_DURATION_OFF, F(queue.delay_warning_ms), NULL },
 
 	[K_SUP_DB]        = { S_SUPPRESSION, "db", T_PATH, F(suppression.db), NULL },
 	[K_SUP_APPLY]     = { S_SUPPRESSION, "apply_to", T_ENUM, F(suppression.apply_to), words_apply_to },
@@ -186,6 +189,12 @@ static const struct key_def keys[K_COUNT] = {
 
 #define FIELD(cfg, k, type) ((type *)(void *)((char *)(cfg) + keys[k].off))
 #define CFIELD(cfg, k, type) ((const type *)(const void *)((const char *)(cfg) + keys[k].off))
+
+/* The keys of a [destination NAME] section, in the order config_print() uses. */
+enum dest_key { DK_DOMAINS, DK_MAXCONN, DK_MAXRCPT, DK_RATE, DK_PAUSE, DK_COUNT };
+static const char *const dest_key_names[DK_COUNT] = {
+	"domains", "max_connections", "max_recipients_per_message", "rate", "pause",
+};
 
 /* ------------------------------------------------------------------ */
 /* Loading context and diagnostics                                    */
@@ -209,6 +218,8 @@ struct load_ctx {
 	int section;            /* enum section, S_NONE or S_BAD */
 	int cur_key;            /* the key continuation lines go to; -1: none */
 	int key_line[K_COUNT];  /* where each key was set; 0: not set */
+	int dest_key_line[DK_COUNT]; /* the same for the current [destination] */
+	int dest_cur_key;       /* its key continuation lines go to; -1: none */
 	bool key_bad[K_COUNT];  /* its value (or an entry) was refused */
 };
 
@@ -1131,6 +1142,15 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 		else
 			*FIELD(cfg, k, uint64_t) = u;
 		break;
+	case T_DURATION_OFF:
+		if (strcmp(v, "0") == 0)
+			*FIELD(cfg, k, uint64_t) = 0;
+		else if (config_parse_duration(v, &u) < 0)
+			ERR(c, line, "%s: \"%s\" is not a duration (a number with s, m, h or d; "
+			    "0 for off)", kd->name, v);
+		else
+			*FIELD(cfg, k, uint64_t) = u;
+		break;
 	case T_DURATION:
 		if (config_parse_duration(v, &u) < 0)
 			ERR(c, line, "%s: \"%s\" is not a duration (a number with s, m, h or d)",
@@ -1175,6 +1195,227 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 }
 
 /* ------------------------------------------------------------------ */
+/* [destination NAME] sections                                         */
+/* ------------------------------------------------------------------ */
+
+/* DOMAIN (A-label, lowercase) is ENTRY or a subdomain of it on a dot boundary. */
+static bool domain_covers(const char *entry, const char *domain)
+{
+	size_t e = strlen(entry), d = strlen(domain);
+
+	if (d == e)
+		return strcmp(entry, domain) == 0;
+	return d > e && domain[d - e - 1] == '.' && strcmp(domain + d - e, entry) == 0;
+}
+
+static void dest_begin(struct load_ctx *c, int line, const char *rest)
+{
+	struct config *cfg = c->cfg;
+	char name[CONFIG_MAX_LINE + 1];
+
+	while (*rest == ' ' || *rest == '\t')
+		rest++;
+	snprintf(name, sizeof(name), "%s", rest);
+	trim(name);
+	bool valid = name[0] != '\0' && strlen(name) <= 64;
+	for (const char *p = name; *p && valid; p++)
+		valid = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.';
+	if (!valid) {
+		ERR(c, line, "[destination%s%s]: a policy needs a NAME of letters, digits, "
+		    "'-', '_' or '.' (at most 64), e.g. [destination docomo]", *name ? " " : "", name);
+		return; /* c->section stays S_BAD: its keys are skipped */
+	}
+	for (size_t i = 0; i < cfg->ndestinations; i++)
+		if (strcmp(cfg->destinations[i].name, name) == 0) {
+			ERR(c, line, "[destination %s] is defined twice (first on line %d)", name,
+			    cfg->destinations[i].line);
+			return;
+		}
+	char *copy = strdup(name);
+	struct config_destination *v = copy ? grow(c, cfg->destinations, cfg->ndestinations,
+						   sizeof(*v)) : NULL;
+	if (!v) {
+		c->oom = true;
+		free(copy);
+		return;
+	}
+	cfg->destinations = v;
+	v[cfg->ndestinations++] = (struct config_destination){
+		.name = copy,
+		.line = line,
+		.max_connections = 2,
+		.max_recipients_per_message = 100,
+		.pause_ms = MIN(10),
+	};
+	memset(c->dest_key_line, 0, sizeof(c->dest_key_line));
+	c->dest_cur_key = -1;
+	c->section = S_DESTINATION;
+}
+
+static void dest_add_domains(struct load_ctx *c, struct config_destination *d, const char *value,
+			     int line)
+{
+	char *copy = strdup(value);
+	char *save = NULL;
+
+	if (!copy) {
+		c->oom = true;
+		return;
+	}
+	for (char *e = strtok_r(copy, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+		e = trim(e);
+		if (*e == '\0')
+			continue;
+		char *ascii = strchr(e, '@') ? NULL : config_domain_ascii(e, strlen(e));
+		if (!ascii) {
+			ERR(c, line, "[destination %s] domains: \"%s\" is not a valid domain", d->name, e);
+			continue;
+		}
+		bool dup = false;
+		for (size_t i = 0; i < d->ndomains && !dup; i++)
+			if (strcmp(d->domains[i].ascii, ascii) == 0) {
+				WARN(c, line, "[destination %s] domains: \"%s\" is listed twice "
+				     "(first on line %d)", d->name, e, d->domains[i].line);
+				dup = true;
+			}
+		char *entry = dup ? NULL : strdup(e);
+		struct config_domain *v = entry ? grow(c, d->domains, d->ndomains, sizeof(*v)) : NULL;
+		if (!v) {
+			c->oom |= !dup;
+			free(entry);
+			free(ascii);
+			continue;
+		}
+		d->domains = v;
+		v[d->ndomains++] = (struct config_domain){ entry, ascii, false, line };
+	}
+	free(copy);
+}
+
+static void dest_key(struct load_ctx *c, const char *name, const char *value, int line,
+		     bool continuation)
+{
+	struct config_destination *d = &c->cfg->destinations[c->cfg->ndestinations - 1];
+	uint64_t u;
+
+	if (continuation) {
+		if (c->dest_cur_key == DK_DOMAINS)
+			dest_add_domains(c, d, value, line);
+		else if (c->dest_cur_key >= 0)
+			ERR(c, line, "%s: takes one value; only lists continue on indented lines",
+			    dest_key_names[c->dest_cur_key]);
+		c->dest_cur_key = c->dest_cur_key == DK_DOMAINS ? DK_DOMAINS : -1;
+		return;
+	}
+	c->dest_cur_key = -1;
+	int k;
+	for (k = 0; k < DK_COUNT; k++)
+		if (strcmp(dest_key_names[k], name) == 0)
+			break;
+	if (k == DK_COUNT) {
+		ERR(c, line, "unknown key \"%s\" in [destination %s] (it takes domains, "
+		    "max_connections, max_recipients_per_message, rate and pause)", name, d->name);
+		return;
+	}
+	if (c->dest_key_line[k]) {
+		ERR(c, line, "%s: set twice in [destination %s] (first on line %d)", name, d->name,
+		    c->dest_key_line[k]);
+		return;
+	}
+	c->dest_key_line[k] = line;
+	c->dest_cur_key = k;
+	switch ((enum dest_key)k) {
+	case DK_DOMAINS:
+		dest_add_domains(c, d, value, line);
+		break;
+	case DK_MAXCONN:
+	case DK_MAXRCPT:
+		if (parse_uint_full(value, &u) < 0 || u < 1 || u > COUNT_MAX)
+			ERR(c, line, "%s: \"%s\" is not a number from 1 to %u", name, value, COUNT_MAX);
+		else if (k == DK_MAXCONN)
+			d->max_connections = (unsigned)u;
+		else
+			d->max_recipients_per_message = (unsigned)u;
+		break;
+	case DK_RATE: {
+		unsigned n, per;
+		if (*value == '\0') {
+			d->rate_count = 0;
+		} else if (config_parse_rate(value, &n, &per) < 0 || n > COUNT_MAX) {
+			ERR(c, line, "%s: \"%s\" is not a rate (N/s, N/m or N/h, N at least 1; "
+			    "empty for no limit)", name, value);
+		} else {
+			d->rate_count = n;
+			d->rate_period_s = per;
+			d->rate_per_sec = (double)n / per;
+		}
+		break;
+	}
+	case DK_PAUSE:
+		if (config_parse_duration(value, &u) < 0 || u == 0)
+			ERR(c, line, "%s: \"%s\" is not a duration (a number with s, m, h or d)",
+			    name, value);
+		else
+			d->pause_ms = u;
+		break;
+	case DK_COUNT:
+		break;
+	}
+}
+
+/* Every policy has domains; no domain is covered by two policies. */
+static void dest_check(struct load_ctx *c)
+{
+	const struct config *cfg = c->cfg;
+
+	for (size_t i = 0; i < cfg->ndestinations; i++) {
+		const struct config_destination *a = &cfg->destinations[i];
+		if (a->ndomains == 0)
+			ERR(c, a->line, "[destination %s] has no domains: a policy needs at least one",
+			    a->name);
+		for (size_t j = i + 1; j < cfg->ndestinations; j++) {
+			const struct config_destination *b = &cfg->destinations[j];
+			for (size_t x = 0; x < a->ndomains; x++)
+				for (size_t y = 0; y < b->ndomains; y++) {
+					const struct config_domain *da = &a->domains[x], *db = &b->domains[y];
+					if (domain_covers(da->ascii, db->ascii) ||
+					    domain_covers(db->ascii, da->ascii))
+						ERR(c, db->line, "[destination %s] domains: \"%s\" is also "
+						    "covered by [destination %s] (\"%s\", line %d); a domain "
+						    "belongs to one policy", b->name, db->entry, a->name,
+						    da->entry, da->line);
+				}
+		}
+	}
+}
+
+const struct config_destination *config_destination_for(const struct config *cfg,
+                                                        const char *domain)
+{
+	for (size_t i = 0; i < cfg->ndestinations; i++)
+		for (size_t j = 0; j < cfg->destinations[i].ndomains; j++)
+			if (domain_covers(cfg->destinations[i].domains[j].ascii, domain))
+				return &cfg->destinations[i];
+	return NULL;
+}
+
+static void dest_free_all(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->ndestinations; i++) {
+		struct config_destination *d = &cfg->destinations[i];
+		for (size_t j = 0; j < d->ndomains; j++) {
+			free(d->domains[j].entry);
+			free(d->domains[j].ascii);
+		}
+		free(d->domains);
+		free(d->name);
+	}
+	free(cfg->destinations);
+	cfg->destinations = NULL;
+	cfg->ndestinations = 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* libinih callbacks                                                  */
 /* ------------------------------------------------------------------ */
 
@@ -1196,6 +1437,10 @@ static void on_section(void *arg, int line, const char *name)
 			c->section = s;
 			return;
 		}
+	if (strncmp(name, "destination", 11) == 0 && (name[11] == ' ' || name[11] == '\0')) {
+		dest_begin(c, line, name + 11);
+		return;
+	}
 	ERR(c, line, "unknown section [%s]", name);
 }
 
@@ -1210,6 +1455,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	int line = c->rd.line;
 
 	(void)section;
+	if (c->section == S_DESTINATION) {
+		dest_key(c, name, value, line, c->rd.continuation);
+		return 1;
+	}
 	if (c->rd.continuation) {
 		if (c->cur_key < 0)
 			return 1;       /* continues a key already refused */
@@ -1436,6 +1685,15 @@ static void check_combinations(struct load_ctx *c)
 			     "/metrics has no authentication; prefer loopback or a private address");
 	}
 
+	dest_check(c);
+	if (cfg->queue.delay_warning_ms && cfg->queue.delay_warning_ms >= cfg->queue.lifetime_ms &&
+	    !bad[K_Q_DELAY_WARNING] && !bad[K_Q_LIFETIME]) {
+		format_duration(cfg->queue.delay_warning_ms, a, sizeof(a));
+		format_duration(cfg->queue.lifetime_ms, b, sizeof(b));
+		WARN(c, line_of(c, K_Q_DELAY_WARNING, K_Q_LIFETIME),
+		     "delay_warning (%s) is not shorter than lifetime (%s): no delay warning "
+		     "is ever sent", a, b);
+	}
 	if (cfg->queue.retry_min_ms > cfg->queue.retry_max_ms &&
 	    !bad[K_Q_RETRY_MIN] && !bad[K_Q_RETRY_MAX]) {
 		format_duration(cfg->queue.retry_min_ms, a, sizeof(a));
@@ -1545,6 +1803,7 @@ void config_free(struct config *cfg)
 			break;
 		}
 	}
+	dest_free_all(cfg);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);
@@ -1687,6 +1946,12 @@ void config_print(const struct config *cfg, FILE *fp)
 		case T_DURATION:
 			format_duration(*CFIELD(cfg, k, uint64_t), v, sizeof(v));
 			break;
+		case T_DURATION_OFF:
+			if (*CFIELD(cfg, k, uint64_t))
+				format_duration(*CFIELD(cfg, k, uint64_t), v, sizeof(v));
+			else
+				snprintf(v, sizeof(v), "0");
+			break;
 		case T_RATE:
 			snprintf(v, sizeof(v), "%u/%c", cfg->service.rate_count,
 				 cfg->service.rate_period_s == 3600 ? 'h' :
@@ -1712,6 +1977,21 @@ void config_print(const struct config *cfg, FILE *fp)
 			fprintf(fp, "%s = %s\n", kd->name, s);
 		else
 			fprintf(fp, "%s =\n", kd->name);
+	}
+	for (size_t i = 0; i < cfg->ndestinations; i++) {
+		const struct config_destination *d = &cfg->destinations[i];
+		fprintf(fp, "\n[destination %s]\n%s =\n", d->name, dest_key_names[DK_DOMAINS]);
+		for (size_t j = 0; j < d->ndomains; j++)
+			fprintf(fp, "    %s\n", d->domains[j].entry);
+		fprintf(fp, "%s = %u\n", dest_key_names[DK_MAXCONN], d->max_connections);
+		fprintf(fp, "%s = %u\n", dest_key_names[DK_MAXRCPT], d->max_recipients_per_message);
+		if (d->rate_count)
+			fprintf(fp, "%s = %u/%c\n", dest_key_names[DK_RATE], d->rate_count,
+				d->rate_period_s == 3600 ? 'h' : d->rate_period_s == 60 ? 'm' : 's');
+		else
+			fprintf(fp, "%s =\n", dest_key_names[DK_RATE]);
+		format_duration(d->pause_ms, v, sizeof(v));
+		fprintf(fp, "%s = %s\n", dest_key_names[DK_PAUSE], v);
 	}
 }
 

@@ -69,6 +69,21 @@ enum config_service_tls { SERVICE_TLS_STARTTLS, SERVICE_TLS_SMTPS, SERVICE_TLS_N
 enum config_direct_tls { DIRECT_TLS_MAY, DIRECT_TLS_ENCRYPT, DIRECT_TLS_VERIFY, DIRECT_TLS_NONE };
 enum config_apply_to { APPLY_SERVICE, APPLY_ALL };
 
+/* A [destination NAME] section: a delivery policy shared by some recipient
+ * domains of the direct route (SPEC §3, §5). */
+struct config_destination {
+	char *name;                     /* NAME of the section header */
+	int line;                       /* of the header */
+	struct config_domain *domains;  /* as verified_domains: dot-boundary cover */
+	size_t ndomains;
+	unsigned max_connections;       /* for the policy as a whole */
+	unsigned max_recipients_per_message;
+	unsigned rate_count;            /* 0: no rate limit */
+	unsigned rate_period_s;
+	double rate_per_sec;
+	uint64_t pause_ms;              /* after a 421 from one of its hosts */
+};
+
 struct config {
 	int refs;               /* extra references (config_ref); 0: one owner */
 	char *path;             /* the file read, as given */
@@ -132,7 +147,11 @@ struct config {
 		uint64_t retry_max_ms;
 		uint64_t lifetime_ms;
 		uint64_t max_size;              /* bytes of mail queued at most; 0: no cap */
+		uint64_t delay_warning_ms;      /* 0: never */
 	} queue;
+
+	struct config_destination *destinations;   /* in the file's order */
+	size_t ndestinations;
 
 	struct {
 		char *db;
@@ -181,6 +200,11 @@ const char *config_default_path(void);
  * nontransitional processing, then transitional (libidn2). NULL for an
  * invalid name or an address literal. The caller frees the result. */
 char *config_domain_ascii(const char *in, size_t n);
+/* The [destination NAME] policy that covers DOMAIN (the lowercase A-label
+ * form), or NULL: that domain or a parent of it on a dot boundary is one of
+ * the policy's domains. Policies never overlap (config_load refuses it). */
+const struct config_destination *config_destination_for(const struct config *cfg,
+                                                        const char *domain);
 bool config_is_bounce_address(const struct config *cfg, const char *addr,
                               const char **tag, size_t *tag_len);
 

@@ -16,6 +16,13 @@ for t in tests/e2e/t_*.sh; do
 	p=$(echo "$out" | grep -c '^ok - ')
 	f=$(echo "$out" | grep -c '^not ok - ')
 	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	# A script that checked nothing, or stopped before its closing line,
+	# proves nothing: it fails.
+	if [ $((p + f)) -eq 0 ] || ! echo "$out" | grep -Eq '^[0-9]+ passed, [0-9]+ failed$'; then
+		echo "not ok - $t ran no check or did not finish"
+		f=$((f + 1))
+		rc=1
+	fi
 	pass=$((pass + p))
 	fail=$((fail + f))
 	[ $rc -eq 0 ] || failed+=("$t")

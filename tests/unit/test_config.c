@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <glib.h>
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
@@ -1407,6 +1408,87 @@ static void round_trip(const char *text)
 	config_diags_free(&d);
 }
 
+/* [destination NAME] policies and delay_warning (SPEC §3). */
+START_TEST(test_destinations)
+{
+	static const char good[] =
+		"[queue]\n"
+		"delay_warning = 4h\n"
+		"[destination docomo]\n"
+		"domains = docomo.ne.jp\n"
+		"max_recipients_per_message = 1\n"
+		"rate = 2/s\n"
+		"[destination au]\n"
+		"domains = ezweb.ne.jp, AU.com.\n"
+		"    uqmobile.jp\n"
+		"max_connections = 1\n"
+		"pause = 30m\n";
+	struct config_diags d;
+	struct config *cfg = load_ok(good, &d);
+
+	ck_assert_uint_eq(cfg->queue.delay_warning_ms, 4u * 3600 * 1000);
+	ck_assert_uint_eq(cfg->ndestinations, 2);
+	const struct config_destination *a = &cfg->destinations[0], *b = &cfg->destinations[1];
+	ck_assert_str_eq(a->name, "docomo");
+	ck_assert_uint_eq(a->max_connections, 2);            /* the default */
+	ck_assert_uint_eq(a->max_recipients_per_message, 1);
+	ck_assert_uint_eq(a->rate_count, 2);
+	ck_assert_uint_eq(a->rate_period_s, 1);
+	ck_assert_uint_eq(a->pause_ms, 10u * 60 * 1000);     /* the default */
+	ck_assert_str_eq(b->name, "au");
+	ck_assert_uint_eq(b->ndomains, 3);
+	ck_assert_str_eq(b->domains[1].ascii, "au.com");
+	ck_assert_int_eq(b->domains[2].line, line_with(good, "    uqmobile.jp"));
+	ck_assert_uint_eq(b->max_recipients_per_message, 100); /* the default */
+	ck_assert_uint_eq(b->rate_count, 0);                 /* no limit */
+	ck_assert_uint_eq(b->pause_ms, 30u * 60 * 1000);
+	/* Dot-boundary cover, as verified_domains. */
+	ck_assert_ptr_eq(config_destination_for(cfg, "docomo.ne.jp"), a);
+	ck_assert_ptr_eq(config_destination_for(cfg, "mail.docomo.ne.jp"), a);
+	ck_assert_ptr_null(config_destination_for(cfg, "xdocomo.ne.jp"));
+	ck_assert_ptr_eq(config_destination_for(cfg, "au.com"), b);
+	ck_assert_ptr_null(config_destination_for(cfg, "example.com"));
+	config_free(cfg);
+	config_diags_free(&d);
+	round_trip(good);
+
+	static const char bad[] =
+		"[destination docomo]\n"
+		"domains = docomo.ne.jp\n"
+		"[destination au]\n"
+		"domains = au.com\n"
+		"    mail.docomo.ne.jp\n"
+		"bogus = 1\n"
+		"max_connections = 0\n"
+		"rate = fast\n"
+		"[destination empty]\n"
+		"pause = 5m\n"
+		"[destination docomo]\n"
+		"domains = other.jp\n"
+		"[destination]\n"
+		"[queue]\n"
+		"delay_warning = soon\n";
+	d = load_bad(bad);
+	EXPECT_ERR(&d, line_with(bad, "    mail.docomo"), "[destination au] domains: "
+		   "\"mail.docomo.ne.jp\" is also covered by [destination docomo] (\"docomo.ne.jp\", "
+		   "line 2); a domain belongs to one policy");
+	EXPECT_ERR(&d, line_with(bad, "bogus"), "unknown key \"bogus\" in [destination au] (it "
+		   "takes domains, max_connections, max_recipients_per_message, rate and pause)");
+	EXPECT_ERR(&d, line_with(bad, "max_connections = 0"),
+		   "max_connections: \"0\" is not a number from 1 to 1000000");
+	EXPECT_ERR(&d, line_with(bad, "rate = fast"), "rate: \"fast\" is not a rate (N/s, N/m or "
+		   "N/h, N at least 1; empty for no limit)");
+	EXPECT_ERR(&d, line_with(bad, "[destination empty]"),
+		   "[destination empty] has no domains: a policy needs at least one");
+	EXPECT_ERR(&d, 11, "[destination docomo] is defined twice (first on line 1)");
+	EXPECT_ERR(&d, line_with(bad, "[destination]\n"), "[destination]: a policy needs a NAME of "
+		   "letters, digits, '-', '_' or '.' (at most 64), e.g. [destination docomo]");
+	EXPECT_ERR(&d, line_with(bad, "delay_warning"), "delay_warning: \"soon\" is not a duration "
+		   "(a number with s, m, h or d; 0 for off)");
+	config_diags_free(&d);
+}
+END_TEST
+
 START_TEST(test_print_round_trip)
 {
 	write_full_files();
@@ -1498,6 +1580,7 @@ START_TEST(test_print_form)
 		"retry_max = 1h\n"
 		"lifetime = 5d\n"
 		"max_size = 0\n"
+		"delay_warning = 0\n"
 		"\n"
 		"[suppression]\n"
 		"db = /var/lib/hikyaku/suppression.db\n"
@@ -1579,6 +1662,35 @@ START_TEST(test_bundled)
 
 	snprintf(p, sizeof(p), "%s/config/hikyaku.conf.example", root);
 	ck_assert_msg(config_load(p, &cfg, &d) == 0, "%s", all_diags(&d));
+	ck_assert_uint_eq(cfg->ndestinations, 0);       /* the profile is commented out */
+	config_free(cfg);
+	config_diags_free(&d);
+
+	/* The carriers' profile, uncommented as the example says, loads and
+	 * covers docomo, au and SoftBank. */
+	FILE *in = fopen(p, "r");
+	ck_assert_ptr_nonnull(in);
+	GString *text = g_string_new(NULL);
+	char line[512];
+	bool on = false;
+	while (fgets(line, sizeof(line), in)) {
+		if (strncmp(line, ";[destination ", 14) == 0)
+			on = true;
+		if (strncmp(line, "[queue]", 7) == 0)
+			on = false;
+		g_string_append(text, on && line[0] == ';' ? line + 1 : line);
+	}
+	fclose(in);
+	cfg = load_ok(text->str, &d);
+	g_string_free(text, TRUE);
+	ck_assert_uint_eq(cfg->ndestinations, 3);
+	ck_assert_str_eq(config_destination_for(cfg, "docomo.ne.jp")->name, "docomo");
+	ck_assert_str_eq(config_destination_for(cfg, "ezweb.ne.jp")->name, "au");
+	ck_assert_str_eq(config_destination_for(cfg, "biz.ezweb.ne.jp")->name, "au");
+	ck_assert_str_eq(config_destination_for(cfg, "au.com")->name, "au");
+	ck_assert_str_eq(config_destination_for(cfg, "i.softbank.jp")->name, "softbank");
+	ck_assert_str_eq(config_destination_for(cfg, "softbank.ne.jp")->name, "softbank");
+	ck_assert_uint_eq(config_destination_for(cfg, "docomo.ne.jp")->max_recipients_per_message, 1);
 	config_free(cfg);
 	config_diags_free(&d);
 }
@@ -1685,6 +1797,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_parse_rate);
 	tcase_add_test(tc, test_parse_cidr);
+	tcase_add_test(tc, test_destinations);
 	tcase_add_test(tc, test_print_round_trip);
 	tcase_add_test(tc, test_print_form);
 	tcase_add_test(tc, test_bundled);
