@@ -61,8 +61,25 @@ echo "scrape size: $(wc -c <"$W/m.txt") bytes"
 for _ in $(seq 1 20); do scrape; done | sort -n | awk '{a[NR]=$1} END {printf "scrape time over 20: min %.1f ms, median %.1f ms, max %.1f ms\n", a[1]*1000, a[int((NR+1)/2)]*1000, a[NR]*1000}'
 lat() { "$W/smtp_latency" -r 50 -d 10 -l 1024 -f shop@example.jp -t dest.test 127.0.0.1 "$P"; }
 echo "SMTP latency without scrapes: $(lat)"
-( while :; do curl -s -o /dev/null "http://127.0.0.1:$M/metrics"; done ) &
-LOOP=$!
-echo "SMTP latency with scrapes back to back: $(lat)"
-kill $LOOP
-wait $LOOP 2>/dev/null
+# Scrapes from one process (no fork per scrape): RATE a second.
+scraper() {
+	python3 - "$M" "$1" <<'EOF'
+import socket, sys, time
+port, rate = int(sys.argv[1]), float(sys.argv[2])
+while True:
+    t = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while s.recv(65536):
+        pass
+    s.close()
+    time.sleep(max(0, 1 / rate - (time.monotonic() - t)))
+EOF
+}
+for rate in 1 20; do
+	scraper $rate &
+	LOOP=$!
+	echo "SMTP latency with $rate scrapes a second: $(lat)"
+	kill $LOOP
+	wait $LOOP 2>/dev/null
+done

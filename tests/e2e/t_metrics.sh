@@ -227,9 +227,11 @@ check "and mail still flows" send test@example.com flood2@dest.test
 check "contrib/grafana-dashboard.json queries only metrics hikyaku exports" \
 	$TOOL dashboard "$ROOT/contrib/grafana-dashboard.json" "$T/metrics-after-flow.txt"
 
-sed -n '/^groups:/,/^```/p' "$ROOT/docs/admin-guide.md" | sed '$d' >"$T/rules.yml"
-check "the alerting rules of the administrator's guide pass promtool check rules" \
-	sh -c "grep -q HikyakuQueueOld '$T/rules.yml' && promtool check rules '$T/rules.yml'"
+for g in admin-guide.md ja/admin-guide.md; do
+	sed -n '/^groups:/,/^```/p' "$ROOT/docs/$g" | sed '$d' >"$T/rules.yml"
+	check "the alerting rules of docs/$g pass promtool check rules" \
+		sh -c "grep -q HikyakuQueueOld '$T/rules.yml' && promtool check rules '$T/rules.yml'"
+done
 
 # ---- reload moves the listener; empty turns it off ----------------------
 MPORT6=$(free_port :)
