@@ -63,7 +63,7 @@ lat() { "$W/smtp_latency" -r 50 -d 10 -l 1024 -f shop@example.jp -t dest.test 12
 echo "SMTP latency without scrapes: $(lat)"
 # Scrapes from one process (no fork per scrape): RATE a second.
 scraper() {
-	python3 - "$M" "$1" <<'EOF'
+	exec python3 - "$M" "$1" <<'EOF'
 import socket, sys, time
 port, rate = int(sys.argv[1]), float(sys.argv[2])
 while True:
