@@ -35,7 +35,8 @@ INTERNAL=""
 
 conf() { # conf METRICS_LISTEN
 	write_config "allow_networks = 127.0.0.1/32
-max_message_size = 100K" "
+max_message_size = 100K
+${SERVER_EXTRA:-}" "
 [routing]
 verified_domains = interfactory1.co.jp
 
@@ -283,6 +284,60 @@ if [ $ok_g -eq 0 ] && grep -qx 'hikyaku_queue_messages{route="direct"} 0' "$T/g.
 	ok "after queue delete the queue is empty in the gauges and in hikyakuctl status"
 else nok "after queue delete the queue is empty in the gauges and in hikyakuctl status" "$T/gagree.out"; fi
 stop_hikyaku
+
+# ---- /health: at max_connections, and while stopping -------------------
+SERVER_EXTRA="max_connections = 2" conf "127.0.0.1:$MPORT"
+start_hikyaku || { finish; exit 1; }
+# Two clients in the middle of a transaction (DATA begun, not finished).
+hold() {
+	$PY - "$PORT" "$1" <<'EOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 10)
+f = s.makefile("rb")
+def reply():
+    while True:
+        l = f.readline()
+        if len(l) < 4 or l[3:4] != b"-":
+            return l
+reply()
+for c in (b"EHLO held.test", b"MAIL FROM:<test@example.com>", b"RCPT TO:<good@dest.test>", b"DATA"):
+    s.sendall(c + b"\r\n")
+    reply()
+s.sendall(b"Subject: held\r\n\r\nbody\r\n")
+time.sleep(float(sys.argv[2]))
+s.sendall(b".\r\n")
+print(reply().decode().strip())
+s.sendall(b"QUIT\r\n")
+EOF
+}
+hold 4 >"$T/hold1.out" 2>&1 &
+H1=$!
+hold 4 >"$T/hold2.out" 2>&1 &
+H2=$!
+sleep 1.5
+get /health >"$T/hmax.out"
+expect "two sessions open with max_connections = 2: /health is 503" "$T/hmax.out" '^503$'
+expect "saying at max_connections" "$T/hmax.out" 'at max_connections'
+wait "$H1" "$H2"
+expect "the held mails are queued all the same" "$T/hold1.out" '^250 '
+for _ in $(seq 1 20); do [ "$(get /health | head -1)" = 200 ] && break; sleep 0.2; done
+check "both gone: /health is 200" test "$(get /health | head -1)" = 200
+# SIGTERM while a session finishes its mail: 503 stopping until it is done.
+hold 4 >"$T/hold3.out" 2>&1 &
+H3=$!
+sleep 1.5
+kill -TERM "$HPID"
+sleep 0.5
+get /health >"$T/hstop.out" 2>&1
+expect "after SIGTERM, while a session finishes its mail: /health is 503 stopping" "$T/hstop.out" '^stopping$'
+wait "$H3"
+expect "and that mail is still queued" "$T/hold3.out" '^250 '
+# The first SIGTERM stops it: wait for that (a second one could find the
+# signal handlers already closed).
+rc=0
+wait "$HPID" || rc=$?
+HPID=""
+check "and the daemon then exits 0" test "$rc" -eq 0
 
 # ---- /health and a full spool (needs root for a small tmpfs) -----------
 mkdir -p "$T/small"
