@@ -35,7 +35,10 @@ static void usage(FILE *fp)
 	            "                            goes out again\n"
 	            "  import FILE.csv           add the addresses of a CSV file (\"-\": stdin)\n"
 	            "  export                    write the whole list as CSV to stdout\n"
-	            "  ingest                    read a delivery status notification on stdin\n");
+	            "  ingest                    read a delivery status notification on stdin\n"
+	            "  survey [FILE ...] [--since DUR] [--import] [--json]\n"
+	            "                            the recipients past mail logs show as hard\n"
+	            "                            bounces; --import adds them\n");
 }
 
 /*

@@ -13,6 +13,9 @@
  *	            the relay log as a table, or its lines (SPEC §7)
  *	  suppression list|add|remove|import|export|ingest
  *	            manage the suppression list (SPEC §6)
+ *	  suppression survey [FILE ...] [--since DUR] [--import] [--json]
+ *	            the recipients past mail logs say would bounce (SPEC §8;
+ *	            ctl/ctl_survey.h)
  *	  queue list|show|retry|delete, status
  *	            the running daemon's queue, through the control socket
  * DIAGNOSTICS
@@ -33,6 +36,7 @@
 #include "ctl/ctl_log.h"
 #include "ctl/ctl_queue.h"
 #include "ctl/ctl_suppression.h"
+#include "ctl/ctl_survey.h"
 #include "relay/dsn_parse.h"
 #include "relay/route.h"
 #include "relay/suppression.h"
@@ -50,6 +54,8 @@ static void usage(FILE *fp)
 	            "      [--from ADDR] [--event EV]  the relay log (SPEC §7)\n"
 	            "  suppression list [--search TEXT] | add ADDR [--reason TEXT] | remove ADDR\n"
 	            "              | import FILE.csv | export | ingest (a DSN on stdin)\n"
+	            "  suppression survey [FILE ...] [--since DUR] [--import] [--json]\n"
+	            "                      the addresses past mail logs say would bounce\n"
 	            "  queue list [--json] | show ID [--json] | retry ID|--all | delete ID\n"
 	            "                      the queue of the running daemon (or its spool)\n"
 	            "  status [--json]     uptime, connections, queue size, counts since start\n");
@@ -212,6 +218,9 @@ static int ingest(const struct config *cfg, struct evlog *log)
 
 static int cmd_suppression(const char *path, int argc, char **argv)
 {
+	/* survey reads the configuration only when it needs it (ctl_survey.h). */
+	if (argc >= 2 && strcmp(argv[1], "survey") == 0)
+		return ctl_survey(path, argc - 1, argv + 1);
 	struct config *cfg = NULL;
 	if (load(path, &cfg, true) < 0)
 		return 2;

@@ -1,11 +1,11 @@
 #!/bin/sh
-# The man pages built from docs/man/*.scd: each of hikyaku(8), hikyakuctl(8)
-# and hikyaku.conf(5) exists, is a man page with the usual sections, and
-# renders without a warning (groff -ww when groff is there).
+# The man pages built from docs/man/*.scd: each of hikyaku(8), hikyakuctl(8),
+# hikyaku.conf(5) and hikyaku-sendmail(8) exists, is a man page with the
+# usual sections, and renders without a warning (groff -ww when groff is there).
 set -u
 dir=$1
 rc=0
-for page in hikyaku.8 hikyakuctl.8 hikyaku.conf.5; do
+for page in hikyaku.8 hikyakuctl.8 hikyaku.conf.5 hikyaku-sendmail.8; do
 	f=$dir/$page
 	if [ ! -s "$f" ]; then
 		echo "FAIL: $page was not built" >&2; rc=1; continue
