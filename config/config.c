@@ -65,6 +65,7 @@ _Static_assert(INI_MAX_LINE - 1 == CONFIG_MAX_LINE, "INI_MAX_LINE does not match
 enum section {
 	S_SERVER, S_ROUTING, S_SERVICE, S_DIRECT, S_QUEUE, S_SUPPRESSION, S_LOG, S_CONTROL,
 	S_DKIM,
+	S_METRICS,
 	S_COUNT,
 	S_DESTINATION = S_COUNT, /* a [destination NAME]: its own keys (dest_key) */
 	S_NONE = -1,            /* before the first section header */
@@ -74,6 +75,7 @@ enum section {
 static const char *const section_names[S_COUNT] = {
 	"server", "routing", "service", "direct", "queue", "suppression", "log", "control",
 	"dkim",
+	"metrics",
 };
 
 enum ktype {
@@ -98,6 +100,7 @@ enum ktype {
 	T_PATH,                 /* a path that must not be empty */
 	T_SOCKET,               /* a path of at most CONFIG_SOCKET_MAX bytes */
 	T_DKIM_KEYS,            /* list of "DOMAIN SELECTOR FILE", one per line */
+	T_HOSTPORT,             /* one IP:port ([IPv6]:port), or empty: off */
 };
 
 enum key_id {
@@ -113,6 +116,7 @@ enum key_id {
 	K_SUP_DB, K_SUP_APPLY, K_SUP_BOUNCE,
 	K_LOG_FILE,
 	K_CTL_SOCKET,
+	K_METRICS_LISTEN,
 	K_COUNT,
 };
 
@@ -198,6 +202,8 @@ static const struct key_def keys[K_COUNT] = {
 	[K_LOG_FILE]      = { S_LOG, "file", T_PATH, F(log.file), NULL },
 
 	[K_CTL_SOCKET]    = { S_CONTROL, "socket", T_SOCKET, F(control.socket), NULL },
+
+	[K_METRICS_LISTEN] = { S_METRICS, "listen", T_HOSTPORT, F(metrics.listen), NULL },
 };
 
 #define FIELD(cfg, k, type) ((type *)(void *)((char *)(cfg) + keys[k].off))
@@ -1241,6 +1247,23 @@ static void set_enum(struct load_ctx *c, enum key_id k, const char *v, int line)
 	ERR(c, line, "%s: \"%s\" is not %s", keys[k].name, v, list);
 }
 
+/* [metrics] listen: one address, never a list; empty turns it off. */
+static void set_hostport(struct load_ctx *c, enum key_id k, const char *v, int line)
+{
+	struct config_hostport *hp = FIELD(c->cfg, k, struct config_hostport);
+	int fam;
+
+	memset(hp, 0, sizeof(*hp));
+	if (*v == '\0')
+		return;
+	if (strchr(v, ',') || hostport_parse(v, hp->addr.host, &fam, &hp->addr.port, 0) < 0) {
+		ERR(c, line, "%s: \"%s\" is not one IP address and port (host:port, [IPv6]:port)",
+		    keys[k].name, v);
+		return;
+	}
+	hp->set = true;
+}
+
 static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line)
 {
 	const struct key_def *kd = &keys[k];
@@ -1393,6 +1416,9 @@ static void set_value(struct load_ctx *c, enum key_id k, const char *v, int line
 	case T_PATH:
 	case T_SOCKET:
 		set_path(c, k, v, line);
+		break;
+	case T_HOSTPORT:
+		set_hostport(c, k, v, line);
 		break;
 	}
 }
@@ -1872,6 +1898,24 @@ static void check_combinations(struct load_ctx *c)
 		     "service also verifies the envelope sender, and its bounces go to the "
 		     "original senders instead of hikyaku");
 
+	/* [metrics] (SPEC §9): no authentication, and not on an SMTP port. */
+	if (cfg->metrics.listen.set) {
+		const struct config_listen *m = &cfg->metrics.listen.addr;
+		for (size_t i = 0; i < cfg->server.nlisten; i++) {
+			const struct config_listen *l = &cfg->server.listen[i];
+			bool wild = !strcmp(l->host, "0.0.0.0") || !strcmp(l->host, "::") ||
+			            !strcmp(m->host, "0.0.0.0") || !strcmp(m->host, "::");
+			if (l->port == m->port && (wild || !strcmp(l->host, m->host)) &&
+			    (strchr(l->host, ':') != NULL) == (strchr(m->host, ':') != NULL))
+				ERR(c, c->key_line[K_METRICS_LISTEN], "[metrics] listen: %s%s%s:%u is "
+				    "also an SMTP listen address", strchr(m->host, ':') ? "[" : "",
+				    m->host, strchr(m->host, ':') ? "]" : "", (unsigned)m->port);
+		}
+		if (!strcmp(m->host, "0.0.0.0") || !strcmp(m->host, "::"))
+			WARN(c, c->key_line[K_METRICS_LISTEN], "[metrics] listen on every address: "
+			     "/metrics has no authentication; prefer loopback or a private address");
+	}
+
 	dest_check(c);
 	if (cfg->queue.delay_warning_ms && cfg->queue.delay_warning_ms >= cfg->queue.lifetime_ms &&
 	    !bad[K_Q_DELAY_WARNING] && !bad[K_Q_LIFETIME]) {
@@ -2157,6 +2201,15 @@ void config_print(const struct config *cfg, FILE *fp)
 		case T_ENUM:
 			s = kd->words[*CFIELD(cfg, k, int)];
 			break;
+		case T_HOSTPORT: {
+			const struct config_hostport *hp = CFIELD(cfg, k, struct config_hostport);
+			if (!hp->set)
+				s = NULL;
+			else
+				snprintf(v, sizeof(v), strchr(hp->addr.host, ':') ? "[%s]:%u" : "%s:%u",
+				         hp->addr.host, (unsigned)hp->addr.port);
+			break;
+		}
 		}
 		if (s && *s)
 			fprintf(fp, "%s = %s\n", kd->name, s);

@@ -47,6 +47,12 @@ struct config_listen {
 	uint16_t port;
 };
 
+/* [metrics] listen: one address, or none (set false). */
+struct config_hostport {
+	bool set;
+	struct config_listen addr;
+};
+
 struct config_cidr {
 	int family;             /* AF_INET or AF_INET6 */
 	uint8_t addr[16];       /* network address, host bits cleared */
@@ -191,6 +197,10 @@ struct config {
 	struct {
 		char *socket;
 	} control;
+
+	struct {
+		struct config_hostport listen;  /* HTTP /metrics and /health (SPEC §9) */
+	} metrics;
 };
 
 struct config_diag {

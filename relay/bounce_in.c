@@ -158,7 +158,7 @@ static void bounce_notices_done(struct bounce_job *j)
 	}
 	/* Read, not relayed: the bounce address recipients are done. */
 	for (guint k = 0; k < j->idx->len; k++)
-		m->env.rcpts[g_array_index(j->idx, unsigned, k)].state = RCPT_DELIVERED;
+		rcpt_set_state(m, g_array_index(j->idx, unsigned, k), RCPT_DELIVERED);
 	state_save(m, bounce_consumed, j);
 }
 

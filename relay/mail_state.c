@@ -161,6 +161,7 @@ void mail_delete(struct qmail *m)
 	}
 	g_hash_table_remove(r->mails, m->env.id);
 	r->queued_bytes -= m->env.size;
+	gauges_remove(r, m);
 	if (m->finalized) {
 		mail_unref(m); /* its files are gone already (mail_finalize) */
 		return;

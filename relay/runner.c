@@ -252,7 +252,7 @@ static void round_read_done(uv_work_t *w, int status)
 		sr->reason = supp_reason;
 		for (guint k = 0; k < supp_idx->len; k++) {
 			unsigned i = g_array_index(supp_idx, unsigned, k);
-			m->env.rcpts[i].state = RCPT_SUPPRESSED;
+			rcpt_set_state(m, i, RCPT_SUPPRESSED);
 			free(m->env.rcpts[i].last);
 			m->env.rcpts[i].last = strdup("not sent: on the suppression list");
 			add_failure(m, i, OUTCOME_STATUS_SUPPRESSED, NULL, NULL, OUTCOME_REASON_SUPPRESSED);
@@ -478,7 +478,7 @@ static void round_start(struct qmail *m)
 		for (unsigned i = 0; i < m->env.nrcpts; i++) {
 			if (m->env.rcpts[i].state != RCPT_PENDING)
 				continue;
-			m->env.rcpts[i].state = RCPT_EXPIRED;
+			rcpt_set_state(m, i, RCPT_EXPIRED);
 			add_failure(m, i, outcome_synthetic(OUT_EXPIRED)->status, NULL, NULL,
 			            OUTCOME_REASON_EXPIRED);
 			g_array_append_val(x->idx, i);
@@ -608,6 +608,7 @@ void runner_add(struct runner *r, const struct queue_envelope *env)
 	}
 	g_hash_table_insert(r->mails, m->env.id, m);
 	r->queued_bytes += m->env.size;
+	gauges_add(r, m);
 	r->stats.queued = g_hash_table_size(r->mails);
 	schedule_mail(m, clock_now_ms());
 }
@@ -669,6 +670,7 @@ static void load_after(uv_work_t *w, int status)
 		}
 		g_hash_table_insert(r->mails, m->env.id, m);
 		r->queued_bytes += m->env.size;
+		gauges_add(r, m);
 		if (mail_done(m))
 			mail_delete(m);
 		else
@@ -777,6 +779,7 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	r->qdir = strdup(queue_dir(q));
 	r->state_retry = g_ptr_array_new();
 	r->schedule = g_sequence_new(NULL);
+	r->arrivals = g_sequence_new(NULL);
 	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
 	r->dests = g_hash_table_new(g_str_hash, g_str_equal);
@@ -791,6 +794,7 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 		g_hash_table_destroy(r->dests);
 		g_hash_table_destroy(r->mails);
 		g_sequence_free(r->schedule);
+		g_sequence_free(r->arrivals);
 		g_array_free(r->fin_waiting, TRUE);
 		g_ptr_array_free(r->state_retry, TRUE);
 		free(r->qdir);
@@ -931,6 +935,8 @@ void runner_free(struct runner *r)
 	}
 	if (r->schedule)
 		g_sequence_free(r->schedule);
+	if (r->arrivals)
+		g_sequence_free(r->arrivals);
 	if (r->fin_waiting)
 		g_array_free(r->fin_waiting, TRUE);
 	if (r->dns)

@@ -43,6 +43,7 @@
 #ifndef HK_RELAY_RUNNER_H
 #define HK_RELAY_RUNNER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -96,6 +97,30 @@ int runner_queue_delete(struct runner *r, const char *id);
 json_t *runner_status(struct runner *r);
 /* The bytes of mail in the index (what the spool holds). */
 uint64_t runner_queued_bytes(const struct runner *r);
+/*
+ * Metrics (SPEC §9), on the loop thread:
+ *	runner_gauges() fills g with what runner_status() counts, by route
+ *	(index 0 direct, 1 service): mails in the index, pending recipients,
+ *	their bytes, the oldest arrival (0: the queue is empty), the open
+ *	outbound connections and whether the service route is paused. The
+ *	queue's figures are kept up to date as mails come and go (no walk
+ *	over the index: a scrape costs the same with 100,000 mails queued).
+ *	runner_suppression() is the suppression list's handle (NULL when it
+ *	could not be opened) and the lock every user of it holds: for
+ *	read-only work on the thread pool.
+ */
+struct runner_gauges {
+	uint64_t mails[2];
+	uint64_t rcpts[2];
+	uint64_t bytes;
+	uint64_t oldest_arrival_ms;
+	unsigned conns_out;
+	bool service_paused;
+};
+void runner_gauges(const struct runner *r, struct runner_gauges *g);
+struct supp;
+struct supp *runner_suppression(struct runner *r, uv_mutex_t **lock);
+
 /* Pure helpers, exposed for tests. */
 uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt);
 

@@ -179,6 +179,7 @@ struct qmail {
 	GArray *waiting;            /* struct state_waiter: wait for the next write */
 	GArray *inflight;           /* struct state_waiter: wait for the current one */
 	int refs;
+	GSequenceIter *by_arrival;  /* in r->arrivals while in the index (metrics) */
 };
 
 
@@ -215,7 +216,20 @@ struct runner {
 	GArray *fin_waiting;        /* struct fin_req: mails done, to be removed */
 	uint64_t queued_bytes;      /* sum of env.size over the index */
 	bool fin_busy;              /* a removal batch is on the thread pool */
+	/* Metrics (SPEC §9): kept as mails enter and leave the index and as
+	 * recipients leave "pending", so that a scrape costs no walk over a
+	 * queue of 100,000 mails (relay/runner_gauges.c). */
+	uint64_t route_mails[2];    /* 0 direct, 1 service */
+	uint64_t route_pending[2];
+	GSequence *arrivals;        /* struct qmail *, by arrival: the oldest first */
 };
+
+/* runner_gauges.c: the index's figures, kept up to date. gauges_add()
+ * beside every queued_bytes +=, gauges_remove() beside queued_bytes -=;
+ * every change of a recipient's state goes through rcpt_set_state(). */
+void gauges_add(struct runner *r, struct qmail *m);
+void gauges_remove(struct runner *r, struct qmail *m);
+void rcpt_set_state(struct qmail *m, size_t i, enum queue_rcpt_state st);
 
 
 /* ---- disk work on the thread pool ------------------------------------ */

@@ -86,11 +86,11 @@ void txn_finish(struct txn *t)
 		m->env.rcpts[o->idx].last = strdup(outcome_reply_line(&o->rep, resp, sizeof(resp)));
 		switch (o->v) {
 		case OUTCOME_DELIVERED:
-			m->env.rcpts[o->idx].state = RCPT_DELIVERED;
+			rcpt_set_state(m, o->idx, RCPT_DELIVERED);
 			break;
 		case OUTCOME_BOUNCED: {
 			char line[600];
-			m->env.rcpts[o->idx].state = RCPT_BOUNCED;
+			rcpt_set_state(m, o->idx, RCPT_BOUNCED);
 			outcome_reply_line(&o->rep, line, sizeof(line));
 			add_failure(m, o->idx, o->rep.status[0] ? o->rep.status : "5.0.0",
 			            t->dc && t->dc->relay[0] ? t->dc->relay : NULL,

@@ -9,7 +9,9 @@
  *	old configuration stays in force. SIGUSR1 reopens the log file (for
  *	logrotate). Under systemd (Type=notify) it reports READY=1 once it
  *	listens, RELOADING=1 around a reload and STOPPING=1. The control
- *	socket (server/control.h) serves hikyakuctl's queue and status.
+ *	socket (server/control.h) serves hikyakuctl's queue and status;
+ *	with [metrics] listen, server/metrics_http.h serves /metrics and
+ *	/health, the counters fed by the log's observer (util/metrics.h).
  * DIAGNOSTICS
  *	Exit 0 after a clean stop or a valid --check, 2 for a usage or
  *	configuration error, 1 when the daemon cannot start (port in use,
@@ -34,6 +36,8 @@
 #include "server/server.h"
 #include "util/eventlog.h"
 #include "server/control.h"
+#include "server/metrics_http.h"
+#include "util/metrics.h"
 
 struct daemon {
 	uv_loop_t *loop;
@@ -43,6 +47,8 @@ struct daemon {
 	struct evlog *log;
 	char *config_path;
 	struct control *control;   /* NULL when the socket could not be opened */
+	struct metrics *metrics;   /* the counters, fed by the log (SPEC §9) */
+	struct metrics_http *http; /* [metrics] listen; NULL: off */
 	uv_signal_t sigterm, sigint, sighup, sigusr1;
 	uv_timer_t deadline;       /* bounds the stop: deliveries may hang */
 	bool forced;               /* the deadline stopped the loop */
@@ -78,6 +84,9 @@ static void stopped(struct server *srv)
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
 	control_close(d->control);
 	d->control = NULL;
+	/* /health said 503 while the sessions drained; now it goes. */
+	metrics_http_close(d->http);
+	d->http = NULL;
 }
 
 /* The control socket is for the operator: without it (a stale daemon
@@ -159,6 +168,9 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	}
 	runner_reload(d->runner, d->srv.set->cfg);
+	if (metrics_http_reload(&d->http, &d->srv, d->metrics, &d->srv.set->cfg->metrics.listen,
+	                        err, sizeof(err)) < 0)
+		fprintf(stderr, "hikyaku: reload: %s\n", err);
 	const char *sock = d->srv.set->cfg->control.socket;
 	if (!d->control || strcmp(control_path(d->control), sock) != 0) {
 		control_close(d->control);
@@ -167,6 +179,7 @@ static void on_hup(uv_signal_t *h, int signum)
 	if (newlog) {
 		struct evlog *nl;
 		if (evlog_open(newlog, &nl) == 0) {
+			evlog_set_observer(nl, metrics_observe, d->metrics);
 			evlog_close(d->log);
 			d->log = nl;
 			d->srv.log = nl;
@@ -244,11 +257,17 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	d.loop = uv_default_loop();
 	d.config_path = strdup(path);
-	int rc = evlog_open(cfg->log.file, &d.log);
+	int rc = metrics_new(&d.metrics);
+	if (rc < 0) {
+		fprintf(stderr, "hikyaku: %s\n", strerror(-rc));
+		goto fail_log;
+	}
+	rc = evlog_open(cfg->log.file, &d.log);
 	if (rc < 0) {
 		fprintf(stderr, "hikyaku: cannot open log %s: %s\n", cfg->log.file, strerror(-rc));
 		goto fail_log;
 	}
+	evlog_set_observer(d.log, metrics_observe, d.metrics);
 	rc = queue_open(d.loop, cfg->queue.dir, &d.queue);
 	if (rc < 0) {
 		if (rc == -EBUSY)
@@ -259,12 +278,20 @@ int main(int argc, char **argv)
 			        strerror(-rc));
 		goto fail_queue;
 	}
+	/* Bound before the SMTP listeners, so that a port in use stops the
+	 * start cleanly; it serves nothing before the loop runs. */
+	char err[512] = "";
+	if (cfg->metrics.listen.set &&
+	    metrics_http_start(d.loop, &d.srv, d.metrics, &cfg->metrics.listen.addr, &d.http,
+	                       err, sizeof(err)) < 0) {
+		fprintf(stderr, "hikyaku: %s\n", err);
+		goto fail_metrics;
+	}
 	rc = runner_new(d.loop, cfg, d.queue, d.log, &d.runner);
 	if (rc < 0) {
 		fprintf(stderr, "hikyaku: cannot start the queue runner: %s\n", strerror(-rc));
 		goto fail_runner;
 	}
-	char err[512] = "";
 	if (server_init(&d.srv, d.loop, cfg, d.queue, d.log, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hikyaku: %s\n", err);
 		return 1;
@@ -312,16 +339,21 @@ int main(int argc, char **argv)
 	queue_close(d.queue);
 	evlog_close(d.log);
 	uv_loop_close(d.loop);
+	metrics_free(d.metrics);
 	free(d.config_path);
 	fprintf(stderr, "hikyaku: stopped\n");
 	return 0;
 
 	/* Before the loop runs: nothing to drain, release in reverse. */
 fail_runner:
+	metrics_http_close(d.http);
+	uv_run(d.loop, UV_RUN_NOWAIT);  /* its handles close */
+fail_metrics:
 	queue_close(d.queue);
 fail_queue:
 	evlog_close(d.log);
 fail_log:
+	metrics_free(d.metrics);
 	config_free(cfg);
 	free(d.config_path);
 	return 1;

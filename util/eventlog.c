@@ -27,6 +27,8 @@ struct evlog {
 	/* Report a failing log once, not once per event; cleared when a
 	 * write succeeds again. Atomic so evlog_emit() is thread-safe. */
 	atomic_bool failing;
+	evlog_observer_fn *observer;    /* metrics; NULL: none */
+	void *observer_arg;
 };
 
 static int evlog_open_fd(const char *path)
@@ -90,6 +92,12 @@ int evlog_reopen(struct evlog *log)
 	}
 	close(fd);
 	return 0;
+}
+
+void evlog_set_observer(struct evlog *log, evlog_observer_fn *fn, void *arg)
+{
+	log->observer = fn;
+	log->observer_arg = arg;
 }
 
 void evlog_close(struct evlog *log)
@@ -279,6 +287,8 @@ void evlog_emit(struct evlog *log, const char *event, json_t *fields)
 
 	if (!log || !event)
 		goto out_fields;
+	if (log->observer)
+		log->observer(log->observer_arg, event, fields);
 	line = evlog_format(event, fields);
 	if (!line && fields) {
 		json_t *clean = sanitize(fields);

@@ -17,7 +17,7 @@
  *	evlog_open() and evlog_reopen() return 0 or a negative errno;
  *	evlog_emit() reports a failed write to stderr once and carries on.
  * TOUCHES
- *	The log file only.
+ *	The log file, and the observer (evlog_set_observer()) when one is set.
  */
 #ifndef HK_UTIL_EVENTLOG_H
 #define HK_UTIL_EVENTLOG_H
@@ -53,5 +53,17 @@ void evlog_now_rfc3339(char *out, size_t cap);
 #define EVLOG_TS_SIZE 32
 
 json_t *evlog_str(const char *s, size_t len);
+
+/*
+ * Observer (the metrics of SPEC §9): evlog_set_observer() makes
+ * evlog_emit() call fn(arg, event, fields) once for every event it
+ * emits, with the caller's fields, before they are released, and whether
+ * or not the line could be written: the counters then agree with the
+ * log by construction. fn runs on the emitting thread and must be
+ * thread-safe and quick; it must not keep fields. Set it before the log
+ * is shared with other threads; fn NULL removes it.
+ */
+typedef void evlog_observer_fn(void *arg, const char *event, const json_t *fields);
+void evlog_set_observer(struct evlog *log, evlog_observer_fn *fn, void *arg);
 
 #endif

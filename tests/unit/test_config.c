@@ -1625,7 +1625,10 @@ START_TEST(test_print_form)
 		"file = /var/log/hikyaku/hikyaku.jsonl\n"
 		"\n"
 		"[control]\n"
-		"socket = /run/hikyaku/control.sock\n");
+		"socket = /run/hikyaku/control.sock\n"
+		"\n"
+		"[metrics]\n"
+		"listen =\n");
 	free(s);
 	config_free(cfg);
 	config_diags_free(&d);
@@ -1727,6 +1730,67 @@ START_TEST(test_bundled)
 }
 END_TEST
 
+/* [metrics] listen (SPEC §3, §9): one address or none. */
+START_TEST(test_metrics_listen)
+{
+	struct config_diags d;
+	struct config *cfg = load_ok("", &d);
+	ck_assert(!cfg->metrics.listen.set);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	cfg = load_ok("[metrics]\nlisten = 127.0.0.1:9125\n", &d);
+	ck_assert(cfg->metrics.listen.set);
+	ck_assert_str_eq(cfg->metrics.listen.addr.host, "127.0.0.1");
+	ck_assert_uint_eq(cfg->metrics.listen.addr.port, 9125);
+	char *s = print_to_string(cfg);
+	ck_assert_ptr_nonnull(strstr(s, "\n[metrics]\nlisten = 127.0.0.1:9125\n"));
+	free(s);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	cfg = load_ok("[metrics]\nlisten = [0:0::1]:9125\n", &d);
+	ck_assert_str_eq(cfg->metrics.listen.addr.host, "::1");
+	s = print_to_string(cfg);
+	ck_assert_ptr_nonnull(strstr(s, "\nlisten = [::1]:9125\n"));
+	free(s);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	cfg = load_ok("[metrics]\nlisten =\n", &d);
+	ck_assert(!cfg->metrics.listen.set);
+	config_free(cfg);
+	config_diags_free(&d);
+
+	d = load_bad("[metrics]\nlisten = localhost:9125\n");
+	EXPECT_ERR(&d, 2, "listen: \"localhost:9125\" is not one IP address and port "
+		   "(host:port, [IPv6]:port)");
+	config_diags_free(&d);
+	d = load_bad("[metrics]\nlisten = 127.0.0.1:9125, 127.0.0.1:9126\n");
+	EXPECT_ERR(&d, 2, "listen: \"127.0.0.1:9125, 127.0.0.1:9126\" is not one IP address "
+		   "and port (host:port, [IPv6]:port)");
+	config_diags_free(&d);
+	d = load_bad("[metrics]\nlisten = 127.0.0.1\n");
+	ck_assert_uint_eq(d.nerrors, 1);
+	config_diags_free(&d);
+	d = load_bad("[metrics]\nlisten = 127.0.0.1:9125\n    127.0.0.1:9126\n");
+	EXPECT_ERR(&d, 3, "listen: takes one value; only lists continue on indented lines");
+	config_diags_free(&d);
+	d = load_bad("[server]\nlisten = 127.0.0.1:2525\n[metrics]\nlisten = 127.0.0.1:2525\n");
+	EXPECT_ERR(&d, 4, "[metrics] listen: 127.0.0.1:2525 is also an SMTP listen address");
+	config_diags_free(&d);
+	d = load_bad("[server]\nlisten = 0.0.0.0:2525\n[metrics]\nlisten = 127.0.0.1:2525\n");
+	EXPECT_ERR(&d, 4, "[metrics] listen: 127.0.0.1:2525 is also an SMTP listen address");
+	config_diags_free(&d);
+
+	cfg = load_ok("[metrics]\nlisten = 0.0.0.0:9125\n", &d);
+	EXPECT_WARN(&d, 2, "[metrics] listen on every address: /metrics has no authentication; "
+		    "prefer loopback or a private address");
+	config_free(cfg);
+	config_diags_free(&d);
+}
+END_TEST
+
 START_TEST(test_default_path)
 {
 	unsetenv("HIKYAKU_CONFIG");
@@ -1773,6 +1837,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_print_form);
 	tcase_add_test(tc, test_bundled);
 	tcase_add_test(tc, test_default_path);
+	tcase_add_test(tc, test_metrics_listen);
 	suite_add_tcase(s, tc);
 	return s;
 }
