@@ -967,7 +967,23 @@ static void set_path(struct load_ctx *c, enum key_id k, const char *v, int line)
 			ERR(c, line, "%s: a path is needed", kd->name);
 		return;
 	}
-	char *p = path_resolve(c->cfg->dir, v);
+	char *p;
+
+	/* [suppression] db may be a PostgreSQL URI (SPEC §3, §6.6): kept as
+	 * written; libpq reads the password from passfile / ~/.pgpass. */
+	if (k == K_SUP_DB && (strncmp(v, "postgresql://", 13) == 0 ||
+	                      strncmp(v, "postgres://", 11) == 0)) {
+		const char *h = strstr(v, "://") + 3;
+		if (*h == '\0' || strchr(v, ' ') || strchr(v, '\t'))
+			ERR(c, line, "%s: \"%.13s...\" is not a PostgreSQL URI "
+			    "(postgresql://[user@]host[:port]/dbname[?param=value...])", kd->name, v);
+		else if (!(p = strdup(v)))
+			c->oom = true;
+		else
+			set_string(c, k, p);
+		return;
+	}
+	p = path_resolve(c->cfg->dir, v);
 	if (!p) {
 		c->oom = true;
 		return;
@@ -1654,6 +1670,24 @@ void config_print(const struct config *cfg, FILE *fp)
 		case T_ENUM:
 			s = kd->words[*CFIELD(cfg, k, int)];
 			break;
+		}
+		/* A password in a PostgreSQL URI is not shown (SPEC §6.6). */
+		char shown[1024];
+		if (k == K_SUP_DB && s && strstr(s, "://") && strlen(s) < sizeof(shown)) {
+			const char *h = strstr(s, "://") + 3, *at = strchr(h, '@');
+			const char *end = h + strcspn(h, "/?");
+			const char *colon = at && at < end ? memchr(h, ':', (size_t)(at - h)) : NULL;
+			const char *pw = strstr(s, "password=");
+			if (colon)
+				snprintf(shown, sizeof(shown), "%.*s:***%s", (int)(colon - s), s, at);
+			else
+				snprintf(shown, sizeof(shown), "%s", s);
+			if (pw && strlen(shown) + 4 < sizeof(shown) && (pw = strstr(shown, "password="))) {
+				size_t n = strcspn(pw + 9, "&");
+				memmove((char *)pw + 12, pw + 9 + n, strlen(pw + 9 + n) + 1);
+				memcpy((char *)pw + 9, "***", 3);
+			}
+			s = shown;
 		}
 		if (s && *s)
 			fprintf(fp, "%s = %s\n", kd->name, s);

@@ -2442,10 +2442,13 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 	r->mails = g_hash_table_new(g_str_hash, g_str_equal);
 	r->dests = g_hash_table_new(g_str_hash, g_str_equal);
 	uv_mutex_init(&r->supp_lock);
-	int src = supp_open(cfg->suppression.db, &r->supp);
+	/* PostgreSQL: a local copy and journal beside the spool (SPEC §6.6). */
+	int src = supp_open_spool(cfg->suppression.db, queue_dir(q), &r->supp);
 	if (src < 0) {
+		char shown[256];
+		supp_db_display(cfg->suppression.db, shown, sizeof(shown));
 		fprintf(stderr, "hikyaku: cannot open the suppression list %s (%s); "
-		        "mail is delivered without it\n", cfg->suppression.db, strerror(-src));
+		        "mail is delivered without it\n", shown, supp_strerror(src));
 		r->supp = NULL;
 	}
 	uv_timer_init(loop, &r->timer);
@@ -2732,6 +2735,7 @@ json_t *runner_status(struct runner *r)
 		json_object_set_new(svc, "pause_reason", paused ? jstr(d->pause_reason) : json_null());
 	}
 	json_object_set_new(o, "service", svc);
+	json_object_set_new(o, "suppression", supp_status_json(r->supp, r->cfg->suppression.db));
 	return o;
 }
 

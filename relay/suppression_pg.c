@@ -319,6 +319,12 @@ fail:
 	return rc;
 }
 
+static void quiet_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
 /* Connects, sets the timeouts and makes sure of the tables. */
 static int pg_connect(const char *uri, struct pgc *c)
 {
@@ -342,6 +348,8 @@ static int pg_connect(const char *uri, struct pgc *c)
 		pg_drop(c);
 		return -ENOTCONN;
 	}
+	/* "relation ... already exists, skipping" and the like: not for the log. */
+	PQsetNoticeProcessor(c->conn, quiet_notice, NULL);
 	if (PQsetnonblocking(c->conn, 1) != 0) {
 		set_err(c, PQerrorMessage(c->conn));
 		pg_drop(c);
@@ -1248,8 +1256,8 @@ int supp_pg_open(const char *uri, const char *local_dir, void **out)
 	if (!local_dir) {
 		rc = pg_connect(p->uri, &p->fg);
 		if (rc) {
-			fprintf(stderr, "hikyaku: the suppression database %s: %s\n", p->display,
-			        p->fg.err);
+			fprintf(stderr, "%s: the suppression database %s: %s\n",
+			        program_invocation_short_name, p->display, p->fg.err);
 			goto fail;
 		}
 		atomic_store(&p->reachable, 1);
