@@ -648,16 +648,25 @@ static int lexec(sqlite3 *db, const char *sql)
 	return lerr(db, sqlite3_exec(db, sql, NULL, NULL, NULL));
 }
 
-static int local_open(const char *path, sqlite3 **out)
+/*
+ * create: make the file first, 0640 (SQLite would give it 0644). Only
+ * before any connection of this process has it open: closing a
+ * descriptor of the file drops every POSIX lock the process holds on it,
+ * SQLite's included, and a reader elsewhere then rebuilds the WAL index
+ * under our feet.
+ */
+static int local_open(const char *path, bool create, sqlite3 **out)
 {
 	sqlite3 *db = NULL;
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -errno;
-	close(fd);
+	if (create) {
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+	}
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		rc = lerr(db, rc);
@@ -1097,7 +1106,7 @@ static void *sync_main(void *arg)
 	int64_t next_try = 0, last_ping = 0, last_full = 0;
 	GHashTable *keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 
-	if (local_open(p->local_path, &db) < 0) {
+	if (local_open(p->local_path, false, &db) < 0) {
 		fprintf(stderr, "hikyaku: cannot open %s; the suppression list is not kept in step "
 		        "with the database\n", p->local_path);
 		goto out;
@@ -1266,7 +1275,7 @@ int supp_pg_open(const char *uri, const char *local_dir, void **out)
 	}
 	p->daemon = true;
 	p->local_path = g_build_filename(local_dir, LOCAL_NAME, NULL);
-	rc = local_open(p->local_path, &p->lc);
+	rc = local_open(p->local_path, true, &p->lc);
 	if (rc)
 		goto fail;
 	rc = sqlite3_prepare_v3(p->lc, "SELECT " PG_COLUMNS " FROM entries WHERE address = ?1", -1,
