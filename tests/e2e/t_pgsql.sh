@@ -12,6 +12,11 @@
 [ -x "$PG_BIN/initdb" ] || { echo "ok - $TEST_NAME: skipped (no $PG_BIN/initdb)"; rm -rf "$T"; exit 0; }
 start_pg || { nok "the PostgreSQL cluster starts"; finish; exit 1; }
 ok "a private PostgreSQL cluster runs on 127.0.0.1:$PG_PORT"
+# The store's unit tests against the real server (they skip without one).
+if [ -x "$ROOT/$BUILD/test_suppression_pg" ]; then
+	check "test_suppression_pg against the server" env HIKYAKU_TEST_PG_URI="$PG_URI" CK_FORK=yes \
+		"$ROOT/$BUILD/test_suppression_pg"
+fi
 
 mkdir -p "$T/certs"
 "$ROOT/tests/e2e/mkcerts.sh" "$T/certs" smtp.service.test
