@@ -1641,10 +1641,15 @@ static int pg_sent_find_cb(void *h, const char *queue_id, const char *service_id
 		if (atomic_load(&p->reachable) != 1)
 			return -ENOTCONN;
 	}
+	/* A connection idle for hours may have been closed by the server or a
+	 * firewall: one more try on a new one. */
+	bool had = p->fg.conn != NULL;
 	rc = fg_ready(p);
-	if (rc)
-		return rc;
-	return pg_sent_find(&p->fg, queue_id, service_id, rcpt, sender, qid);
+	if (!rc)
+		rc = pg_sent_find(&p->fg, queue_id, service_id, rcpt, sender, qid);
+	if (rc == -ENOTCONN && had && !fg_ready(p))
+		rc = pg_sent_find(&p->fg, queue_id, service_id, rcpt, sender, qid);
+	return rc;
 }
 
 static int pg_sent_prune_cb(void *h, int64_t before_ms)

@@ -275,6 +275,22 @@ check "hikyakuctl against a stopped database: exit 2" test $? -eq 2
 expect "with one clear sentence" "$T/listdown.out" 'cannot open the suppression list postgresql://hikyaku@127.0.0.1:[0-9]+/hikyaku: the PostgreSQL database cannot be reached'
 expect_not "without the password" "$T/listdown.out" 'hikyaku-pw'
 
+# A server that accepts the connection and never answers: hikyakuctl gives
+# up after the connect timeout (3 s), not never.
+SILENT_PORT=$(free_port)
+$PY -c 'import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(60)' "$SILENT_PORT" &
+SILENT_PID=$!
+wait_port "$SILENT_PORT"
+sed "s|^db = .*|db = postgresql://hikyaku@127.0.0.1:$SILENT_PORT/hikyaku|" "$T/A/hikyaku.conf" >"$T/silent.conf"
+t0=$(date +%s%N)
+"$HIKYAKUCTL" -c "$T/silent.conf" suppression add x@dest.test >"$T/silent.out" 2>&1
+rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill "$SILENT_PID" 2>/dev/null; wait "$SILENT_PID" 2>/dev/null
+check "a silent server: hikyakuctl exits 2" test "$rc" -eq 2
+check "after the connect timeout, within 6 s (took $ms ms)" test "$ms" -lt 6000
+expect "saying it could not be reached" "$T/silent.out" 'cannot be reached|did not answer'
+
 stop_relay A
 stop_relay B
 finish
