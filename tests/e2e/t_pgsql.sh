@@ -286,10 +286,28 @@ t0=$(date +%s%N)
 "$HIKYAKUCTL" -c "$T/silent.conf" suppression add x@dest.test >"$T/silent.out" 2>&1
 rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-kill "$SILENT_PID" 2>/dev/null; wait "$SILENT_PID" 2>/dev/null
 check "a silent server: hikyakuctl exits 2" test "$rc" -eq 2
 check "after the connect timeout, within 6 s (took $ms ms)" test "$ms" -lt 6000
 expect "saying it could not be reached" "$T/silent.out" 'cannot be reached|did not answer'
+# A relay whose database never answers still delivers without waiting.
+PORT_C=$(free_port)
+relay_conf C "$PORT_C" "postgresql://hikyaku@127.0.0.1:$SILENT_PORT/hikyaku"
+"$HIKYAKU" -c "$T/C/hikyaku.conf" >>"$T/C/hikyaku.out" 2>&1 &
+PID_C=$!
+if wait_port "$PORT_C"; then
+	swaks --server 127.0.0.1 --port "$PORT_C" --from test@interfactory1.co.jp --to silent1@dest.test --timeout 20 >/dev/null 2>&1
+	check "relay C (silent database) delivers" wait_rcpt svc silent1@dest.test
+	check "without waiting on the database (delay_ms < 5000)" $PY -c '
+import json,sys
+d=[json.loads(l) for l in open(sys.argv[1]) if "\"delivered\"" in l]
+assert d and all(e["delay_ms"] < 5000 for e in d), d' "$T/C/log.jsonl"
+	check "C logs the database as unreachable" wait_out C 'suppression database .* is unreachable'
+	kill -TERM "$PID_C"; wait "$PID_C"
+else
+	nok "relay C starts" "$T/C/hikyaku.out"
+	kill -9 "$PID_C" 2>/dev/null
+fi
+kill "$SILENT_PID" 2>/dev/null; wait "$SILENT_PID" 2>/dev/null
 
 stop_relay A
 stop_relay B
