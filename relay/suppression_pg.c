@@ -14,7 +14,8 @@
  *	address with ASCII letters in lower case, the primary key; the other
  *	columns as the SQLite store's, and "changed" from the sequence
  *	hikyaku_change_seq), hikyaku_sent (queue_id, rcpt_key, rcpt, sender,
- *	service_id, sent_ms). Every write notifies channel
+ *	service_id, sent_ms), hikyaku_applied (op_id, applied_ms: the
+ *	journal rows written, see below). Every write notifies channel
  *	hikyaku_suppression with the address key.
  *
  *	Without a local directory (hikyakuctl) every call goes to the server
@@ -39,9 +40,12 @@
  *
  *	A journal row that the server refuses for its content (not for the
  *	connection) is logged and dropped, so that one bad row cannot stop
- *	the rest. An "add" written to the server just before a crash may be
- *	written again after the restart: the entry's count then grows by one
- *	more; nothing else changes.
+ *	the rest. Each journalled "add" is written once only, even when the
+ *	relay dies after the server committed it and before the row left the
+ *	journal: its id (the copy's random node name and the row's sequence
+ *	number) goes into hikyaku_applied in the same transaction, and ids
+ *	older than the pruning age of the sent records are forgotten. The
+ *	other operations give the same result when written twice.
  * TOUCHES
  *	The PostgreSQL server; local_dir/suppression-pg.db and its -wal and
  *	-shm files (0640); stderr.
@@ -89,6 +93,7 @@ struct supp_pg {
 	/* the daemon's mode */
 	bool daemon;
 	char *local_path;
+	char node[40];          /* meta.node of the local copy */
 	sqlite3 *lc;            /* the local copy, for the calling thread */
 	sqlite3_stmt *lookup_st;
 	int64_t data_version, generation;
@@ -273,6 +278,10 @@ static const char *const schema_v1[] = {
 	" PRIMARY KEY (queue_id, rcpt_key))",
 	"CREATE INDEX IF NOT EXISTS hikyaku_sent_service_id ON hikyaku_sent (service_id)",
 	"CREATE INDEX IF NOT EXISTS hikyaku_sent_time ON hikyaku_sent (sent_ms)",
+	/* The journalled "add"s already written (RELAYNODE-SEQ), so that one
+	 * written again after a crash is not counted twice. */
+	"CREATE TABLE IF NOT EXISTS hikyaku_applied ("
+	" op_id text COLLATE \"C\" PRIMARY KEY, applied_ms bigint NOT NULL)",
 };
 
 /* Creates or checks the tables: -ENOTSUP for a newer schema. */
@@ -570,7 +579,11 @@ static int pg_prune(struct pgc *c, int64_t before_ms)
 		return rc;
 	rc = atoi(PQcmdTuples(r));
 	PQclear(r);
-	return rc;
+	par_int(&p, before_ms);
+	int rc2 = pg_query(c, "DELETE FROM hikyaku_applied WHERE applied_ms < $1", p.n, p.v,
+	                   mono_ms() + PG_CALL_MS, NULL);
+	par_free(&p);
+	return rc2 ? rc2 : rc;
 }
 
 /* A row of SELECT PG_COLUMNS; strings valid while r lives. */
@@ -609,6 +622,9 @@ static const char local_schema[] =
 	"CREATE INDEX IF NOT EXISTS sent_service_id ON sent (service_id);"
 	"CREATE INDEX IF NOT EXISTS sent_time ON sent (sent_ms);"
 	/* What is not on the server yet, in order. */
+	/* This copy's random name, for the ids of its journal rows. */
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"INSERT OR IGNORE INTO meta (key, value) VALUES ('node', lower(hex(randomblob(8))));"
 	"CREATE TABLE IF NOT EXISTS journal ("
 	" seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL,"
 	" address TEXT, reason TEXT, status TEXT, response TEXT, source TEXT,"
@@ -937,10 +953,37 @@ static void set_reachable(struct supp_pg *p, bool up, const char *why, int64_t w
 	}
 }
 
-/* Writes one journal row to the server. */
-static int flush_row(struct pgc *c, const struct jrow *j)
+/* 1 when the journal row id was not written before (and now is). */
+static int first_time(struct pgc *c, const char *node, int64_t seq)
 {
-	if (strcmp(j->op, "add") == 0 || strcmp(j->op, "merge") == 0)
+	struct par p = { 0 };
+	PGresult *r;
+	char *id = g_strdup_printf("%s-%" PRId64, node, seq);
+	int rc;
+
+	par_text(&p, id, false);
+	par_int(&p, wall_ms());
+	rc = pg_query(c, "INSERT INTO hikyaku_applied (op_id, applied_ms) VALUES ($1, $2)"
+	              " ON CONFLICT (op_id) DO NOTHING", p.n, p.v, mono_ms() + PG_CALL_MS, &r);
+	par_free(&p);
+	g_free(id);
+	if (rc)
+		return rc;
+	rc = atoi(PQcmdTuples(r)) == 1;
+	PQclear(r);
+	return rc;
+}
+
+/* Writes one journal row to the server. An "add" counts, so it is
+ * written once only; the other operations give the same result twice. */
+static int flush_row(struct pgc *c, const char *node, const struct jrow *j)
+{
+	if (strcmp(j->op, "add") == 0 && j->e.address) {
+		int rc = first_time(c, node, j->seq);
+
+		return rc <= 0 ? rc : pg_put_entry(c, j->op, &j->e);
+	}
+	if (strcmp(j->op, "merge") == 0)
 		return j->e.address ? pg_put_entry(c, j->op, &j->e) : 0;
 	if (strcmp(j->op, "remove") == 0)
 		return j->e.address ? pg_remove_key(c, j->e.address) : 0;
@@ -989,7 +1032,7 @@ static int64_t flush(struct supp_pg *p, sqlite3 *db, struct pgc *c)
 			break;
 		rc = pg_exec(c, "BEGIN");
 		for (i = 0; !rc && i < rows->len; i++) {
-			rc = flush_row(c, &g_array_index(rows, struct jrow, i));
+			rc = flush_row(c, p->node, &g_array_index(rows, struct jrow, i));
 			rc = rc > 0 ? 0 : rc;
 		}
 		if (!rc)
@@ -1285,6 +1328,14 @@ int supp_pg_open(const char *uri, const char *local_dir, void **out)
 		goto fail;
 	}
 	atomic_store(&p->pending, journal_count(p->lc));
+	{
+		sqlite3_stmt *st;
+
+		if (sqlite3_prepare_v2(p->lc, "SELECT value FROM meta WHERE key = 'node'", -1, &st,
+		                       NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+			snprintf(p->node, sizeof(p->node), "%s", ctext(st, 0));
+		sqlite3_finalize(st);
+	}
 	if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = -errno;
 		goto fail;

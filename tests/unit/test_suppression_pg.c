@@ -330,6 +330,85 @@ START_TEST(test_pg_spool_sync)
 }
 END_TEST
 
+static int64_t pending_of(struct supp *s, bool *up)
+{
+	json_t *st = supp_status_json(s, pg_uri());
+	int64_t n = json_integer_value(json_object_get(st, "pending"));
+
+	*up = json_is_true(json_object_get(st, "reachable"));
+	json_decref(st);
+	return n;
+}
+
+/* Open the daemon's mode, wait until the journal is written, close. */
+static void flush_spool(void)
+{
+	struct supp *d = NULL;
+	bool up = false;
+	int i;
+
+	ck_assert_int_eq(supp_open_spool(pg_uri(), dir, &d), 0);
+	for (i = 0; i < 100 && (pending_of(d, &up) != 0 || !up); i++)
+		usleep(100 * 1000);
+	ck_assert_int_lt(i, 100);
+	supp_close(d);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char buf[8192];
+	size_t n;
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	fclose(out);
+}
+
+/*
+ * Learned while the server was away, written when it is back; and the same
+ * journal written a second time (the relay died before it took the rows
+ * off) counts once.
+ */
+START_TEST(test_pg_journal_once)
+{
+	struct supp *d = NULL, *c = NULL;
+	struct supp_entry e;
+	char db[128], saved[128], wal[140];
+
+	if (!pg_uri())
+		return;
+	ck_assert_int_eq(supp_open(pg_uri(), &c), 0);
+	supp_remove(c, "once@pg.test");
+	ck_assert_int_eq(supp_open_spool(DEAD_URI, dir, &d), 0);
+	ck_assert_int_eq(supp_add(d, "once@pg.test", "bounced", "5.1.1", "550 gone", "delivery", 42), 1);
+	supp_close(d);
+	snprintf(db, sizeof(db), "%s/suppression-pg.db", dir);
+	snprintf(saved, sizeof(saved), "%s/saved.db", dir);
+	copy_file(db, saved);
+	ck_assert_int_eq(supp_lookup(c, "once@pg.test", NULL), 0);
+	flush_spool();
+	ck_assert_int_eq(supp_lookup(c, "once@pg.test", &e), 1);
+	ck_assert_int_eq(e.count, 1);
+	ck_assert_str_eq(e.status, "5.1.1");
+	supp_entry_free(&e);
+	/* The journal as it was before it was written: written again. */
+	snprintf(wal, sizeof(wal), "%s-wal", db);
+	unlink(wal);
+	snprintf(wal, sizeof(wal), "%s-shm", db);
+	unlink(wal);
+	copy_file(saved, db);
+	flush_spool();
+	ck_assert_int_eq(supp_lookup(c, "once@pg.test", &e), 1);
+	ck_assert_int_eq(e.count, 1);
+	supp_entry_free(&e);
+	supp_close(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("suppression_pg");
@@ -343,6 +422,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_spool_offline_journal);
 	tcase_add_test(tc, test_pg_calls);
 	tcase_add_test(tc, test_pg_spool_sync);
+	tcase_add_test(tc, test_pg_journal_once);
 	suite_add_tcase(s, tc);
 	return s;
 }
