@@ -37,6 +37,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 /*
  * libinih hands our reader a buffer of INI_MAX_LINE bytes; the line
  * limit of SPEC §3 is what fits in it with its NUL. Debian's libinih
@@ -974,13 +976,26 @@ static void set_path(struct load_ctx *c, enum key_id k, const char *v, int line)
 	if (k == K_SUP_DB && (strncmp(v, "postgresql://", 13) == 0 ||
 	                      strncmp(v, "postgres://", 11) == 0)) {
 		const char *h = strstr(v, "://") + 3;
-		if (*h == '\0' || strchr(v, ' ') || strchr(v, '\t'))
-			ERR(c, line, "%s: \"%.13s...\" is not a PostgreSQL URI "
-			    "(postgresql://[user@]host[:port]/dbname[?param=value...])", kd->name, v);
-		else if (!(p = strdup(v)))
+		char *perr = NULL;
+		PQconninfoOption *opts = *h ? PQconninfoParse(v, &perr) : NULL;
+		if (opts)
+			PQconninfoFree(opts);
+		if (!opts || strchr(v, ' ') || strchr(v, '\t')) {
+			/* libpq's reason, without its newline; not when it might quote a
+			 * password (user:password@ or password=). */
+			const char *at = strchr(h, '@');
+			if (perr && (strstr(v, "password") || (at && memchr(h, ':', (size_t)(at - h)))))
+				perr[0] = '\0';
+			if (perr && *perr && perr[strlen(perr) - 1] == '\n')
+				perr[strlen(perr) - 1] = '\0';
+			ERR(c, line, "%s: not a PostgreSQL URI (postgresql://[user@]host[:port]/dbname"
+			    "[?param=value&...])%s%s", kd->name, perr && *perr ? ": " : "",
+			    perr ? perr : "");
+		} else if (!(p = strdup(v)))
 			c->oom = true;
 		else
 			set_string(c, k, p);
+		PQfreemem(perr);
 		return;
 	}
 	p = path_resolve(c->cfg->dir, v);

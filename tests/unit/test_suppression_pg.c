@@ -127,7 +127,28 @@ START_TEST(test_config_db_uri)
 	ck_assert_int_eq(config_load(path, &cfg, &d), -1);
 	ck_assert_uint_ge(d.n, 1);
 	ck_assert_ptr_nonnull(strstr(d.v[0].text, ":6: db: "));
-	ck_assert_ptr_nonnull(strstr(d.v[0].text, "is not a PostgreSQL URI"));
+	ck_assert_ptr_nonnull(strstr(d.v[0].text, "not a PostgreSQL URI"));
+	config_diags_free(&d);
+	/* An unknown parameter: libpq's reason, so --check catches the typo. */
+	f = fopen(path, "w");
+	fprintf(f, "[server]\nhostname = relay.test\n[queue]\ndir = %s/q\n[suppression]\n"
+	        "db = postgresql://relay@db/hk?sslmod=require\n[log]\nfile = %s/log\n"
+	        "[control]\nsocket = %s/ctl\n", dir, dir, dir);
+	fclose(f);
+	memset(&d, 0, sizeof(d));
+	ck_assert_int_eq(config_load(path, &cfg, &d), -1);
+	ck_assert_ptr_nonnull(strstr(d.v[0].text, ":6: db: not a PostgreSQL URI"));
+	ck_assert_ptr_nonnull(strstr(d.v[0].text, "sslmod"));
+	config_diags_free(&d);
+	/* ... but not when the reason could quote a password. */
+	f = fopen(path, "w");
+	fprintf(f, "[server]\nhostname = relay.test\n[queue]\ndir = %s/q\n[suppression]\n"
+	        "db = postgresql://relay:s3%%zzcret@db/hk\n[log]\nfile = %s/log\n"
+	        "[control]\nsocket = %s/ctl\n", dir, dir, dir);
+	fclose(f);
+	memset(&d, 0, sizeof(d));
+	ck_assert_int_eq(config_load(path, &cfg, &d), -1);
+	ck_assert_ptr_null(strstr(d.v[0].text, "s3"));
 	config_diags_free(&d);
 }
 END_TEST
