@@ -43,6 +43,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 /*
  * libinih hands our reader a buffer of INI_MAX_LINE bytes; the line
  * limit of SPEC §3 is what fits in it with its NUL. Debian's libinih
@@ -1207,7 +1209,36 @@ static void set_path(struct load_ctx *c, enum key_id k, const char *v, int line)
 			ERR(c, line, "%s: a path is needed", kd->name);
 		return;
 	}
-	char *p = path_resolve(c->cfg->dir, v);
+	char *p;
+
+	/* [suppression] db may be a PostgreSQL URI (SPEC §3, §6.6): kept as
+	 * written; libpq reads the password from passfile / ~/.pgpass. */
+	if (k == K_SUP_DB && (strncmp(v, "postgresql://", 13) == 0 ||
+	                      strncmp(v, "postgres://", 11) == 0)) {
+		const char *h = strstr(v, "://") + 3;
+		char *perr = NULL;
+		PQconninfoOption *opts = *h ? PQconninfoParse(v, &perr) : NULL;
+		if (opts)
+			PQconninfoFree(opts);
+		if (!opts || strchr(v, ' ') || strchr(v, '\t')) {
+			/* libpq's reason, without its newline; not when it might quote a
+			 * password (user:password@ or password=). */
+			const char *at = strchr(h, '@');
+			if (perr && (strstr(v, "password") || (at && memchr(h, ':', (size_t)(at - h)))))
+				perr[0] = '\0';
+			if (perr && *perr && perr[strlen(perr) - 1] == '\n')
+				perr[strlen(perr) - 1] = '\0';
+			ERR(c, line, "%s: not a PostgreSQL URI (postgresql://[user@]host[:port]/dbname"
+			    "[?param=value&...])%s%s", kd->name, perr && *perr ? ": " : "",
+			    perr ? perr : "");
+		} else if (!(p = strdup(v)))
+			c->oom = true;
+		else
+			set_string(c, k, p);
+		PQfreemem(perr);
+		return;
+	}
+	p = path_resolve(c->cfg->dir, v);
 	if (!p) {
 		c->oom = true;
 		return;
@@ -2210,6 +2241,24 @@ void config_print(const struct config *cfg, FILE *fp)
 				         hp->addr.host, (unsigned)hp->addr.port);
 			break;
 		}
+		}
+		/* A password in a PostgreSQL URI is not shown (SPEC §6.6). */
+		char shown[1024];
+		if (k == K_SUP_DB && s && strstr(s, "://") && strlen(s) < sizeof(shown)) {
+			const char *h = strstr(s, "://") + 3, *at = strchr(h, '@');
+			const char *end = h + strcspn(h, "/?");
+			const char *colon = at && at < end ? memchr(h, ':', (size_t)(at - h)) : NULL;
+			const char *pw = strstr(s, "password=");
+			if (colon)
+				snprintf(shown, sizeof(shown), "%.*s:***%s", (int)(colon - s), s, at);
+			else
+				snprintf(shown, sizeof(shown), "%s", s);
+			if (pw && strlen(shown) + 4 < sizeof(shown) && (pw = strstr(shown, "password="))) {
+				size_t n = strcspn(pw + 9, "&");
+				memmove((char *)pw + 12, pw + 9 + n, strlen(pw + 9 + n) + 1);
+				memcpy((char *)pw + 9, "***", 3);
+			}
+			s = shown;
 		}
 		if (s && *s)
 			fprintf(fp, "%s = %s\n", kd->name, s);

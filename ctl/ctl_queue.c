@@ -390,6 +390,16 @@ static int print_status(const json_t *a)
 	       "expired %lld, suppressed %lld, deleted %lld\n", "since start:",
 	       jint(n, "received"), jint(n, "rejected"), jint(n, "delivered"), jint(n, "deferred"),
 	       jint(n, "bounced"), jint(n, "expired"), jint(n, "suppressed"), jint(n, "deleted"));
+	const json_t *sp = json_object_get(a, "suppression");
+	if (json_is_object(sp)) {
+		printf("%-14s%s %s, %s", "suppression:", jstr(sp, "store"), jstr(sp, "db"),
+		       json_is_true(json_object_get(sp, "reachable")) ? "reachable" : "UNREACHABLE");
+		if (jint(sp, "pending") > 0)
+			printf(", %lld change(s) waiting to be written", jint(sp, "pending"));
+		if (!json_is_true(json_object_get(sp, "reachable")) && jstr(sp, "error"))
+			printf(" (%s)", jstr(sp, "error"));
+		putchar('\n');
+	}
 	const json_t *s = json_object_get(a, "service");
 	if (!json_is_object(s)) {
 		printf("%-14snone configured: every mail goes direct\n", "service:");

@@ -58,11 +58,14 @@ static int open_store(const struct config *cfg, bool create, struct supp **out)
 		        "([suppression] db).\n");
 		return 2;
 	}
-	if (!create && stat(path, &st) < 0 && errno == ENOENT)
+	if (!supp_db_is_pg(path) && !create && stat(path, &st) < 0 && errno == ENOENT)
 		return 1;
 	rc = supp_open(path, out);
 	if (rc < 0) {
-		fprintf(stderr, "hikyakuctl: cannot open the suppression list %s: %s.\n", path,
+		char shown[256];        /* a PostgreSQL URI without its password */
+
+		supp_db_display(path, shown, sizeof(shown));
+		fprintf(stderr, "hikyakuctl: cannot open the suppression list %s: %s.\n", shown,
 		        supp_strerror(rc));
 		return 2;
 	}

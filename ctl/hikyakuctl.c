@@ -186,8 +186,10 @@ static int ingest(const struct config *cfg, struct evlog *log)
 	struct supp *s;
 	int orc = supp_open(cfg->suppression.db, &s);
 	if (orc < 0) {
+		char shown[256];        /* a PostgreSQL URI without its password */
+		supp_db_display(cfg->suppression.db, shown, sizeof(shown));
 		fprintf(stderr, "hikyakuctl: cannot open the suppression list %s: %s.\n",
-		        cfg->suppression.db, strerror(-orc));
+		        shown, supp_strerror(orc));
 		dsn_report_free(&rep);
 		return 2;
 	}

@@ -801,10 +801,13 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 		free(r);
 		return trc;
 	}
-	int src = supp_open(cfg->suppression.db, &r->supp);
+	/* PostgreSQL: a local copy and journal beside the spool (SPEC §6.6). */
+	int src = supp_open_spool(cfg->suppression.db, queue_dir(q), &r->supp);
 	if (src < 0) {
+		char shown[256];
+		supp_db_display(cfg->suppression.db, shown, sizeof(shown));
 		fprintf(stderr, "hikyaku: cannot open the suppression list %s (%s); "
-		        "mail is delivered without it\n", cfg->suppression.db, strerror(-src));
+		        "mail is delivered without it\n", shown, supp_strerror(src));
 		r->supp = NULL;
 	}
 	uv_timer_init(loop, &r->timer);

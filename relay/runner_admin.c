@@ -173,5 +173,6 @@ json_t *runner_status(struct runner *r)
 		json_object_set_new(svc, "pause_reason", paused ? jstr(d->pause_reason) : json_null());
 	}
 	json_object_set_new(o, "service", svc);
+	json_object_set_new(o, "suppression", supp_status_json(r->supp, r->cfg->suppression.db));
 	return o;
 }

@@ -1,162 +1,42 @@
 /*
- * suppression - the suppression list in SQLite. See suppression.h for the
- * contract. Two promises shape this file: the daemon and hikyakuctl may
- * write at the same moment (WAL, a busy timeout, one short transaction per
- * change, BEGIN IMMEDIATE so that a writer never has to upgrade a read
- * lock and fail with SQLITE_BUSY_SNAPSHOT), and a bad CSV file imports
- * nothing (every row is parsed and checked before the one transaction).
+ * NAME
+ *	suppression - the suppression list: the interface and what every store shares
+ * SUMMARY
+ *	See suppression.h for the contract. This file picks the store from
+ *	the db setting (a postgresql:// or postgres:// URI: PostgreSQL,
+ *	suppression_pg.c; anything else: a SQLite file, suppression_sqlite.c),
+ *	checks arguments and addresses, and holds what does not depend on the
+ *	store: the address syntax, RFC 3339 times, the CSV export's writer
+ *	and the CSV import's parser (every row is parsed and checked before
+ *	the store's one transaction, so a bad file imports nothing).
+ * DESCRIPTION
+ *	struct supp is a backend (suppression_backend.h) and its handle.
+ * TOUCHES
+ *	Nothing itself; the stores touch their files and connections.
  */
 #include "relay/suppression.h"
-#include "util/fsutil.h"
+#include "relay/suppression_backend.h"
 
 #include <csv.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
-
-#include <sqlite3.h>
-
-#define SUPP_BUSY_TIMEOUT_MS 5000
 
 /* Bounds of the import: a record (one row, quoted newlines included) and
  * the header's width. A suppression list row is a few hundred bytes. */
 #define SUPP_CSV_RECORD_MAX (64 * 1024)
 #define SUPP_CSV_COLUMNS_MAX 256
 
-/* Prepared once per connection, finalized by supp_close(). */
-enum supp_stmt {
-	ST_BEGIN,
-	ST_COMMIT,
-	ST_ROLLBACK,
-	ST_LOOKUP,
-	ST_INSERT,
-	ST_UPDATE_ADD,
-	ST_UPDATE_IMPORT,
-	ST_DELETE,
-	ST_LIST,
-	ST_SEARCH,
-	ST_DATA_VERSION,
-	ST_COUNT
-};
-
-#define SUPP_COLUMNS "address, reason, status, response, source, first_ms, last_ms, count"
-
-static const char *const stmt_sql[ST_COUNT] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_LOOKUP] = "SELECT " SUPP_COLUMNS " FROM suppression WHERE address = ?1",
-	[ST_INSERT] = "INSERT INTO suppression (" SUPP_COLUMNS ")"
-	              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-	              " ON CONFLICT (address) DO NOTHING",
-	/* supp_add() on a listed address: seen once more. */
-	[ST_UPDATE_ADD] = "UPDATE suppression SET"
-	                  " reason = coalesce(?2, reason),"
-	                  " status = coalesce(?3, status),"
-	                  " response = coalesce(?4, response),"
-	                  " last_ms = max(last_ms, ?7),"
-	                  " count = count + 1"
-	                  " WHERE address = ?1",
-	/* The import on a listed address: a merge, so that it is idempotent. */
-	[ST_UPDATE_IMPORT] = "UPDATE suppression SET"
-	                     " reason = iif(?7 >= last_ms, coalesce(?2, reason), reason),"
-	                     " status = iif(?7 >= last_ms, coalesce(?3, status), status),"
-	                     " response = iif(?7 >= last_ms, coalesce(?4, response), response),"
-	                     " first_ms = min(first_ms, ?6),"
-	                     " last_ms = max(last_ms, ?7),"
-	                     " count = max(count, ?8)"
-	                     " WHERE address = ?1",
-	[ST_DELETE] = "DELETE FROM suppression WHERE address = ?1",
-	[ST_LIST] = "SELECT " SUPP_COLUMNS " FROM suppression ORDER BY address",
-	/* LIKE ignores ASCII case; ?1 is %text% with %, _ and \ escaped. */
-	[ST_SEARCH] = "SELECT " SUPP_COLUMNS " FROM suppression"
-	              " WHERE address LIKE ?1 ESCAPE '\\' OR reason LIKE ?1 ESCAPE '\\'"
-	              " ORDER BY address",
-	[ST_DATA_VERSION] = "PRAGMA data_version",
-};
-
-/*
- * Schema migrations: step i brings user_version i to i + 1. Only ever
- * append. COLLATE NOCASE makes the primary key, and so every lookup,
- * ASCII case-insensitive (SPEC §6).
- */
-static const char *const migrations[SUPP_SCHEMA_VERSION] = {
-	"CREATE TABLE IF NOT EXISTS suppression ("
-	" address TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,"
-	" reason TEXT,"
-	" status TEXT,"
-	" response TEXT,"
-	" source TEXT,"
-	" first_ms INTEGER NOT NULL,"
-	" last_ms INTEGER NOT NULL,"
-	" count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1)"
-	") WITHOUT ROWID",
-	/* 2: what went through the delivery service, to match its bounces. */
-	"CREATE TABLE IF NOT EXISTS sent ("
-	" queue_id TEXT NOT NULL,"
-	" rcpt TEXT NOT NULL COLLATE NOCASE,"
-	" sender TEXT NOT NULL,"
-	" service_id TEXT,"
-	" sent_ms INTEGER NOT NULL,"
-	" PRIMARY KEY (queue_id, rcpt)"
-	") WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS sent_service_id ON sent (service_id);"
-	"CREATE INDEX IF NOT EXISTS sent_time ON sent (sent_ms)",
-};
-
 struct supp {
-	sqlite3 *db;
-	sqlite3_stmt *st[ST_COUNT];
-	int64_t data_version;   /* the last PRAGMA data_version seen */
-	int64_t generation;     /* what supp_data_version() returns */
+	const struct supp_backend *be;
+	void *h;
+	char display[256];      /* db without its password */
 };
-
-/* SQLite result codes to the negative errno of this module's contract. */
-static int sqlite_errno(sqlite3 *db, int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_CANTOPEN: {
-		int e = db ? sqlite3_system_errno(db) : 0;
-		return e > 0 ? -e : -EACCES;
-	}
-	case SQLITE_NOTADB:
-	case SQLITE_CORRUPT:
-	case SQLITE_FORMAT:
-	case SQLITE_SCHEMA:
-		return -EBADMSG;
-	case SQLITE_CONSTRAINT:
-	case SQLITE_MISMATCH:
-	case SQLITE_RANGE:
-	case SQLITE_TOOBIG:
-		return -EINVAL;
-	default:
-		return -EIO;
-	}
-}
 
 const char *supp_strerror(int rc)
 {
@@ -167,236 +47,15 @@ const char *supp_strerror(int rc)
 		return "the database stayed locked by another process for 5 seconds";
 	case -EBADMSG:
 		return "the file is not a suppression database, or it is damaged";
+	case -ENOTCONN:
+		return "the PostgreSQL database cannot be reached";
+	case -ETIMEDOUT:
+		return "the PostgreSQL database did not answer in time";
 	case -ENOTSUP:
 		return "the database was written by a newer version of hikyaku";
 	default:
 		return strerror(rc < 0 ? -rc : rc);
 	}
-}
-
-static int exec(struct supp *s, const char *sql)
-{
-	return sqlite_errno(s->db, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
-}
-
-static int pragma_int(struct supp *s, const char *sql, int64_t *out)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return sqlite_errno(s->db, rc);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	else if (rc == SQLITE_DONE)
-		*out = 0;
-	rc = sqlite3_finalize(st);
-	return sqlite_errno(s->db, rc);
-}
-
-/* Brings the schema to SUPP_SCHEMA_VERSION, in one write transaction so
- * that two processes opening a new file at once do not both migrate. */
-static int migrate(struct supp *s)
-{
-	int64_t version;
-	char sql[64];
-	int rc;
-
-	rc = pragma_int(s, "PRAGMA user_version", &version);
-	if (rc)
-		return rc;
-	if (version == SUPP_SCHEMA_VERSION)
-		return 0;
-	if (version > SUPP_SCHEMA_VERSION || version < 0)
-		return -ENOTSUP;
-	rc = exec(s, "BEGIN IMMEDIATE");
-	if (rc)
-		return rc;
-	rc = pragma_int(s, "PRAGMA user_version", &version);
-	if (rc)
-		goto rollback;
-	if (version > SUPP_SCHEMA_VERSION || version < 0) {
-		rc = -ENOTSUP;
-		goto rollback;
-	}
-	for (int64_t v = version; v < SUPP_SCHEMA_VERSION; v++) {
-		rc = exec(s, migrations[v]);
-		if (rc)
-			goto rollback;
-	}
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SUPP_SCHEMA_VERSION);
-	rc = exec(s, sql);
-	if (rc)
-		goto rollback;
-	rc = exec(s, "COMMIT");
-	if (rc)
-		goto rollback;
-	return 0;
-rollback:
-	exec(s, "ROLLBACK");
-	return rc;
-}
-
-int supp_open(const char *path, struct supp **out)
-{
-	struct supp *s;
-	int rc, fd;
-
-	if (!path || !*path || !out)
-		return -EINVAL;
-	*out = NULL;
-	rc = fs_mkdir_parent(path, 0750);
-	if (rc)
-		return rc;
-	/*
-	 * Create the file ourselves so that it gets 0640 rather than
-	 * SQLite's 0644: the list holds customers' addresses. SQLite gives
-	 * the -wal and -shm files the database file's mode (and owner, when
-	 * run as root), so hikyakuctl run by root does not lock the daemon
-	 * out.
-	 */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -errno;
-	close(fd);
-
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK) {
-		rc = sqlite_errno(s->db, rc);
-		goto fail;
-	}
-	sqlite3_extended_result_codes(s->db, 1);
-	rc = sqlite_errno(s->db, sqlite3_busy_timeout(s->db, SUPP_BUSY_TIMEOUT_MS));
-	if (rc)
-		goto fail;
-	/* Reading the schema is the first access: a file that is not a
-	 * database fails here with SQLITE_NOTADB. */
-	rc = exec(s, "PRAGMA journal_mode = WAL");
-	if (rc)
-		goto fail;
-	rc = migrate(s);
-	if (rc)
-		goto fail;
-	for (int i = 0; i < ST_COUNT; i++) {
-		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-		                        &s->st[i], NULL);
-		if (rc != SQLITE_OK) {
-			rc = sqlite_errno(s->db, rc);
-			goto fail;
-		}
-	}
-	rc = pragma_int(s, "PRAGMA data_version", &s->data_version);
-	if (rc)
-		goto fail;
-	s->generation = 1;
-	*out = s;
-	return 0;
-fail:
-	supp_close(s);
-	return rc ? rc : -EIO;
-}
-
-void supp_close(struct supp *s)
-{
-	if (!s)
-		return;
-	for (int i = 0; i < ST_COUNT; i++)
-		sqlite3_finalize(s->st[i]);
-	sqlite3_close(s->db);
-	free(s);
-}
-
-/* Runs a statement that returns no row, and resets it. */
-static int step_done(struct supp *s, sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc ? rc : SQLITE_ERROR);
-}
-
-static int begin(struct supp *s)
-{
-	return step_done(s, s->st[ST_BEGIN]);
-}
-
-static int commit(struct supp *s)
-{
-	int rc = step_done(s, s->st[ST_COMMIT]);
-
-	if (rc == 0)
-		s->generation++;
-	return rc;
-}
-
-static void rollback(struct supp *s)
-{
-	/* After some errors SQLite has rolled back already. */
-	if (!sqlite3_get_autocommit(s->db))
-		step_done(s, s->st[ST_ROLLBACK]);
-}
-
-/* An empty text is no text: NULL, so that an export reads back the same. */
-static int bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (!v || !*v)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-}
-
-/*
- * Binds ?1..?8 in the order of SUPP_COLUMNS, as far as the statement has
- * them (the updates do not use them all; binding a parameter that the
- * statement does not use is fine, one beyond its last is SQLITE_RANGE).
- */
-static int bind_entry(struct supp *s, sqlite3_stmt *st, const struct supp_entry *e)
-{
-	int n = sqlite3_bind_parameter_count(st);
-	int rc = bind_text(st, 1, e->address);
-
-	if (rc == SQLITE_OK && n >= 2)
-		rc = bind_text(st, 2, e->reason);
-	if (rc == SQLITE_OK && n >= 3)
-		rc = bind_text(st, 3, e->status);
-	if (rc == SQLITE_OK && n >= 4)
-		rc = bind_text(st, 4, e->response);
-	if (rc == SQLITE_OK && n >= 5)
-		rc = bind_text(st, 5, e->source);
-	if (rc == SQLITE_OK && n >= 6)
-		rc = sqlite3_bind_int64(st, 6, e->first_ms);
-	if (rc == SQLITE_OK && n >= 7)
-		rc = sqlite3_bind_int64(st, 7, e->last_ms);
-	if (rc == SQLITE_OK && n >= 8)
-		rc = sqlite3_bind_int64(st, 8, e->count);
-	if (rc != SQLITE_OK) {
-		sqlite3_clear_bindings(st);
-		return sqlite_errno(s->db, rc);
-	}
-	return 0;
-}
-
-/* Column text of the current row; NULL for SQL NULL. Valid until the next
- * step or reset. */
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
-}
-
-static void row_entry(sqlite3_stmt *st, struct supp_entry *e)
-{
-	e->address = (char *)col_text(st, 0);
-	e->reason = (char *)col_text(st, 1);
-	e->status = (char *)col_text(st, 2);
-	e->response = (char *)col_text(st, 3);
-	e->source = (char *)col_text(st, 4);
-	e->first_ms = sqlite3_column_int64(st, 5);
-	e->last_ms = sqlite3_column_int64(st, 6);
-	e->count = sqlite3_column_int64(st, 7);
 }
 
 /* ---- address syntax (RFC 5321 §4.1.2, RFC 6531 §3.3) ---- */
@@ -533,7 +192,7 @@ bool supp_address_valid(const char *address)
 
 /* ---- lookup, add, remove, list ---- */
 
-static char *dup_or_null(const char *v, int *rc)
+char *supp_dup_or_null(const char *v, int *rc)
 {
 	char *d;
 
@@ -543,50 +202,6 @@ static char *dup_or_null(const char *v, int *rc)
 	if (!d)
 		*rc = -ENOMEM;
 	return d;
-}
-
-int supp_lookup(struct supp *s, const char *address, struct supp_entry *e)
-{
-	sqlite3_stmt *st;
-	struct supp_entry row;
-	int rc;
-
-	if (!s || !address)
-		return -EINVAL;
-	if (e)
-		memset(e, 0, sizeof(*e));
-	if (!supp_address_valid(address))
-		return 0;
-	st = s->st[ST_LOOKUP];
-	rc = sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-	if (rc != SQLITE_OK)
-		return sqlite_errno(s->db, rc);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		rc = 0;
-	} else if (rc != SQLITE_ROW) {
-		rc = sqlite_errno(s->db, rc);
-	} else if (!e) {
-		rc = 1;
-	} else {
-		row_entry(st, &row);
-		rc = 0;
-		e->address = dup_or_null(row.address, &rc);
-		e->reason = dup_or_null(row.reason, &rc);
-		e->status = dup_or_null(row.status, &rc);
-		e->response = dup_or_null(row.response, &rc);
-		e->source = dup_or_null(row.source, &rc);
-		e->first_ms = row.first_ms;
-		e->last_ms = row.last_ms;
-		e->count = row.count;
-		if (rc < 0)
-			supp_entry_free(e);
-		else
-			rc = 1;
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc;
 }
 
 void supp_entry_free(struct supp_entry *e)
@@ -601,85 +216,8 @@ void supp_entry_free(struct supp_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/*
- * Inserts e unless listed, else runs update with the same bindings.
- * Returns 1 inserted, 0 updated, or a negative errno. Inside a
- * transaction.
- */
-static int upsert(struct supp *s, const struct supp_entry *e, enum supp_stmt update)
-{
-	int rc = bind_entry(s, s->st[ST_INSERT], e);
-
-	if (rc)
-		return rc;
-	rc = step_done(s, s->st[ST_INSERT]);
-	if (rc)
-		return rc;
-	if (sqlite3_changes(s->db) == 1)
-		return 1;
-	rc = bind_entry(s, s->st[update], e);
-	if (rc)
-		return rc;
-	rc = step_done(s, s->st[update]);
-	return rc ? rc : 0;
-}
-
-int supp_add(struct supp *s, const char *address, const char *reason, const char *status,
-             const char *response, const char *source, int64_t now_ms)
-{
-	struct supp_entry e = {
-		.address = (char *)address,
-		.reason = (char *)reason,
-		.status = (char *)status,
-		.response = (char *)response,
-		.source = (char *)source,
-		.first_ms = now_ms,
-		.last_ms = now_ms,
-		.count = 1,
-	};
-	int rc, added;
-
-	if (!s || !supp_address_valid(address))
-		return -EINVAL;
-	rc = begin(s);
-	if (rc)
-		return rc;
-	added = upsert(s, &e, ST_UPDATE_ADD);
-	if (added < 0) {
-		rollback(s);
-		return added;
-	}
-	rc = commit(s);
-	if (rc) {
-		rollback(s);
-		return rc;
-	}
-	return added;
-}
-
-int supp_remove(struct supp *s, const char *address)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (!s || !address)
-		return -EINVAL;
-	st = s->st[ST_DELETE];
-	rc = sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-	if (rc != SQLITE_OK)
-		return sqlite_errno(s->db, rc);
-	/* One statement in autocommit mode is its own short transaction. */
-	rc = step_done(s, st);
-	if (rc)
-		return rc;
-	if (sqlite3_changes(s->db) == 0)
-		return 0;
-	s->generation++;
-	return 1;
-}
-
 /* "%text%" for LIKE, with the pattern characters of text escaped. */
-static char *like_pattern(const char *text)
+char *supp_like_pattern(const char *text)
 {
 	size_t n = strlen(text);
 	char *p, *o;
@@ -699,73 +237,6 @@ static char *like_pattern(const char *text)
 	*o++ = '%';
 	*o = '\0';
 	return p;
-}
-
-int supp_list(struct supp *s, const char *search,
-              int (*cb)(void *arg, const struct supp_entry *e), void *arg)
-{
-	sqlite3_stmt *st;
-	char *pattern = NULL;
-	int rc, n = 0;
-
-	if (!s || !cb)
-		return -EINVAL;
-	if (search && *search) {
-		pattern = like_pattern(search);
-		if (!pattern)
-			return -ENOMEM;
-		st = s->st[ST_SEARCH];
-		rc = sqlite3_bind_text(st, 1, pattern, -1, SQLITE_STATIC);
-		if (rc != SQLITE_OK) {
-			free(pattern);
-			return sqlite_errno(s->db, rc);
-		}
-	} else {
-		st = s->st[ST_LIST];
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct supp_entry e;
-		int r;
-
-		row_entry(st, &e);
-		r = cb(arg, &e);
-		if (r < 0) {
-			rc = r;
-			goto out;
-		}
-		n++;
-	}
-	rc = rc == SQLITE_DONE ? n : sqlite_errno(s->db, rc);
-out:
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	free(pattern);
-	return rc;
-}
-
-int64_t supp_data_version(struct supp *s)
-{
-	sqlite3_stmt *st;
-	int64_t dv;
-	int rc;
-
-	if (!s)
-		return -EINVAL;
-	st = s->st[ST_DATA_VERSION];
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return sqlite_errno(s->db, rc);
-	}
-	dv = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	/* data_version moves for other connections' commits only; our own
-	 * commits bump generation directly. */
-	if (dv != s->data_version) {
-		s->data_version = dv;
-		s->generation++;
-	}
-	return s->generation;
 }
 
 /* ---- time as text: RFC 3339 ---- */
@@ -1289,6 +760,180 @@ static void imp_free(struct imp *im)
 	free(im->kinds);
 }
 
+
+/* ---- the interface: pick the store, check, dispatch ------------------- */
+
+int supp_entry_copy(struct supp_entry *dst, const struct supp_entry *src)
+{
+	int rc = 0;
+
+	dst->address = supp_dup_or_null(src->address, &rc);
+	dst->reason = supp_dup_or_null(src->reason, &rc);
+	dst->status = supp_dup_or_null(src->status, &rc);
+	dst->response = supp_dup_or_null(src->response, &rc);
+	dst->source = supp_dup_or_null(src->source, &rc);
+	dst->first_ms = src->first_ms;
+	dst->last_ms = src->last_ms;
+	dst->count = src->count;
+	if (rc < 0)
+		supp_entry_free(dst);
+	return rc;
+}
+
+bool supp_db_is_pg(const char *db)
+{
+	return db && (strncmp(db, "postgresql://", 13) == 0 || strncmp(db, "postgres://", 11) == 0);
+}
+
+/*
+ * The URI without a password: "postgresql://user:secret@host/db?password=x&sslmode=require"
+ * becomes "postgresql://user@host/db?sslmode=require". A file path is
+ * shown as it is.
+ */
+void supp_db_display(const char *db, char *out, size_t cap)
+{
+	size_t o = 0;
+	const char *p, *auth_end, *slash, *q;
+
+	if (!cap)
+		return;
+	out[0] = '\0';
+	if (!db)
+		return;
+	if (!supp_db_is_pg(db)) {
+		snprintf(out, cap, "%s", db);
+		return;
+	}
+#define PUT(s, n) do { size_t n_ = (n); if (o + n_ >= cap) n_ = cap - 1 - o; \
+		memcpy(out + o, (s), n_); o += n_; out[o] = '\0'; } while (0)
+	p = strstr(db, "://") + 3;
+	PUT(db, (size_t)(p - db));
+	slash = p + strcspn(p, "/?");
+	auth_end = memchr(p, '@', (size_t)(slash - p));
+	if (auth_end) {
+		/* The last '@' before the host part ends the user info. */
+		for (const char *a = auth_end; a < slash; a++)
+			if (*a == '@')
+				auth_end = a;
+		const char *colon = memchr(p, ':', (size_t)(auth_end - p));
+		PUT(p, (size_t)((colon ? colon : auth_end) - p));
+		PUT("@", 1);
+		p = auth_end + 1;
+	}
+	q = strchr(p, '?');
+	PUT(p, q ? (size_t)(q - p) : strlen(p));
+	if (q) {
+		bool first = true;
+
+		q++;
+		while (*q) {
+			size_t n = strcspn(q, "&");
+
+			if (!(n >= 9 && strncasecmp(q, "password=", 9) == 0)) {
+				PUT(first ? "?" : "&", 1);
+				PUT(q, n);
+				first = false;
+			}
+			q += n;
+			if (*q == '&')
+				q++;
+		}
+	}
+#undef PUT
+}
+
+int supp_open_spool(const char *db, const char *local_dir, struct supp **out)
+{
+	struct supp *s;
+	int rc;
+
+	if (!db || !*db || !out)
+		return -EINVAL;
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	supp_db_display(db, s->display, sizeof(s->display));
+	if (supp_db_is_pg(db)) {
+		s->be = &supp_pg_backend;
+		rc = supp_pg_open(db, local_dir, &s->h);
+	} else {
+		s->be = &supp_sqlite_backend;
+		rc = supp_sqlite_open(db, &s->h);
+	}
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int supp_open(const char *db, struct supp **out)
+{
+	return supp_open_spool(db, NULL, out);
+}
+
+void supp_close(struct supp *s)
+{
+	if (!s)
+		return;
+	s->be->close(s->h);
+	free(s);
+}
+
+int supp_lookup(struct supp *s, const char *address, struct supp_entry *e)
+{
+	if (!s || !address)
+		return -EINVAL;
+	if (e)
+		memset(e, 0, sizeof(*e));
+	if (!supp_address_valid(address))
+		return 0;
+	return s->be->lookup(s->h, address, e);
+}
+
+int supp_add(struct supp *s, const char *address, const char *reason, const char *status,
+             const char *response, const char *source, int64_t now_ms)
+{
+	const struct supp_entry e = {
+		.address = (char *)address,
+		.reason = (char *)(reason && *reason ? reason : NULL),
+		.status = (char *)(status && *status ? status : NULL),
+		.response = (char *)(response && *response ? response : NULL),
+		.source = (char *)(source && *source ? source : NULL),
+		.first_ms = now_ms,
+		.last_ms = now_ms,
+		.count = 1,
+	};
+
+	if (!s || !supp_address_valid(address))
+		return -EINVAL;
+	return s->be->add(s->h, &e);
+}
+
+int supp_remove(struct supp *s, const char *address)
+{
+	if (!s || !address)
+		return -EINVAL;
+	return s->be->remove(s->h, address);
+}
+
+int supp_list(struct supp *s, const char *search,
+              int (*cb)(void *arg, const struct supp_entry *e), void *arg)
+{
+	if (!s || !cb)
+		return -EINVAL;
+	return s->be->list(s->h, search, cb, arg);
+}
+
+int64_t supp_data_version(struct supp *s)
+{
+	if (!s)
+		return -EINVAL;
+	return s->be->data_version(s->h);
+}
+
 int supp_import_csv_cb(struct supp *s, FILE *in, const char *source, int64_t now_ms,
                        void (*on_new)(void *arg, const char *address), void *arg,
                        long *err_line, char *err, size_t errlen)
@@ -1299,6 +944,7 @@ int supp_import_csv_cb(struct supp *s, FILE *in, const char *source, int64_t now
 		.errlen = errlen,
 	};
 	bool *fresh = NULL;
+	size_t failed = 0;
 	int rc;
 
 	if (err_line)
@@ -1319,9 +965,6 @@ int supp_import_csv_cb(struct supp *s, FILE *in, const char *source, int64_t now
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = begin(s);
-	if (rc)
-		goto db_error;
 	for (size_t i = 0; i < im.nrows; i++) {
 		struct supp_entry *e = &im.rows[i].e;
 
@@ -1329,22 +972,27 @@ int supp_import_csv_cb(struct supp *s, FILE *in, const char *source, int64_t now
 			e->source = strdup(source);
 			if (!e->source) {
 				rc = -ENOMEM;
-				rollback(s);
 				goto out;
 			}
 		}
-		rc = upsert(s, e, ST_UPDATE_IMPORT);
-		if (rc < 0) {
-			if (err_line)
-				*err_line = im.rows[i].line;
-			rollback(s);
-			goto db_error;
-		}
-		fresh[i] = rc == 1;
 	}
-	rc = commit(s);
-	if (rc) {
-		rollback(s);
+	rc = 0;
+	if (im.nrows) {
+		/* The rows are struct imp_row; give the backend plain entries. */
+		struct supp_entry *rows = calloc(im.nrows, sizeof(*rows));
+
+		if (!rows) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < im.nrows; i++)
+			rows[i] = im.rows[i].e;
+		rc = s->be->merge(s->h, rows, im.nrows, fresh, &failed);
+		free(rows);
+	}
+	if (rc < 0) {
+		if (err_line && failed < im.nrows)
+			*err_line = im.rows[failed].line;
 		goto db_error;
 	}
 	for (size_t i = 0; on_new && i < im.nrows; i++)
@@ -1367,77 +1015,50 @@ int supp_import_csv(struct supp *s, FILE *in, const char *source, int64_t now_ms
 	return supp_import_csv_cb(s, in, source, now_ms, NULL, NULL, err_line, err, errlen);
 }
 
-/* ---- what went through the service ----------------------------------- */
-
-static int one_shot(struct supp *s, const char *sql, sqlite3_stmt **st)
-{
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-	return rc == SQLITE_OK ? 0 : sqlite_errno(s->db, rc);
-}
-
 int supp_sent_add(struct supp *s, const char *queue_id, const char *rcpt, const char *sender,
                   const char *service_id, int64_t now_ms)
 {
-	sqlite3_stmt *st;
-	int rc = one_shot(s, "INSERT OR REPLACE INTO sent (queue_id, rcpt, sender, service_id, sent_ms)"
-	                     " VALUES (?1, ?2, ?3, ?4, ?5)", &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, queue_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, rcpt, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, sender, -1, SQLITE_TRANSIENT);
-	if (service_id && *service_id)
-		sqlite3_bind_text(st, 4, service_id, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, 4);
-	sqlite3_bind_int64(st, 5, now_ms);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
-	sqlite3_finalize(st);
-	return rc;
+	if (!s || !queue_id || !rcpt || !sender)
+		return -EINVAL;
+	return s->be->sent_add(s->h, queue_id, rcpt, sender, service_id, now_ms);
 }
 
 int supp_sent_find(struct supp *s, const char *queue_id, const char *service_id,
                    const char *rcpt, char **sender, char **qid)
 {
-	sqlite3_stmt *st;
 	*sender = *qid = NULL;
-	int rc = one_shot(s, "SELECT sender, queue_id FROM sent WHERE rcpt = ?3 AND"
-	                     " ((?1 IS NOT NULL AND queue_id = ?1) OR"
-	                     "  (?2 IS NOT NULL AND service_id = ?2))"
-	                     " ORDER BY sent_ms DESC LIMIT 1", &st);
-	if (rc)
-		return rc;
-	if (queue_id)
-		sqlite3_bind_text(st, 1, queue_id, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, 1);
-	if (service_id)
-		sqlite3_bind_text(st, 2, service_id, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, 2);
-	sqlite3_bind_text(st, 3, rcpt, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*sender = strdup((const char *)sqlite3_column_text(st, 0));
-		*qid = strdup((const char *)sqlite3_column_text(st, 1));
-		rc = *sender && *qid ? 1 : -ENOMEM;
-	} else {
-		rc = rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
-	}
-	sqlite3_finalize(st);
-	return rc;
+	if (!s || !rcpt || (!queue_id && !service_id))
+		return s && rcpt ? 0 : -EINVAL;
+	return s->be->sent_find(s->h, queue_id, service_id, rcpt, sender, qid);
 }
 
 int supp_sent_prune(struct supp *s, int64_t before_ms)
 {
-	sqlite3_stmt *st;
-	int rc = one_shot(s, "DELETE FROM sent WHERE sent_ms < ?1", &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, before_ms);
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? sqlite3_changes(s->db) : sqlite_errno(s->db, rc);
-	sqlite3_finalize(st);
-	return rc;
+	if (!s)
+		return -EINVAL;
+	return s->be->sent_prune(s->h, before_ms);
+}
+
+json_t *supp_status_json(struct supp *s, const char *db)
+{
+	json_t *o = json_object();
+	char shown[256];
+
+	if (!s) {
+		supp_db_display(db, shown, sizeof(shown));
+		json_object_set_new(o, "store", json_string(supp_db_is_pg(db) ? "postgresql" : "sqlite"));
+		json_object_set_new(o, "db", json_string(shown));
+		json_object_set_new(o, "reachable", json_false());
+		json_object_set_new(o, "error", json_string("the suppression list could not be opened"));
+		return o;
+	}
+	json_object_set_new(o, "store", json_string(s->be->name));
+	json_object_set_new(o, "db", json_string(s->display));
+	s->be->status(s->h, o);
+	return o;
+}
+
+const char *supp_display(const struct supp *s)
+{
+	return s ? s->display : "";
 }

@@ -2,6 +2,13 @@
  * NAME
  *	suppression - the suppression list of invalid recipients (SPEC §6)
  * SUMMARY
+ *	The store is chosen by db: a postgresql:// or postgres:// URI is a
+ *	PostgreSQL database that several relays share (SPEC §6.6,
+ *	suppression_pg.c); anything else is a file path: one SQLite
+ *	database (suppression_sqlite.c, the embedded default). Both keep
+ *	the same rows and answer the same calls; what follows says SQLite
+ *	where the file matters.
+ *
  *	One SQLite database, table "suppression", one row per address:
  *	the address as first given, the latest reason, enhanced status and
  *	response text, the source that listed it (delivery, dsn, admin,
@@ -81,17 +88,41 @@
  *	UTF-8, no empty label; or an address literal "[...]").
  *
  *	A handle is one connection: use it from one thread at a time.
+ *
+ *	supp_open_spool() is supp_open() for the daemon: with a PostgreSQL
+ *	db and local_dir set, lookups read a local copy of the whole list
+ *	(local_dir/suppression-pg.db, SQLite) that a thread keeps in step
+ *	with the server (LISTEN/NOTIFY, and a full read after every
+ *	reconnection); add, remove and the records of sent mail are written
+ *	to that copy and to a journal in the same local transaction, and the
+ *	thread writes the journal to the server, so no call waits on the
+ *	server except supp_sent_find() for a record another relay made (at
+ *	most a few seconds, and not at all while the server is known to be
+ *	unreachable). Without local_dir (hikyakuctl) every call goes to the
+ *	server and fails with -ENOTCONN or -ETIMEDOUT when it cannot be
+ *	reached within a few seconds. With a SQLite path, local_dir is
+ *	ignored.
+ *
+ *	supp_db_is_pg() tells whether db names PostgreSQL;
+ *	supp_db_display() copies db without any password, for messages;
+ *	supp_display() is that for an open handle. supp_status_json()
+ *	returns {"store": "sqlite"|"postgresql", "db": redacted,
+ *	"reachable": bool, ...} for hikyakuctl status (s may be NULL when
+ *	the open failed); it may be called from any thread.
  * DIAGNOSTICS
  *	Functions that return int return a negative errno on failure:
  *	-EINVAL a bad argument or address (for the import: a bad row, with
  *	*err_line and err set; *err_line is 0 for failures not tied to a
  *	line), -EBUSY the database stayed locked for 5 s, -ENOSPC, -EIO,
  *	-ENOMEM, -EACCES/-EROFS, -EBADMSG the file is not a suppression
- *	database or is damaged, -ENOTSUP it was written by a newer hikyaku.
+ *	database or is damaged, -ENOTSUP it was written by a newer hikyaku,
+ *	-ENOTCONN / -ETIMEDOUT the PostgreSQL server cannot be reached or did
+ *	not answer in time.
  *	supp_strerror() turns these into a phrase for a message.
  * TOUCHES
  *	The database file, its -wal and -shm files, and its directory
- *	(created 0750; the file is created 0640).
+ *	(created 0750; the file is created 0640); for PostgreSQL, the server
+ *	and, in the daemon, local_dir/suppression-pg.db.
  */
 #ifndef HK_RELAY_SUPPRESSION_H
 #define HK_RELAY_SUPPRESSION_H
@@ -100,6 +131,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include <jansson.h>
 
 /* RFC 5321 allows 64 + 1 + 255; leave room for what real mailers send. */
 #define SUPP_ADDRESS_MAX 320
@@ -153,6 +186,12 @@ int supp_sent_find(struct supp *s, const char *queue_id, const char *service_id,
                    const char *rcpt, char **sender, char **qid);
 int supp_sent_prune(struct supp *s, int64_t before_ms);
 bool supp_address_valid(const char *address);
+
+int supp_open_spool(const char *db, const char *local_dir, struct supp **out);
+bool supp_db_is_pg(const char *db);
+void supp_db_display(const char *db, char *out, size_t cap);
+const char *supp_display(const struct supp *s);
+json_t *supp_status_json(struct supp *s, const char *db);
 const char *supp_strerror(int rc);
 
 #endif
