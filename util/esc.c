@@ -140,3 +140,15 @@ bool esc_needed(const char *s, ssize_t n)
 	}
 	return false;
 }
+
+size_t esc_cut(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	if (n < max || !s[n])
+		return n;
+	/* s[n] is the first octet left out: back up over continuation octets. */
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}

@@ -36,6 +36,11 @@
  *	only C0, '"' and '\\'.
  *
  *	esc_needed() tells whether esc_text() would change s.
+ *
+ *	esc_cut() gives the length of the longest prefix of the string s of
+ *	at most max octets that does not end inside a UTF-8 character, for
+ *	printf("%.*s"): "%.40s" may cut a character in two, and JSON (jansson)
+ *	refuses the invalid UTF-8 that leaves.
  * DIAGNOSTICS
  *	The returned strings are g_malloc'd (g_free), except esc_tmp's.
  * TOUCHES
@@ -54,5 +59,6 @@ char *esc_text(const char *s, ssize_t n, unsigned flags);
 const char *esc_tmp(const char *s);
 char *esc_json(const char *s, ssize_t n);
 bool esc_needed(const char *s, ssize_t n);
+size_t esc_cut(const char *s, size_t max);
 
 #endif

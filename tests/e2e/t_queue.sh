@@ -180,6 +180,20 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"{" + b" " * 10000)
 print(s.recv(4096).decode())' "$T/control.sock" >"$T/long-req.out" 2>&1
 expect "a request over 4096 bytes is refused" "$T/long-req.out" 'longer than 4096 bytes'
+# A refusal that cuts a name at 40 octets cuts between characters: a
+# non-empty JSON answer (an empty one when the cut split a character).
+$PY -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"cmd": "queue.show", "id": "\u3042" * 14}).encode() + b"\n")
+print(s.recv(4096).decode())' "$T/control.sock" >"$T/cut-req.out" 2>&1
+expect "an id cut at 40 octets: a JSON refusal naming whole characters" "$T/cut-req.out" '"no mail (あ){13} in the queue"'
+$PY -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"cmd": "\u3042" * 40}).encode() + b"\n")
+print(s.recv(4096).decode())' "$T/control.sock" >"$T/cut-cmd.out" 2>&1
+expect "an unknown command cut at 100 octets: a JSON refusal" "$T/cut-cmd.out" '"unknown command \\"(あ){33}\\""'
 
 # SIGUSR1 (logrotate): the daemon writes to a new file at the same path.
 mv "$T/log.jsonl" "$T/log.jsonl.1"

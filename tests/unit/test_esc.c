@@ -114,6 +114,24 @@ START_TEST(test_json)
 }
 END_TEST
 
+/* server/control.c cuts names at 40 octets: never inside a character. */
+START_TEST(test_cut)
+{
+	const char *jp = "ああああああああああああああ";   /* 14 x 3 octets */
+	ck_assert_uint_eq(esc_cut(jp, 40), 39);
+	ck_assert_uint_eq(esc_cut(jp, 42), 42);
+	ck_assert_uint_eq(esc_cut(jp, 100), 42);
+	ck_assert_uint_eq(esc_cut("abc", 2), 2);
+	ck_assert_uint_eq(esc_cut("abc", 3), 3);
+	ck_assert_uint_eq(esc_cut("a\xf0\x9f\x98\x80", 4), 1);   /* U+1F600 */
+	ck_assert_uint_eq(esc_cut("a\xf0\x9f\x98\x80", 5), 5);
+	ck_assert_uint_eq(esc_cut("", 0), 0);
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%.*s", (int)esc_cut(jp, 40), jp);
+	ck_assert(g_utf8_validate(buf, -1, NULL));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("esc");
@@ -122,6 +140,7 @@ int main(void)
 	tcase_add_test(tc, test_text);
 	tcase_add_test(tc, test_tmp);
 	tcase_add_test(tc, test_json);
+	tcase_add_test(tc, test_cut);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
