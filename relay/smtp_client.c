@@ -5,7 +5,9 @@
  * a reply has a row in the step table below: what it waits for (for the
  * timeout text) and the function that handles the complete reply. The
  * bytes from util/conn.c are cut into lines here, lines are assembled
- * into replies by the parser (smtp_reply_parser_*), and each complete
+ * into replies by the parser (smtp_reply_parser_* of proto/smtp_reply.c),
+ * failures without a reply get their status by reason (smtp_reply_none()),
+ * and each complete
  * reply goes to the current state's handler, which writes the next
  * command and moves on.
  *
@@ -33,15 +35,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "proto/smtp_stuff.h"
 #include "util/buf.h"
 #include "util/conn.h"
 
-/*
- * RFC 5321 §4.5.3.1.5 allows 512 octets per reply line; real servers
- * send longer ones, so the bound is generous but finite.
- */
-#define REPLY_LINE_MAX 4096
-#define REPLY_LINES_MAX 100                 /* EHLO replies have ~15 lines */
 #define CMDS_MAX ((size_t)4 << 20)          /* MAIL + RCPTs + DATA of one transaction */
 #define DATA_CHUNK 65536                    /* dot-stuffed bytes per conn_write() */
 #define QUIT_WAIT_MS 1000                   /* how long a 221 is worth waiting for */
@@ -167,149 +164,7 @@ struct smtp_client {
 
 static void client_abort(struct smtp_client *c, const struct smtp_reply *why);
 
-/* ---- the reply parser (RFC 5321 §4.2, RFC 2034) ------------------------ */
-
-void smtp_reply_parser_init(struct smtp_reply_parser *p)
-{
-	memset(p, 0, sizeof(*p));
-}
-
-/*
- * The length of an enhanced status code at p (RFC 3463 §2: class "."
- * subject "." detail, 1-3 digits each), followed by a space or the end;
- * 0 when there is none. RFC 2034 §3: its class must be the reply's.
- */
-static size_t status_code_len(const char *p, size_t n, char cls)
-{
-	size_t i = 2;
-
-	if (n < 5 || p[0] != cls || p[1] != '.')
-		return 0;
-	for (int part = 0; part < 2; part++) {
-		size_t digits = 0;
-		while (i < n && isdigit((unsigned char)p[i])) {
-			if (++digits > 3)
-				return 0;
-			i++;
-		}
-		if (digits == 0)
-			return 0;
-		if (part == 0) {
-			if (i >= n || p[i] != '.')
-				return 0;
-			i++;
-		}
-	}
-	if (i < n && p[i] != ' ')
-		return 0;
-	return i;
-}
-
-/*
- * Adds one line's text. The server's bytes end up in logs and DSNs:
- * control characters and non-ASCII bytes become '?'.
- */
-static void text_append(struct smtp_reply *r, const char *p, size_t n)
-{
-	while (n > 0 && (*p == ' ' || *p == '\t')) {
-		p++;
-		n--;
-	}
-	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-		n--;
-	if (n == 0)
-		return;
-	size_t len = strnlen(r->text, sizeof(r->text) - 1);
-	size_t room = sizeof(r->text) - 1 - len;
-	if (len > 0) {
-		/* The joining blank only with room for text after it: a reply
-		 * text never ends in a blank (fuzz/regressions/smtp_reply). */
-		if (room < 2)
-			return;
-		r->text[len++] = ' ';
-		room--;
-	}
-	for (size_t i = 0; i < n && room > 0; i++, room--) {
-		unsigned char ch = (unsigned char)p[i];
-		r->text[len++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
-	}
-	/* Cut short at a blank inside the line: no blank at the end either. */
-	while (len > 0 && r->text[len - 1] == ' ')
-		len--;
-	r->text[len] = '\0';
-}
-
-int smtp_reply_parser_line(struct smtp_reply_parser *p, const char *line, size_t len)
-{
-	/* Reply-code = %x32-35 %x30-35 %x30-39 (RFC 5321 §4.2). */
-	if (len < 3 || len > REPLY_LINE_MAX || p->nlines >= REPLY_LINES_MAX)
-		return -1;
-	if (line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '5' ||
-	    !isdigit((unsigned char)line[2]))
-		return -1;
-	if (len > 3 && line[3] != ' ' && line[3] != '-')
-		return -1;
-	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	if (p->nlines > 0 && code != p->r.code)
-		return -1;
-
-	const char *t = len > 4 ? line + 4 : line + len;
-	size_t tn = len > 4 ? len - 4 : 0;
-	if (p->nlines == 0) {
-		p->r.code = code;
-		size_t sl = status_code_len(t, tn, line[0]);
-		if (sl > 0 && sl < sizeof(p->r.status)) {
-			memcpy(p->r.status, t, sl);
-			p->r.status[sl] = '\0';
-		}
-	}
-	/* RFC 2034 §3 repeats the code on every line: keep it out of the text. */
-	size_t sl = strlen(p->r.status);
-	if (sl > 0 && tn >= sl && memcmp(t, p->r.status, sl) == 0 && (tn == sl || t[sl] == ' ')) {
-		t += sl;
-		tn -= sl;
-	}
-	text_append(&p->r, t, tn);
-	p->nlines++;
-	return len == 3 || line[3] == ' ' ? 1 : 0;
-}
-
 /* ---- small helpers ---------------------------------------------------- */
-
-static void reply_none(struct smtp_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply_none(struct smtp_reply *r, const char *fmt, ...)
-{
-	va_list ap;
-
-	memset(r, 0, sizeof(*r));
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-	/* An enhanced status for the log and DSNs (RFC 3463), from what
-	 * happened: the texts above are this file's own. */
-	static const struct {
-		const char *prefix, *status;
-	} kinds[] = {
-		{ "protocol error", "4.5.0" },          /* other protocol status */
-		{ "server sent data after its STARTTLS", "4.5.0" },
-		{ "timeout connecting", "4.4.1" },      /* no answer from host */
-		{ "cannot connect", "4.4.1" },
-		{ "timeout", "4.4.2" },                 /* bad connection */
-		{ "connection", "4.4.2" },
-		{ "cannot read", "4.4.2" },
-		{ "cannot write", "4.4.2" },
-		{ "TLS error", "4.4.2" },
-		{ "the server does not offer STARTTLS", "4.7.10" }, /* encryption needed */
-		{ "not sending credentials", "4.7.10" },
-		{ "the server does not offer AUTH", "4.7.8" },      /* authentication */
-		{ "the server offers no AUTH", "4.7.8" },
-	};
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strncmp(r->text, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
-			snprintf(r->status, sizeof(r->status), "%s", kinds[i].status);
-			break;
-		}
-}
 
 static bool is_2xx(int code)
 {
@@ -384,7 +239,7 @@ static int client_write(struct smtp_client *c, const void *p, size_t n)
 	int rc = conn_write(&c->conn, p, n);
 	if (rc < 0) {
 		struct smtp_reply r;
-		reply_none(&r, "cannot write to the server: %s",
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "cannot write to the server: %s",
 		           rc == CONN_ETLS && c->conn.tls ? tls_engine_error(c->conn.tls) : uv_strerror(rc));
 		client_abort(c, &r);
 		return -1;
@@ -404,7 +259,7 @@ static int send_line(struct smtp_client *c, enum client_state st, const char *fm
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
 		struct smtp_reply r;
-		reply_none(&r, "command too long");
+		smtp_reply_none(&r, SMTP_NOREPLY_LOCAL, "command too long");
 		client_abort(c, &r);
 		return -1;
 	}
@@ -418,59 +273,35 @@ static int send_line(struct smtp_client *c, enum client_state st, const char *fm
 }
 
 /*
- * The message, dot-stuffed (RFC 5321 §4.5.2) with CRLF line ends, then
- * the final dot. The input has CRLF only (the listener saw to it); a bare
- * CR or LF would still go out as CRLF, since nothing bare may leave
- * (SPEC §5). At most DATA_CHUNK bytes are staged at a time; conn_write()
- * copies them into the write queue.
+ * The message, dot-stuffed with CRLF line ends, then the final dot
+ * (proto/smtp_stuff.h). At most DATA_CHUNK bytes are staged at a time;
+ * conn_write() copies them into the write queue.
  */
 static int write_data(struct smtp_client *c)
 {
 	const char *d = c->txn.data;
-	size_t len = c->txn.len;
-	char *out = malloc(DATA_CHUNK + 8);
-	size_t o = 0;
-	bool bol = true;       /* at the start of a line */
-	bool cr = false;       /* the last byte out was a CR */
+	size_t len = c->txn.len, i = 0;
+	char *out = malloc(DATA_CHUNK + SMTP_STUFF_FINISH);
+	struct smtp_stuff st;
 
 	if (!out) {
 		struct smtp_reply r;
-		reply_none(&r, "out of memory");
+		smtp_reply_none(&r, SMTP_NOREPLY_LOCAL, "out of memory");
 		client_abort(c, &r);
 		return -1;
 	}
-	for (size_t i = 0; i < len; i++) {
-		char ch = d[i];
-		if (o + 4 > DATA_CHUNK) {
-			if (client_write(c, out, o) < 0)
-				goto fail;
-			o = 0;
-		}
-		if (ch == '\n') {
-			if (!cr)
-				out[o++] = '\r';
-			out[o++] = '\n';
-			cr = false;
-			bol = true;
-			continue;
-		}
-		if (cr) {
-			out[o++] = '\n';
-			bol = true;
-		}
-		if (bol && ch == '.')
-			out[o++] = '.';
-		out[o++] = ch;
-		bol = false;
-		cr = ch == '\r';
+	smtp_stuff_init(&st);
+	for (;;) {
+		size_t o;
+		i += smtp_stuff_encode(&st, d + i, len - i, out, DATA_CHUNK, &o);
+		bool last = i == len;
+		if (last)
+			o += smtp_stuff_finish(&st, out + o);
+		if (client_write(c, out, o) < 0)
+			goto fail;
+		if (last)
+			break;
 	}
-	if (cr)
-		out[o++] = '\n';
-	else if (!bol)
-		o += (size_t)sprintf(out + o, "\r\n");
-	o += (size_t)sprintf(out + o, ".\r\n");
-	if (client_write(c, out, o) < 0)
-		goto fail;
 	free(out);
 	await_reply(c, CS_DOT);
 	return 0;
@@ -640,8 +471,7 @@ static void tls_failed(struct smtp_client *c, const char *why)
 		return;
 	}
 	struct smtp_reply r;
-	reply_none(&r, "%s", why);
-	snprintf(r.status, sizeof(r.status), "4.7.5"); /* cryptographic failure */
+	smtp_reply_none(&r, SMTP_NOREPLY_TLS_FAILED, "%s", why);
 	client_abort(c, &r);
 }
 
@@ -666,12 +496,12 @@ static void auth_start(struct smtp_client *c)
 	}
 	/* RFC 4954 §4: no password in plain text (SCT_NONE is for tests). */
 	if (!c->tls_on && c->tls != SCT_NONE) {
-		reply_none(&r, "not sending credentials without TLS");
+		smtp_reply_none(&r, SMTP_NOREPLY_TLS_REQUIRED, "not sending credentials without TLS");
 		client_abort(c, &r);
 		return;
 	}
 	if (!(c->ext & EXT_AUTH)) {
-		reply_none(&r, "the server does not offer AUTH");
+		smtp_reply_none(&r, SMTP_NOREPLY_AUTH, "the server does not offer AUTH");
 		client_abort(c, &r);
 		return;
 	}
@@ -689,7 +519,7 @@ static void auth_start(struct smtp_client *c)
 		send_line(c, CS_AUTH_LOGIN, "AUTH LOGIN");
 		return;
 	}
-	reply_none(&r, "the server offers no AUTH mechanism hikyaku has (PLAIN, LOGIN)");
+	smtp_reply_none(&r, SMTP_NOREPLY_AUTH, "the server offers no AUTH mechanism hikyaku has (PLAIN, LOGIN)");
 	client_abort(c, &r);
 }
 
@@ -713,7 +543,7 @@ static void after_ehlo(struct smtp_client *c)
 		}
 		if (c->tls != SCT_MAY) {
 			struct smtp_reply r;
-			reply_none(&r, "the server does not offer STARTTLS, which TLS mode %s requires",
+			smtp_reply_none(&r, SMTP_NOREPLY_TLS_REQUIRED, "the server does not offer STARTTLS, which TLS mode %s requires",
 			           c->tls == SCT_VERIFY ? "verify" : "encrypt");
 			client_abort(c, &r);
 			return;
@@ -822,7 +652,7 @@ static void on_starttls(struct smtp_client *c, const struct smtp_reply *r)
 	 * CVE-2011-0411 and relatives).
 	 */
 	if (c->unread > 0) {
-		reply_none(&why, "server sent data after its STARTTLS reply");
+		smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "server sent data after its STARTTLS reply");
 		client_abort(c, &why);
 		return;
 	}
@@ -880,9 +710,9 @@ static void on_auth_pass(struct smtp_client *c, const struct smtp_reply *r)
 static void txn_not_sent(struct txn *t, const char *why)
 {
 	for (size_t i = t->next; i < t->nrcpts; i++)
-		reply_none(&t->res.rcpt[i], "not sent: %s", why);
+		smtp_reply_none(&t->res.rcpt[i], SMTP_NOREPLY_LOCAL, "not sent: %s", why);
 	t->next = t->nrcpts;
-	reply_none(&t->res.data, "not sent: %s", why);
+	smtp_reply_none(&t->res.data, SMTP_NOREPLY_LOCAL, "not sent: %s", why);
 }
 
 static void on_rset(struct smtp_client *c, const struct smtp_reply *r)
@@ -950,7 +780,7 @@ static void on_rcpt(struct smtp_client *c, const struct smtp_reply *r)
 		return;
 	}
 	if (t->accepted == 0) {
-		reply_none(&t->res.data, "not sent: no recipient was accepted");
+		smtp_reply_none(&t->res.data, SMTP_NOREPLY_LOCAL, "not sent: no recipient was accepted");
 		txn_done(c);
 		return;
 	}
@@ -972,7 +802,7 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 		 * delivered. */
 		if (c->unread > 0) {
 			struct smtp_reply why;
-			reply_none(&why, "protocol error: the server replied before receiving the "
+			smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "protocol error: the server replied before receiving the "
 			           "message (data after its 354)");
 			client_abort(c, &why);
 			return;
@@ -984,14 +814,14 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 		/* Only 354 lets the message go (RFC 5321 §4.1.1.4); any other
 		 * positive answer, 250 above all, is not a delivery. */
 		struct smtp_reply why;
-		reply_none(&why, "protocol error: %d reply to DATA, expected 354", r->code);
+		smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "protocol error: %d reply to DATA, expected 354", r->code);
 		client_abort(c, &why);
 		return;
 	}
 	if (wanted) {
 		t->res.data = *r;
 	} else {
-		reply_none(&t->res.data, "not sent: %s",
+		smtp_reply_none(&t->res.data, SMTP_NOREPLY_LOCAL, "not sent: %s",
 		           t->mail_ok ? "no recipient was accepted" : "MAIL FROM was refused");
 		/*
 		 * RFC 2920 §3.1: a pipelined DATA that gets 354 although no
@@ -1014,7 +844,7 @@ static void on_dot(struct smtp_client *c, const struct smtp_reply *r)
 		 * an answer to the message (a 5xx may still stop it early). */
 		if (r->code < 400) {
 			struct smtp_reply why;
-			reply_none(&why, "protocol error: %d reply before the end of the message "
+			smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "protocol error: %d reply before the end of the message "
 			           "was sent", r->code);
 			client_abort(c, &why);
 			return;
@@ -1098,18 +928,18 @@ static void client_line(struct smtp_client *c, const char *line, size_t len)
 	if (!steps[c->state].on_reply) {
 		/* Nothing was asked (idle, or mid-handshake): the server misbehaves. */
 		line_excerpt(ex, sizeof(ex), line, len);
-		reply_none(&r, "protocol error: unexpected data from the server: \"%s\"", ex);
+		smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: unexpected data from the server: \"%s\"", ex);
 		client_abort(c, &r);
 		return;
 	}
 	int rc = smtp_reply_parser_line(&c->parser, line, len);
 	if (rc < 0) {
 		line_excerpt(ex, sizeof(ex), line, len);
-		if (c->parser.nlines >= REPLY_LINES_MAX)
-			reply_none(&r, "protocol error: reply to %s has more than %d lines",
-			           step_name(c->state), REPLY_LINES_MAX);
+		if (c->parser.nlines >= SMTP_REPLY_LINES_MAX)
+			smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: reply to %s has more than %d lines",
+			           step_name(c->state), SMTP_REPLY_LINES_MAX);
 		else
-			reply_none(&r, "protocol error: malformed reply to %s: \"%s\"",
+			smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: malformed reply to %s: \"%s\"",
 			           step_name(c->state), ex);
 		client_abort(c, &r);
 		return;
@@ -1132,8 +962,8 @@ static void client_on_read(struct conn *cn, const char *p, size_t n)
 		size_t take = nl ? (size_t)(nl - p) + 1 : n;
 		if (buf_append(&c->in, p, take) < 0) {
 			struct smtp_reply r;
-			reply_none(&r, "protocol error: reply line longer than %d octets",
-			           REPLY_LINE_MAX);
+			smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: reply line longer than %d octets",
+			           SMTP_REPLY_LINE_MAX);
 			client_abort(c, &r);
 			return;
 		}
@@ -1170,13 +1000,13 @@ static void client_on_eof(struct conn *cn, int status)
 		return;
 	}
 	if (status == UV_EOF)
-		reply_none(&r, "connection closed by the server while waiting for the reply to %s",
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "connection closed by the server while waiting for the reply to %s",
 		           step_name(c->state));
 	else if (status == CONN_ETLS)
-		reply_none(&r, "TLS error while waiting for the reply to %s: %s", step_name(c->state),
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "TLS error while waiting for the reply to %s: %s", step_name(c->state),
 		           c->conn.tls ? tls_engine_error(c->conn.tls) : "?");
 	else
-		reply_none(&r, "connection error while waiting for the reply to %s: %s",
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "connection error while waiting for the reply to %s: %s",
 		           step_name(c->state), uv_strerror(status));
 	client_abort(c, &r);
 }
@@ -1213,17 +1043,17 @@ static void client_on_timeout(struct conn *cn)
 	case CS_CLOSED:
 		return;
 	case CS_CONNECT:
-		reply_none(&r, "timeout connecting to %s", c->relay);
+		smtp_reply_none(&r, SMTP_NOREPLY_NO_ANSWER, "timeout connecting to %s", c->relay);
 		break;
 	case CS_TLS:
 	case CS_TLS_WRAP:
 		tls_failed(c, "timeout in the TLS handshake");
 		return;
 	case CS_GREETING:
-		reply_none(&r, "timeout waiting for the greeting");
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "timeout waiting for the greeting");
 		break;
 	default:
-		reply_none(&r, "timeout waiting for the reply to %s", step_name(c->state));
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "timeout waiting for the reply to %s", step_name(c->state));
 		break;
 	}
 	client_abort(c, &r);
@@ -1251,13 +1081,13 @@ static void client_on_close(struct conn *cn)
 
 	c->conn_open = false;
 	c->state = CS_CLOSED;
-	reply_none(&r, "connection closed by the caller");
+	smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "connection closed by the caller");
 	if (c->reconnect && !c->released) {
 		c->reconnect = false;
 		int rc = client_connect(c);
 		if (rc == 0)
 			return;
-		reply_none(&r, "cannot connect to %s: %s", c->relay, uv_strerror(rc));
+		smtp_reply_none(&r, SMTP_NOREPLY_NO_ANSWER, "cannot connect to %s: %s", c->relay, uv_strerror(rc));
 		if (c->conn_open) {
 			open_done(c, &r);   /* frees in the next on_close */
 			return;
@@ -1296,13 +1126,13 @@ static void client_connected(uv_connect_t *req, int status)
 	if (status == UV_ECANCELED || c->state != CS_CONNECT)
 		return;      /* closed meanwhile (timeout, caller) */
 	if (status < 0) {
-		reply_none(&r, "cannot connect to %s: %s", c->relay, uv_strerror(status));
+		smtp_reply_none(&r, SMTP_NOREPLY_NO_ANSWER, "cannot connect to %s: %s", c->relay, uv_strerror(status));
 		client_abort(c, &r);
 		return;
 	}
 	int rc = conn_read_start(&c->conn);
 	if (rc < 0) {
-		reply_none(&r, "cannot read from %s: %s", c->relay, uv_strerror(rc));
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "cannot read from %s: %s", c->relay, uv_strerror(rc));
 		client_abort(c, &r);
 		return;
 	}
@@ -1370,7 +1200,7 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 	c->connect_timeout_ms = p->connect_timeout_ms ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
 	c->timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->data_timeout_ms = p->data_timeout_ms ? p->data_timeout_ms : DEFAULT_DATA_TIMEOUT_MS;
-	buf_init(&c->in, REPLY_LINE_MAX + 2);
+	buf_init(&c->in, SMTP_REPLY_LINE_MAX + 2);
 	c->open_cb = cb;
 	c->open_arg = arg;
 	relay_name(c);

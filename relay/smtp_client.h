@@ -40,9 +40,16 @@
  *
  *	smtp_client_close() says QUIT when the connection is idle and closes;
  *	the memory is freed later, on the loop.
+ *
+ *	The replies are struct smtp_reply of proto/smtp_reply.h, read by its
+ *	parser; the message is dot-stuffed by proto/smtp_stuff.h.
  * DIAGNOSTICS
  *	A reply with code 0 means there was none: connection refused or
- *	lost, TLS failed, timeout; text then says what happened in one line.
+ *	lost, TLS failed, timeout; text then says what happened in one line,
+ *	and status the enhanced status of the reason (enum smtp_noreply:
+ *	4.4.1 no answer, 4.4.2 bad connection, 4.5.0 protocol, 4.7.5 TLS,
+ *	4.7.10 encryption needed, 4.7.8 authentication; "" when the step was
+ *	not sent because an earlier one failed).
  * TOUCHES
  *	One TCP connection.
  */
@@ -57,6 +64,8 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "proto/smtp_reply.h"   /* struct smtp_reply, its parser, enum smtp_noreply */
+
 enum smtp_client_tls { SCT_NONE, SCT_MAY, SCT_ENCRYPT, SCT_VERIFY, SCT_SMTPS };
 
 struct smtp_client_params {
@@ -70,12 +79,6 @@ struct smtp_client_params {
 	uint64_t connect_timeout_ms;
 	uint64_t timeout_ms;              /* for each reply */
 	uint64_t data_timeout_ms;         /* for the reply to the final dot (RFC 5321 §4.5.3.2: 10 min) */
-};
-
-struct smtp_reply {
-	int code;                         /* 0: no reply (see DIAGNOSTICS) */
-	char status[16];                  /* enhanced status code ("5.1.1"), or "" */
-	char text[512];                   /* the reply, lines joined with " ", or what went wrong */
 };
 
 struct smtp_client_msg {
@@ -112,18 +115,5 @@ uint64_t smtp_client_size_limit(const struct smtp_client *c); /* 0: none adverti
 const char *smtp_client_relay(const struct smtp_client *c);  /* "host[ip]:port" */
 /* Added: false once the connection can carry no transaction (closed, 421, error). */
 bool smtp_client_alive(const struct smtp_client *c);
-
-/*
- * The reply parser, exposed for unit tests and fuzzing: feed one line
- * (without CRLF); returns 1 when the reply is complete, 0 when more lines
- * follow, -1 on a malformed line (no 3-digit code, or a code that changes
- * between lines of one reply).
- */
-struct smtp_reply_parser {
-	struct smtp_reply r;
-	int nlines;
-};
-void smtp_reply_parser_init(struct smtp_reply_parser *p);
-int smtp_reply_parser_line(struct smtp_reply_parser *p, const char *line, size_t len);
 
 #endif
