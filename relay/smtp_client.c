@@ -121,6 +121,8 @@ struct txn {
 
 struct smtp_client {
 	struct conn conn;
+	const struct smtp_client_io *io;   /* NULL: TCP through conn; else scripted */
+	void *io_arg;
 	uv_connect_t connect_req;
 	uv_loop_t *loop;
 	enum client_state state;
@@ -163,6 +165,52 @@ struct smtp_client {
 };
 
 static void client_abort(struct smtp_client *c, const struct smtp_reply *why);
+
+/*
+ * The transport: util/conn.c, or the caller's smtp_client_io (tests and
+ * fuzz/fuzz_smtp_client.c drive the real state machine without sockets).
+ */
+static int io_write(struct smtp_client *c, const void *p, size_t n)
+{
+	return c->io ? c->io->write(c->io_arg, p, n) : conn_write(&c->conn, p, n);
+}
+
+static void io_timeout(struct smtp_client *c, uint64_t ms)
+{
+	if (c->io)
+		c->io->timeout(c->io_arg, ms);
+	else
+		conn_timeout(&c->conn, ms);
+}
+
+static void io_timer_stop(struct smtp_client *c)
+{
+	if (c->io)
+		c->io->timeout(c->io_arg, 0);
+	else
+		uv_timer_stop(&c->conn.timer);
+}
+
+static int io_starttls(struct smtp_client *c)
+{
+	return c->io ? c->io->starttls(c->io_arg) : conn_starttls(&c->conn, c->tls_ctx, false, c->host);
+}
+
+static void io_close(struct smtp_client *c)
+{
+	if (c->io)
+		c->io->close(c->io_arg);
+	else
+		conn_close(&c->conn, false);
+}
+
+/* Bytes handed to the transport that have not left yet. */
+static size_t io_queued(const struct smtp_client *c)
+{
+	if (c->io)
+		return c->io->queued ? c->io->queued(c->io_arg) : 0;
+	return c->conn.write_queued;
+}
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -230,13 +278,13 @@ static const char *step_name(enum client_state st);
 static void await_reply(struct smtp_client *c, enum client_state st)
 {
 	c->state = st;
-	conn_timeout(&c->conn, st == CS_DOT ? c->data_timeout_ms : c->timeout_ms);
+	io_timeout(c, st == CS_DOT ? c->data_timeout_ms : c->timeout_ms);
 }
 
 /* Writes; on failure the client is aborted and -1 returned. */
 static int client_write(struct smtp_client *c, const void *p, size_t n)
 {
-	int rc = conn_write(&c->conn, p, n);
+	int rc = io_write(c, p, n);
 	if (rc < 0) {
 		struct smtp_reply r;
 		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "cannot write to the server: %s",
@@ -327,7 +375,7 @@ static void close_conn(struct smtp_client *c)
 	if (c->state != CS_CLOSED)
 		c->closed_in = c->state;
 	c->state = CS_CLOSED;
-	conn_close(&c->conn, false);
+	io_close(c);
 }
 
 static void open_done(struct smtp_client *c, const struct smtp_reply *fail)
@@ -343,7 +391,7 @@ static void open_done(struct smtp_client *c, const struct smtp_reply *fail)
 			close_conn(c);
 	} else {
 		c->state = CS_IDLE;
-		uv_timer_stop(&c->conn.timer); /* no timeout while idle */
+		io_timer_stop(c); /* no timeout while idle */
 	}
 	if (cb)
 		cb(c, c->open_arg, fail);
@@ -390,7 +438,7 @@ static void txn_done(struct smtp_client *c)
 	c->need_rset = !is_2xx(t.res.data.code);
 	if (c->state != CS_CLOSED) {
 		c->state = CS_IDLE;
-		uv_timer_stop(&c->conn.timer);
+		io_timer_stop(c);
 	}
 	t.cb(c, t.arg, &t.res);
 	txn_release(&t);
@@ -440,9 +488,11 @@ static int client_connect(struct smtp_client *c)
 	 * conn_init() fails only when uv_tcp_init() does (uv_timer_init()
 	 * cannot fail), and then no handle is open.
 	 */
-	int rc = conn_init(c->loop, &c->conn, &client_ops, c);
+	int rc = c->io ? 0 : conn_init(c->loop, &c->conn, &client_ops, c);
 	if (rc < 0)
 		return rc;
+	if (c->io)
+		c->conn.data = c;
 	c->conn_open = true;
 	c->state = CS_CONNECT;
 	c->tls_on = false;
@@ -451,7 +501,11 @@ static int client_connect(struct smtp_client *c)
 	c->size_limit = 0;
 	buf_reset(&c->in);
 	smtp_reply_parser_init(&c->parser);
-	conn_timeout(&c->conn, c->connect_timeout_ms);
+	io_timeout(c, c->connect_timeout_ms);
+	if (c->io) {
+		c->io->connect(c->io_arg);   /* answered by smtp_client_io_connected() */
+		return 0;
+	}
 	c->connect_req.data = c;
 	rc = uv_tcp_connect(&c->connect_req, &c->conn.tcp, (const struct sockaddr *)&c->addr,
 	                    client_connected);
@@ -657,8 +711,8 @@ static void on_starttls(struct smtp_client *c, const struct smtp_reply *r)
 		return;
 	}
 	c->state = CS_TLS;
-	conn_timeout(&c->conn, c->timeout_ms);
-	if (conn_starttls(&c->conn, c->tls_ctx, false, c->host) < 0)
+	io_timeout(c, c->timeout_ms);
+	if (io_starttls(c) < 0)
 		tls_failed(c, c->conn.tls ? tls_engine_error(c->conn.tls) : "cannot start TLS");
 }
 
@@ -839,7 +893,7 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 
 static void on_dot(struct smtp_client *c, const struct smtp_reply *r)
 {
-	if (c->conn.write_queued > 0 && r->code != 421) {
+	if (io_queued(c) > 0 && r->code != 421) {
 		/* The final reply came before the whole message left: it is not
 		 * an answer to the message (a 5xx may still stop it early). */
 		if (r->code < 400) {
@@ -1018,7 +1072,7 @@ static void client_on_tls(struct conn *cn, int status)
 	if (c->state != CS_TLS && c->state != CS_TLS_WRAP)
 		return;
 	if (status < 0) {
-		tls_failed(c, tls_engine_error(cn->tls));
+		tls_failed(c, cn->tls ? tls_engine_error(cn->tls) : "TLS handshake failed");
 		return;
 	}
 	c->tls_on = true;
@@ -1071,6 +1125,8 @@ static void client_free(struct smtp_client *c)
 	buf_free(&c->in);
 	txn_release(&c->txn);
 	SSL_CTX_free(c->tls_ctx);
+	if (c->io && c->io->freed)
+		c->io->freed(c->io_arg);
 	free(c);
 }
 
@@ -1130,7 +1186,7 @@ static void client_connected(uv_connect_t *req, int status)
 		client_abort(c, &r);
 		return;
 	}
-	int rc = conn_read_start(&c->conn);
+	int rc = c->io ? 0 : conn_read_start(&c->conn);
 	if (rc < 0) {
 		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "cannot read from %s: %s", c->relay, uv_strerror(rc));
 		client_abort(c, &r);
@@ -1139,8 +1195,8 @@ static void client_connected(uv_connect_t *req, int status)
 	if (c->tls == SCT_SMTPS) {
 		/* RFC 8314 §3.3: TLS from the first byte. */
 		c->state = CS_TLS_WRAP;
-		conn_timeout(&c->conn, c->timeout_ms);
-		if (conn_starttls(&c->conn, c->tls_ctx, false, c->host) < 0)
+		io_timeout(c, c->timeout_ms);
+		if (io_starttls(c) < 0)
 			tls_failed(c, c->conn.tls ? tls_engine_error(c->conn.tls) : "cannot start TLS");
 		return;
 	}
@@ -1168,10 +1224,11 @@ static void relay_name(struct smtp_client *c)
 	snprintf(c->relay, sizeof(c->relay), "%.255s[%s]:%u", c->host ? c->host : ip, ip, port);
 }
 
-int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
-                     smtp_client_open_cb cb, void *arg, struct smtp_client **out)
+static int client_open(uv_loop_t *loop, const struct smtp_client_params *p,
+                       const struct smtp_client_io *io, void *io_arg,
+                       smtp_client_open_cb cb, void *arg, struct smtp_client **out)
 {
-	if (!loop || !p || !cb || !out || !p->addr || !p->helo || !*p->helo ||
+	if ((!loop && !io) || !p || !cb || !out || !p->addr || !p->helo || !*p->helo ||
 	    !cmd_safe(p->helo, false) || (p->host && !*p->host))
 		return UV_EINVAL;
 	if (p->addr->sa_family != AF_INET && p->addr->sa_family != AF_INET6)
@@ -1190,6 +1247,8 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 	if (!c)
 		return UV_ENOMEM;
 	c->loop = loop;
+	c->io = io;
+	c->io_arg = io_arg;
 	memcpy(&c->addr, p->addr, p->addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                                         : sizeof(struct sockaddr_in));
 	c->host = dup_or_null(p->host);
@@ -1231,8 +1290,64 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 	*out = c;
 	return 0;
 nomem:
+	c->io = NULL;      /* no freed() for a client the caller never had */
 	client_free(c);
 	return UV_ENOMEM;
+}
+
+int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
+                     smtp_client_open_cb cb, void *arg, struct smtp_client **out)
+{
+	if (!loop)
+		return UV_EINVAL;
+	return client_open(loop, p, NULL, NULL, cb, arg, out);
+}
+
+/* ---- a scripted transport (smtp_client.h) ------------------------------ */
+
+int smtp_client_open_io(const struct smtp_client_params *p, const struct smtp_client_io *io,
+                        void *io_arg, smtp_client_open_cb cb, void *arg,
+                        struct smtp_client **out)
+{
+	if (!io || !io->connect || !io->write || !io->timeout || !io->starttls || !io->close)
+		return UV_EINVAL;
+	return client_open(NULL, p, io, io_arg, cb, arg, out);
+}
+
+void smtp_client_io_connected(struct smtp_client *c, int status)
+{
+	c->connect_req.data = c;
+	client_connected(&c->connect_req, status);
+}
+
+void smtp_client_io_input(struct smtp_client *c, const char *p, size_t n)
+{
+	if (c->conn_open)
+		client_on_read(&c->conn, p, n);
+}
+
+void smtp_client_io_eof(struct smtp_client *c, int status)
+{
+	if (c->conn_open)
+		client_on_eof(&c->conn, status);
+}
+
+void smtp_client_io_tls(struct smtp_client *c, int status)
+{
+	if (c->conn_open)
+		client_on_tls(&c->conn, status);
+}
+
+void smtp_client_io_timeout(struct smtp_client *c)
+{
+	if (c->conn_open)
+		client_on_timeout(&c->conn);
+}
+
+void smtp_client_io_closed(struct smtp_client *c)
+{
+	if (c->conn_open)
+		client_on_close(&c->conn);
 }
 
 /* Builds [RSET] MAIL RCPT... DATA into t->cmds with the boundaries in t->off. */
@@ -1302,7 +1417,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
 	/* RFC 2920 §3.1: MAIL, RCPT and DATA in one group; DATA ends it. */
 	t.pipelined = (c->ext & EXT_PIPELINING) != 0;
 	size_t n = t.pipelined ? t.cmds.len : t.off[1];
-	rc = conn_write(&c->conn, t.cmds.data, n);
+	rc = io_write(c, t.cmds.data, n);
 	if (rc < 0) {
 		/* No callback for a call that fails: the connection is dead. */
 		txn_release(&t);
@@ -1328,9 +1443,9 @@ void smtp_client_close(struct smtp_client *c)
 		return;
 	}
 	/* RFC 5321 §4.1.1.10: say goodbye when idle; don't wait long for the 221. */
-	if (c->state == CS_IDLE && !c->broken && conn_write(&c->conn, "QUIT\r\n", 6) == 0) {
+	if (c->state == CS_IDLE && !c->broken && io_write(c, "QUIT\r\n", 6) == 0) {
 		c->state = CS_QUIT;
-		conn_timeout(&c->conn, c->timeout_ms < QUIT_WAIT_MS ? c->timeout_ms : QUIT_WAIT_MS);
+		io_timeout(c, c->timeout_ms < QUIT_WAIT_MS ? c->timeout_ms : QUIT_WAIT_MS);
 		return;
 	}
 	close_conn(c);

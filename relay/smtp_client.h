@@ -116,4 +116,41 @@ const char *smtp_client_relay(const struct smtp_client *c);  /* "host[ip]:port" 
 /* Added: false once the connection can carry no transaction (closed, 421, error). */
 bool smtp_client_alive(const struct smtp_client *c);
 
+/*
+ * A scripted transport instead of TCP, for unit tests and
+ * fuzz/fuzz_smtp_client.c: the same state machine, driven without a
+ * socket or a loop. smtp_client_open_io() is smtp_client_open() with io
+ * in place of util/conn.c (p->addr still names the peer, for the relay
+ * name). The client calls io->connect() to connect (answer with
+ * smtp_client_io_connected()), io->write() to send (0, or a negative
+ * error), io->timeout() to arm its one step timer (0: stop it; call
+ * smtp_client_io_timeout() when it would fire), io->starttls() to begin
+ * a handshake (answer with smtp_client_io_tls(): 0 done, CONN_ETLS
+ * failed; the bytes stay plain text), io->close() to close (answer with
+ * smtp_client_io_closed(), not from within io->close()), io->queued()
+ * (optional) for bytes written but not yet gone, io->freed() (optional)
+ * when the client's memory is released: no call on it after that.
+ * smtp_client_io_input() hands it bytes the server sent, in any pieces;
+ * smtp_client_io_eof() the end of the stream (UV_EOF, a libuv error,
+ * CONN_ETLS). Calls on a closed client are ignored.
+ */
+struct smtp_client_io {
+	void (*connect)(void *arg);
+	int (*write)(void *arg, const void *p, size_t n);
+	void (*timeout)(void *arg, uint64_t ms);
+	int (*starttls)(void *arg);
+	void (*close)(void *arg);
+	size_t (*queued)(void *arg);
+	void (*freed)(void *arg);
+};
+int smtp_client_open_io(const struct smtp_client_params *p, const struct smtp_client_io *io,
+                        void *io_arg, smtp_client_open_cb cb, void *arg,
+                        struct smtp_client **out);
+void smtp_client_io_connected(struct smtp_client *c, int status);
+void smtp_client_io_input(struct smtp_client *c, const char *p, size_t n);
+void smtp_client_io_eof(struct smtp_client *c, int status);
+void smtp_client_io_tls(struct smtp_client *c, int status);
+void smtp_client_io_timeout(struct smtp_client *c);
+void smtp_client_io_closed(struct smtp_client *c);
+
 #endif
