@@ -189,7 +189,13 @@ static int print_list(const json_t *mails)
 
 static void field(const char *name, const char *value)
 {
-	printf("%-13s%s\n", name, value);
+	/* The values are escaped (jstr); a line cut by snprintf() may still
+	 * end inside a character: never print half of one. */
+	const char *end;
+	if (!g_utf8_validate(value, -1, &end))
+		printf("%-13s%.*s\n", name, (int)(end - value), value);
+	else
+		printf("%-13s%s\n", name, value);
 }
 
 static int print_mail(const json_t *m)

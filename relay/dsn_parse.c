@@ -2,7 +2,9 @@
  * dsn_parse - read incoming delivery status notifications. See dsn_parse.h.
  *
  * GMime parses the message and its MIME tree (it bounds its own nesting:
- * about 1000 multipart and 500 message levels, checked by the tests).
+ * about 1000 multipart and 500 message levels, checked by the tests), but
+ * only a bounded prefix of it (scan_prefix()): GMime builds the whole
+ * tree before any limit of ours applies.
  * The field blocks of the status part and of the returned header section
  * are read here, by a small bounded reader of RFC 5322 §2.2 fields,
  * rather than through GMime's header objects: GMime decodes RFC 2047

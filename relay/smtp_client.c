@@ -16,6 +16,10 @@
  *	IDLE -> [RSET] -> MAIL -> RCPT... -> DATA -> DOT | DOT_DISCARD -> IDLE
  *	IDLE -> QUIT -> CLOSED
  *
+ * Transport: util/conn.c (TCP, TLS), or a scripted smtp_client_io for
+ * tests and fuzz/fuzz_smtp_client.c, behind the io_*() helpers; the
+ * state machine is the same either way.
+ *
  * Memory: the client is freed in conn's on_close once the caller has let
  * go of it (smtp_client_close(), or a failed open). A callback that the
  * caller still waits for when the connection ends runs from on_close, so
