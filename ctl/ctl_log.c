@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "util/esc.h"
 
 #define READ_CHUNK ((size_t)1 << 20)    /* one read() */
 #define LINE_MAX_BYTES ((size_t)2 << 20) /* longer lines are malformed */
@@ -159,7 +160,7 @@ static bool add_events(struct filter *f, const char *list)
 		if (i < 0) {
 			fprintf(stderr, "hikyakuctl: log: unknown event \"%s\" (one of received, "
 			        "delivered, deferred, bounced, expired, suppressed, rejected, "
-			        "deleted, learned).\n", tok);
+			        "deleted, learned).\n", esc_tmp(tok));
 			ok = false;
 			break;
 		}
@@ -217,7 +218,7 @@ static int parse_args(int argc, char **argv, struct filter *f, struct out *o)
 			return -1;
 		}
 		if (!v) {
-			fprintf(stderr, "hikyakuctl: log: unknown argument \"%s\".\n", argv[i]);
+			fprintf(stderr, "hikyakuctl: log: unknown argument \"%s\".\n", esc_tmp(argv[i]));
 			usage(stderr);
 			return -1;
 		}
@@ -229,7 +230,7 @@ static int parse_args(int argc, char **argv, struct filter *f, struct out *o)
 
 			if (config_parse_duration(v, &ms) < 0 || ms > (uint64_t)INT64_MAX / 2) {
 				fprintf(stderr, "hikyakuctl: log: --since \"%s\" is not a duration "
-				        "(a number with s, m, h or d).\n", v);
+				        "(a number with s, m, h or d).\n", esc_tmp(v));
 				return -1;
 			}
 			f->since_set = true;
@@ -410,34 +411,27 @@ static const char *const headers[NCOLS] = {
 static const size_t follow_width[NCOLS] = { 19, 18, 10, 32, 7, 6, 0 };
 
 /*
- * A copy of s fit for one terminal cell: control characters become
- * spaces, at most max characters (0: no limit), "..." when cut.
+ * A copy of s fit for one terminal cell: at most max characters of s
+ * (0: no limit), "..." when cut, control characters shown escaped
+ * (util/esc.h, SPEC §8: a multi-line reply stays one row, an escape
+ * sequence from a peer never reaches the terminal).
  */
 static char *cell(const char *s, size_t max)
 {
-	size_t len, chars = 0, i = 0;
-	char *out;
+	size_t chars = 0, i = 0;
 
 	if (!s || !*s)
 		return g_strdup("-");
-	len = strlen(s);
-	out = g_malloc(len + 4);
-	while (s[i]) {
-		size_t n = (size_t)(g_utf8_next_char(s + i) - (s + i));
-
-		if (max && chars == max) {
-			memcpy(out + i, "...", 4);
-			return out;
-		}
-		if (i + n > len)
-			n = len - i;
-		memcpy(out + i, s + i, n);
-		if (n == 1 && ((unsigned char)s[i] < 0x20 || s[i] == 0x7f))
-			out[i] = ' ';
-		i += n;
+	while (s[i] && !(max && chars == max)) {
+		i += (size_t)(g_utf8_next_char(s + i) - (s + i));
 		chars++;
 	}
-	out[i] = '\0';
+	char *out = esc_text(s, (ssize_t)i, 0);
+	if (s[i]) {
+		char *cut = g_strconcat(out, "...", NULL);
+		g_free(out);
+		out = cut;
+	}
 	return out;
 }
 
@@ -482,8 +476,12 @@ static char *response_text(json_t *o, int ev)
 	}
 	if (ev == 5)
 		return cell(jstr(o, "reason"), RESPONSE_COLUMNS);
-	if (ev == 8 && !resp && jstr(o, "source"))
-		return g_strdup_printf("(%s)", jstr(o, "source"));
+	if (ev == 8 && !resp && jstr(o, "source")) {
+		char *src = cell(jstr(o, "source"), 0);
+		char *t = g_strdup_printf("(%s)", src);
+		g_free(src);
+		return t;
+	}
 	return cell(resp, RESPONSE_COLUMNS);
 }
 
@@ -566,6 +564,23 @@ static void flush_rows(struct out *o)
 	fflush(stdout);
 }
 
+/*
+ * --json: the line as it is in the log, but with DEL and C1 controls
+ * (which JSON may hold raw) written as \u escapes: same JSON, nothing a
+ * terminal acts on (util/esc.h).
+ */
+static void print_json_line(const char *line, size_t len)
+{
+	if (!esc_needed(line, (ssize_t)len)) {
+		fwrite(line, 1, len, stdout);
+	} else {
+		char *e = esc_json(line, (ssize_t)len);
+		fputs(e, stdout);
+		g_free(e);
+	}
+	putchar('\n');
+}
+
 /* One line of the log, NUL-terminated at line[len]. */
 static void handle_line(struct filter *f, struct out *o, char *line, size_t len)
 {
@@ -590,18 +605,15 @@ static void handle_line(struct filter *f, struct out *o, char *line, size_t len)
 	/* An event this version does not know is shown, but never filtered in. */
 	if (ev < 0) {
 		if (!f->events && !f->since_set && !f->queue_id && !f->to && !f->from) {
-			if (o->json) {
-				fwrite(line, 1, len, stdout);
-				putchar('\n');
-			}
+			if (o->json)
+				print_json_line(line, len);
 		}
 		json_decref(obj);
 		return;
 	}
 	if (matches(f, obj, ev, tms)) {
 		if (o->json) {
-			fwrite(line, 1, len, stdout);
-			putchar('\n');
+			print_json_line(line, len);
 		} else {
 			if (o->nrows == CHUNK_ROWS)
 				flush_rows(o);

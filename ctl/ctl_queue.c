@@ -16,10 +16,12 @@
 #include "config/config.h"
 #include "ctl/ctl_control.h"
 #include "relay/queue_state.h"
+#include "util/esc.h"
 
+/* A string of the daemon's answer, shown escaped (util/esc.h, SPEC §8). */
 static const char *jstr(const json_t *o, const char *key)
 {
-	return json_string_value(json_object_get(o, key));
+	return esc_tmp(json_string_value(json_object_get(o, key)));
 }
 
 static long long jint(const json_t *o, const char *key)
@@ -63,7 +65,9 @@ static int print_json(const json_t *j)
 	char *s = json_dumps(j, JSON_INDENT(2));
 	if (!s)
 		return 2;
-	puts(s);
+	char *e = esc_json(s, -1);
+	puts(e);
+	g_free(e);
 	free(s);
 	return 0;
 }
@@ -77,9 +81,9 @@ static int ask(const struct config *cfg, json_t *req, json_t **ans, bool quiet_d
 	if (rc == CTL_DOWN && quiet_down)
 		return rc;
 	if (rc == CTL_DOWN)
-		fprintf(stderr, "hikyakuctl: hikyaku is not running (%s).\n", err);
+		fprintf(stderr, "hikyakuctl: hikyaku is not running (%s).\n", esc_tmp(err));
 	else if (rc != CTL_OK)
-		fprintf(stderr, "hikyakuctl: %s.\n", err);
+		fprintf(stderr, "hikyakuctl: %s.\n", esc_tmp(err));
 	return rc;
 }
 
@@ -185,7 +189,13 @@ static int print_list(const json_t *mails)
 
 static void field(const char *name, const char *value)
 {
-	printf("%-13s%s\n", name, value);
+	/* The values are escaped (jstr); a line cut by snprintf() may still
+	 * end inside a character: never print half of one. */
+	const char *end;
+	if (!g_utf8_validate(value, -1, &end))
+		printf("%-13s%.*s\n", name, (int)(end - value), value);
+	else
+		printf("%-13s%s\n", name, value);
 }
 
 static int print_mail(const json_t *m)
@@ -273,7 +283,7 @@ static int queue_fetch(const struct config *cfg, const char *id, json_t **out)
 	fprintf(stderr, "hikyakuctl: hikyaku is not running; read from the spool %s\n", dir);
 	int e = id ? queue_spool_show(dir, id, out) : queue_spool_read(dir, out);
 	if (e == -ENOENT && id) {
-		fprintf(stderr, "hikyakuctl: no mail %s in the queue.\n", id);
+		fprintf(stderr, "hikyakuctl: no mail %s in the queue.\n", esc_tmp(id));
 		return 1;
 	}
 	if (e < 0) {
@@ -319,9 +329,9 @@ static int queue_act(const struct config *cfg, const char *cmd, const char *id)
 		long long n = jint(ans, "mails");
 		printf("retry scheduled for %lld mail%s\n", n, n == 1 ? "" : "s");
 	} else if (json_is_true(json_object_get(ans, "after_delivery"))) {
-		printf("%s is being delivered now; it is deleted when that attempt ends\n", id);
+		printf("%s is being delivered now; it is deleted when that attempt ends\n", esc_tmp(id));
 	} else {
-		printf("deleted %s\n", id);
+		printf("deleted %s\n", esc_tmp(id));
 	}
 	json_decref(ans);
 	return 0;

@@ -8,6 +8,7 @@
 #include "ctl/ctl_suppression.h"
 
 #include <errno.h>
+#include <glib.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,10 +16,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config/config.h"
+#include "ctl/ctl_csv.h"
 #include "relay/suppression.h"
 #include "util/eventlog.h"
+#include "util/esc.h"
 
 /* The reason column is cut here; the export has the whole text. */
 #define REASON_COLUMNS 60
@@ -122,7 +126,7 @@ static bool parse_args(int argc, char **argv, const char *cmd, const char *opt, 
 			a->opt_value = argv[++i];
 		} else if (options && arg[0] == '-' && arg[1] != '\0') {
 			fprintf(stderr, "hikyakuctl: suppression %s: unknown option \"%s\"; "
-			        "try hikyakuctl suppression --help.\n", cmd, arg);
+			        "try hikyakuctl suppression --help.\n", cmd, esc_tmp(arg));
 			return false;
 		} else if (a->noperands < 2) {
 			a->operand[a->noperands++] = arg;
@@ -202,7 +206,9 @@ static int char_width(uint32_t cp)
  */
 static char *cell(const char *v, int max, int *width)
 {
-	const unsigned char *text = (const unsigned char *)(v && *v ? v : "-");
+	/* Shown escaped first (util/esc.h): valid UTF-8, no controls. */
+	char *shown = esc_text(v && *v ? v : "-", -1, 0);
+	const unsigned char *text = (const unsigned char *)shown;
 	const unsigned char *p = text;
 	int total = 0, limit, w = 0;
 	size_t o = 0;
@@ -213,8 +219,10 @@ static char *cell(const char *v, int max, int *width)
 	limit = max > 0 && total > max ? max - 3 : total;
 	/* U+FFFD is 3 bytes for what may have been 1: room for that. */
 	out = malloc(strlen((const char *)text) * 3 + 4);
-	if (!out)
+	if (!out) {
+		g_free(shown);
 		return NULL;
+	}
 	p = text;
 	while (*p) {
 		const unsigned char *start = p;
@@ -241,6 +249,7 @@ static char *cell(const char *v, int max, int *width)
 	}
 	out[o] = '\0';
 	*width = w;
+	g_free(shown);
 	return out;
 }
 
@@ -365,7 +374,7 @@ static int cmd_list(const struct config *cfg, int argc, char **argv)
 		}
 	}
 	if (t.n == 0 && a.opt_value && *a.opt_value)
-		printf("no entries match \"%s\"\n", a.opt_value);
+		printf("no entries match \"%s\"\n", esc_tmp(a.opt_value));
 	else if (t.n == 0)
 		printf("no entries\n");
 	else
@@ -388,7 +397,8 @@ static int cmd_add(const struct config *cfg, struct evlog *log, int argc, char *
 		return 2;
 	addr = a.operand[0];
 	if (!supp_address_valid(addr)) {
-		fprintf(stderr, "hikyakuctl: \"%s\" is not a mail address (local@domain).\n", addr);
+		fprintf(stderr, "hikyakuctl: \"%s\" is not a mail address (local@domain).\n",
+		        esc_tmp(addr));
 		return 2;
 	}
 	if (open_store(cfg, true, &s) != 0)
@@ -401,15 +411,15 @@ static int cmd_add(const struct config *cfg, struct evlog *log, int argc, char *
 	rc = supp_add(s, addr, reason, NULL, NULL, "admin", (int64_t)clock_now_ms());
 	supp_close(s);
 	if (rc < 0) {
-		fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list: %s.\n", addr,
-		        supp_strerror(rc));
+		fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list: %s.\n",
+		        esc_tmp(addr), supp_strerror(rc));
 		return 2;
 	}
 	if (rc == 1) {
 		log_learned(log, addr, "admin");
-		printf("added %s\n", addr);
+		printf("added %s\n", esc_tmp(addr));
 	} else {
-		printf("%s was already listed; updated\n", addr);
+		printf("%s was already listed; updated\n", esc_tmp(addr));
 	}
 	return 0;
 }
@@ -432,14 +442,14 @@ static int cmd_remove(const struct config *cfg, int argc, char **argv)
 	supp_close(s);
 	if (rc < 0) {
 		fprintf(stderr, "hikyakuctl: cannot remove %s from the suppression list: %s.\n",
-		        addr, supp_strerror(rc));
+		        esc_tmp(addr), supp_strerror(rc));
 		return 2;
 	}
 	if (rc == 0) {
-		fprintf(stderr, "hikyakuctl: %s is not on the suppression list.\n", addr);
+		fprintf(stderr, "hikyakuctl: %s is not on the suppression list.\n", esc_tmp(addr));
 		return 1;
 	}
-	printf("removed %s\n", addr);
+	printf("removed %s\n", esc_tmp(addr));
 	return 0;
 }
 
@@ -456,6 +466,55 @@ static void import_new(void *arg, const char *address)
 
 	il->fresh++;
 	log_learned(il->log, address, "import");
+}
+
+/*
+ * The CSV of in without the export's formula guards (ctl/ctl_csv.h), as
+ * a stream for supp_import_csv_cb(); the input as it is when it is no
+ * well-formed CSV, so that the import names the line at fault. NULL with
+ * errno set when in cannot be read.
+ */
+static FILE *unguarded(FILE *in)
+{
+	GByteArray *raw = g_byte_array_new();
+	char chunk[65536];
+	size_t n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0)
+		g_byte_array_append(raw, (const guint8 *)chunk, (guint)n);
+	if (ferror(in)) {
+		int e = errno ? errno : EIO;
+		g_byte_array_free(raw, TRUE);
+		errno = e;
+		return NULL;
+	}
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (!mem) {
+		g_byte_array_free(raw, TRUE);
+		return NULL;
+	}
+	int rc = ctl_csv_rewrite((const char *)raw->data, raw->len, mem, CTL_CSV_UNGUARD, false);
+	fclose(mem);
+	if (rc < 0) {
+		free(text);
+		text = g_memdup2(raw->data, raw->len);
+		len = raw->len;
+	}
+	g_byte_array_free(raw, TRUE);
+	FILE *f = tmpfile();
+	if (f && (fwrite(text, 1, len, f) != len || fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0)) {
+		fclose(f);
+		f = NULL;
+	}
+	int e = errno;
+	if (rc < 0)
+		g_free(text);
+	else
+		free(text);
+	errno = e;
+	return f;
 }
 
 static int cmd_import(const struct config *cfg, struct evlog *log, int argc, char **argv)
@@ -475,26 +534,32 @@ static int cmd_import(const struct config *cfg, struct evlog *log, int argc, cha
 	file = a.operand[0];
 	in = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
 	if (!in) {
-		fprintf(stderr, "hikyakuctl: cannot open %s: %s.\n", file, strerror(errno));
+		fprintf(stderr, "hikyakuctl: cannot open %s: %s.\n", esc_tmp(file), strerror(errno));
+		return 2;
+	}
+	/* SPEC §6.5: the "'" the export put before a formula-like field goes. */
+	FILE *csv = unguarded(in);
+	if (in != stdin)
+		fclose(in);
+	if (!csv) {
+		fprintf(stderr, "hikyakuctl: cannot read %s: %s.\n", esc_tmp(file), strerror(errno));
 		return 2;
 	}
 	if (open_store(cfg, true, &s) != 0) {
-		if (in != stdin)
-			fclose(in);
+		fclose(csv);
 		return 2;
 	}
-	rc = supp_import_csv_cb(s, in, "import", (int64_t)clock_now_ms(), import_new, &il, &line, err,
-	                        sizeof(err));
+	rc = supp_import_csv_cb(s, csv, "import", (int64_t)clock_now_ms(), import_new, &il, &line,
+	                        err, sizeof(err));
 	supp_close(s);
-	if (in != stdin)
-		fclose(in);
+	fclose(csv);
 	if (rc < 0) {
 		if (line > 0)
 			fprintf(stderr, "hikyakuctl: %s:%ld: %s; nothing was imported.\n",
-			        strcmp(file, "-") ? file : "stdin", line, err);
+			        strcmp(file, "-") ? esc_tmp(file) : "stdin", line, esc_tmp(err));
 		else
 			fprintf(stderr, "hikyakuctl: cannot import %s: %s; nothing was imported.\n",
-			        file, *err ? err : supp_strerror(rc));
+			        esc_tmp(file), *err ? esc_tmp(err) : supp_strerror(rc));
 		return 2;
 	}
 	printf("imported %d address%s (%ld new)\n", rc, rc == 1 ? "" : "es", il.fresh);
@@ -513,15 +578,29 @@ static int cmd_export(const struct config *cfg, int argc, char **argv)
 	rc = open_store(cfg, false, &s);
 	if (rc == 2)
 		return 2;
+	/*
+	 * SPEC §6.5: a formula-like field gets "'"; SPEC §8: on a terminal,
+	 * control characters are shown escaped (a file keeps them, so that
+	 * import gives the list back exactly).
+	 */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (!mem)
+		return 2;
 	if (s) {
-		rc = supp_export_csv(s, stdout);
+		rc = supp_export_csv(s, mem);
 		supp_close(s);
 	} else {
 		/* Nothing listed yet: the header alone, as for an empty list. */
-		fputs("address,reason,status,response,source,first_seen,last_seen,count\n",
-		      stdout);
-		rc = fflush(stdout) == 0 ? 0 : -EIO;
+		fputs("address,reason,status,response,source,first_seen,last_seen,count\n", mem);
+		rc = 0;
 	}
+	if (fclose(mem) != 0 && rc >= 0)
+		rc = -EIO;
+	if (rc >= 0)
+		rc = ctl_csv_rewrite(text, len, stdout, CTL_CSV_GUARD, isatty(STDOUT_FILENO));
+	free(text);
 	if (rc < 0) {
 		fprintf(stderr, "hikyakuctl: cannot export the suppression list: %s.\n",
 		        supp_strerror(rc));
@@ -555,6 +634,6 @@ int ctl_suppression(const struct config *cfg, struct evlog *log, int argc, char 
 	if (strcmp(cmd, "export") == 0)
 		return cmd_export(cfg, argc, argv);
 	fprintf(stderr, "hikyakuctl: unknown suppression command \"%s\"; "
-	        "try hikyakuctl suppression --help.\n", cmd);
+	        "try hikyakuctl suppression --help.\n", esc_tmp(cmd));
 	return 2;
 }

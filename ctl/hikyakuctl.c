@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <glib.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 #include "relay/suppression.h"
 #include "util/buf.h"
 #include "util/eventlog.h"
+#include "util/esc.h"
 
 static void usage(FILE *fp)
 {
@@ -77,7 +79,7 @@ static int load(const char *path, struct config **cfg, bool quiet_ok)
 	int rc = config_load(path, cfg, &diags);
 	for (size_t i = 0; i < diags.n; i++)
 		if (!quiet_ok || !diags.v[i].warning || rc < 0)
-			fprintf(stderr, "%s\n", diags.v[i].text);
+			fprintf(stderr, "%s\n", esc_tmp(diags.v[i].text));
 	config_diags_free(&diags);
 	return rc;
 }
@@ -106,7 +108,21 @@ static int cmd_config(const char *path, int argc, char **argv)
 	struct config *cfg = NULL;
 	if (load(path, &cfg, true) < 0)
 		return 2;
-	config_print(cfg, stdout);
+	/* The configuration's lines are the output's: escape all but LF. */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	if (!mem) {
+		fprintf(stderr, "hikyakuctl: out of memory.\n");
+		config_free(cfg);
+		return 2;
+	}
+	config_print(cfg, mem);
+	fclose(mem);
+	char *shown = esc_text(text, (ssize_t)len, ESC_KEEP_NL);
+	fputs(shown, stdout);
+	g_free(shown);
+	free(text);
 	config_free(cfg);
 	return 0;
 }
@@ -121,7 +137,8 @@ static int cmd_route(const char *path, int argc, char **argv)
 	const char *addr = argv[1];
 	char *ascii = route_ascii(addr);
 	if (!ascii) {
-		fprintf(stderr, "hikyakuctl: \"%s\" is not a mail address (local@domain).\n", addr);
+		fprintf(stderr, "hikyakuctl: \"%s\" is not a mail address (local@domain).\n",
+		        esc_tmp(addr));
 		return 2;
 	}
 	free(ascii);
@@ -132,9 +149,10 @@ static int cmd_route(const char *path, int argc, char **argv)
 	const struct config_domain *e = route_match(cfg, addr);
 	int rc = e ? 0 : 1;
 	if (e && cfg->service.host)
-		printf("service (matched \"%s\")\n", e->entry);
+		printf("service (matched \"%s\")\n", esc_tmp(e->entry));
 	else if (e)
-		printf("direct (matched \"%s\", but no [service] host is configured)\n", e->entry);
+		printf("direct (matched \"%s\", but no [service] host is configured)\n",
+		       esc_tmp(e->entry));
 	else
 		printf("direct\n");
 	config_free(cfg);
@@ -202,13 +220,13 @@ static int ingest(const struct config *cfg, struct evlog *log)
 		int a = supp_add(s, r->final_recipient, "bounced", r->status, r->diagnostic, "dsn", now);
 		if (a < 0) {
 			fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list.\n",
-			        r->final_recipient);
+			        esc_tmp(r->final_recipient));
 			status = 2;
 			continue;
 		}
 		found++;
-		printf("%s %s (%s)\n", a == 1 ? "learned" : "already listed:", r->final_recipient,
-		       r->status);
+		printf("%s %s (%s)\n", a == 1 ? "learned" : "already listed:",
+		       esc_tmp(r->final_recipient), esc_tmp(r->status));
 		if (a == 1 && log) {
 			json_t *f = json_object();
 			json_object_set_new(f, "to", evlog_str(r->final_recipient, strlen(r->final_recipient)));
@@ -319,6 +337,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)
 			return commands[i].fn(path, argc - optind, argv + optind);
-	fprintf(stderr, "hikyakuctl: unknown command \"%s\"; try hikyakuctl --help\n", argv[optind]);
+	fprintf(stderr, "hikyakuctl: unknown command \"%s\"; try hikyakuctl --help\n",
+	        esc_tmp(argv[optind]));
 	return 2;
 }

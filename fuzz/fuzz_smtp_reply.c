@@ -1,6 +1,7 @@
 /*
  * fuzz_smtp_reply - the outbound client's reply parser
- * (smtp_reply_parser_line() in relay/smtp_client.c).
+ * (smtp_reply_parser_line() in proto/smtp_reply.c; linked without any
+ * I/O code: hk_proto only).
  *
  * The input is what a server sends. It is cut into lines the way
  * client_on_read() does (at LF, one CR before it dropped; a line longer
@@ -24,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/smtp_client.h"
+#include "proto/smtp_reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 		}                                                                \
 	} while (0)
 
-#define LINE_MAX_CLIENT 4096   /* REPLY_LINE_MAX in smtp_client.c */
-#define LINES_MAX_CLIENT 100   /* REPLY_LINES_MAX */
+#define LINE_MAX_CLIENT SMTP_REPLY_LINE_MAX
+#define LINES_MAX_CLIENT SMTP_REPLY_LINES_MAX
 
 static bool is_digit(char c)
 {

@@ -2,7 +2,9 @@
  * dsn_parse - read incoming delivery status notifications. See dsn_parse.h.
  *
  * GMime parses the message and its MIME tree (it bounds its own nesting:
- * about 1000 multipart and 500 message levels, checked by the tests).
+ * about 1000 multipart and 500 message levels, checked by the tests), but
+ * only a bounded prefix of it (scan_prefix()): GMime builds the whole
+ * tree before any limit of ours applies.
  * The field blocks of the status part and of the returned header section
  * are read here, by a small bounded reader of RFC 5322 §2.2 fields,
  * rather than through GMime's header objects: GMime decodes RFC 2047
@@ -85,8 +87,8 @@ static void block_clear(struct block *b)
 }
 
 /*
- * Appends value octets. Controls (CR, LF, NUL, TAB included) count as
- * blanks; a run of blanks becomes one space, none at the start; a blank
+ * Appends value octets. Controls (CR, LF, NUL, TAB included, C1 as
+ * UTF-8) count as blanks; a run of blanks becomes one space, none at the start; a blank
  * at the end is never written.
  */
 static void acc_add(struct acc *a, const char *p, size_t n)
@@ -95,6 +97,13 @@ static void acc_add(struct acc *a, const char *p, size_t n)
 		unsigned char c = (unsigned char)p[i];
 		if (c <= 0x20 || c == 0x7f) {
 			a->blank = a->len > 0;
+			continue;
+		}
+		/* C1 controls in their UTF-8 form (U+0080..U+009F): CSI, OSC, ... */
+		if (c == 0xc2 && i + 1 < n && (unsigned char)p[i + 1] >= 0x80 &&
+		    (unsigned char)p[i + 1] <= 0x9f) {
+			a->blank = a->len > 0;
+			i++;
 			continue;
 		}
 		if (a->len + (a->blank ? 2 : 1) > DSN_PARSE_FIELD_MAX) {
@@ -300,8 +309,8 @@ static char *unescape_utf8_addr(const char *s, size_t n)
 			gunichar cp = 0;
 			while (j < n && j - (i + 3) < 6 && g_ascii_isxdigit(s[j]))
 				cp = cp * 16 + (gunichar)g_ascii_xdigit_value(s[j++]);
-			if (j > i + 3 && j < n && s[j] == '}' && cp >= 0x20 && cp != 0x7f &&
-			    g_unichar_validate(cp)) {
+			if (j > i + 3 && j < n && s[j] == '}' && cp >= 0x20 &&
+			    (cp < 0x7f || cp > 0x9f) && g_unichar_validate(cp)) {
 				k += (size_t)g_unichar_to_utf8(cp, r + k);
 				i = j + 1;
 				continue;
@@ -506,17 +515,28 @@ out:
 	return err;
 }
 
+/*
+ * Which of two results for one address is kept: one that puts it on
+ * the suppression list, else a failure, else the first one. So repeated
+ * or contradicting blocks cannot hide a failure, nor multiply it.
+ */
+static int rcpt_rank(const struct dsn_report_rcpt *r)
+{
+	return dsn_rcpt_suppresses(r) ? 2 : strcmp(r->action, "failed") == 0 ? 1 : 0;
+}
+
 static int status_read(const char *s, size_t n, struct dsn_report *out)
 {
 	struct block b = { 0 };
 	struct acc *a = malloc(sizeof(*a));
-	size_t pos = 0, cap = 0;
+	size_t pos = 0, cap = 0, blocks = 0;
 	bool first = true;
 	int err = 0, more = 0;
 
 	if (!a)
 		return -ENOMEM;
-	while (out->nrcpts < DSN_PARSE_RCPTS_MAX &&
+	GHashTable *by_addr = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	while (out->nrcpts < DSN_PARSE_RCPTS_MAX && blocks++ < DSN_PARSE_BLOCKS_MAX &&
 	       (more = block_read(s, n, &pos, &b, a)) > 0) {
 		bool per_message = first && !b.seen[F_FINAL_RCPT];
 		first = false;
@@ -542,13 +562,32 @@ static int status_read(const char *s, size_t n, struct dsn_report *out)
 			cap = ncap;
 		}
 		bool ok;
-		if ((err = rcpt_of(&b, &out->rcpts[out->nrcpts], &ok)))
+		struct dsn_report_rcpt *x = &out->rcpts[out->nrcpts];
+		if ((err = rcpt_of(&b, x, &ok)))
 			break;
-		if (ok)
-			out->nrcpts++;
+		if (!ok)
+			continue;
+		/* One result per recipient (SPEC §6.1): the first of the best rank. */
+		char *key = g_utf8_casefold(x->final_recipient, -1);
+		gpointer seen = g_hash_table_lookup(by_addr, key);
+		if (seen) {
+			struct dsn_report_rcpt *y = &out->rcpts[GPOINTER_TO_SIZE(seen) - 1];
+			if (rcpt_rank(x) > rcpt_rank(y)) {
+				rcpt_free(y);
+				*y = *x;
+				memset(x, 0, sizeof(*x));
+			} else {
+				rcpt_free(x);
+			}
+			g_free(key);
+			continue;
+		}
+		g_hash_table_insert(by_addr, key, GSIZE_TO_POINTER(out->nrcpts + 1));
+		out->nrcpts++;
 	}
 	if (!err && more < 0)
 		err = more;
+	g_hash_table_destroy(by_addr);
 	block_clear(&b);
 	free(a);
 	return err;
@@ -641,6 +680,40 @@ static void walk(GMimeObject *o, GMimeObject *parent, int depth, struct walk *w)
 	}
 }
 
+/*
+ * The part of the message GMime is given: g_mime_parser_construct_message()
+ * builds the whole tree, with an object and a header list per part,
+ * before any limit of the walk applies (25 MB of empty parts cost it
+ * ~5 GB). So the input is cut, at the start of a line, before the first
+ * of these that comes: DSN_PARSE_BYTES_MAX octets, DSN_PARSE_LINES_MAX
+ * lines, or the line after DSN_PARSE_PARTS_MAX lines that begin with
+ * "--" (every MIME boundary does, RFC 2046 §5.1.1; counting more lines
+ * than the real boundaries is safe). A report puts its status part and
+ * the returned original's header section first (RFC 6522 §3), so a real
+ * report loses only the rest of the returned message; GMime reads a cut
+ * multipart as one whose close-delimiter is missing. Costs one pass over
+ * the kept prefix.
+ */
+static size_t scan_prefix(const char *msg, size_t len)
+{
+	size_t i = 0, lines = 0, delims = 0;
+
+	while (i < len) {
+		if (lines == DSN_PARSE_LINES_MAX)
+			return i;
+		if (len - i >= 2 && msg[i] == '-' && msg[i + 1] == '-' &&
+		    ++delims > DSN_PARSE_PARTS_MAX)
+			return i;
+		const char *nl = memchr(msg + i, '\n', len - i);
+		size_t next = nl ? (size_t)(nl - msg) + 1 : len;
+		if (next > DSN_PARSE_BYTES_MAX)
+			return i;      /* never half a line: a cut address is another one */
+		lines++;
+		i = next;
+	}
+	return len;
+}
+
 /* A leaf part's content, transfer encoding undone. */
 static GByteArray *content_of(GMimeObject *o)
 {
@@ -690,6 +763,9 @@ int dsn_parse(const char *msg, size_t len, struct dsn_report *out)
 	if (len == 0)
 		return 0;
 	route_init();
+	len = scan_prefix(msg, len);
+	if (len == 0)
+		return 0;
 
 	GMimeStream *st = g_mime_stream_mem_new_with_buffer(msg, len);
 	GMimeParser *parser = g_mime_parser_new_with_stream(st);

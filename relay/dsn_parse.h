@@ -43,11 +43,23 @@
  *	report attached to it must not count as a report about it.
  *
  *	Every string is valid UTF-8, NUL-terminated, without control
- *	characters, and at most DSN_PARSE_FIELD_MAX octets. A field value
+ *	characters (C0, DEL, C1 as U+0080..U+009F), and at most DSN_PARSE_FIELD_MAX octets. A field value
  *	longer than that is cut (Diagnostic-Code) or treated as absent
  *	(every other field: a cut address would name someone else). At most
- *	DSN_PARSE_RCPTS_MAX recipients are reported; later blocks are
- *	ignored.
+ *	DSN_PARSE_RCPTS_MAX recipients are reported, each address once
+ *	(compared case-insensitively): of several blocks for one address the
+ *	first that dsn_rcpt_suppresses() is kept, else the first "failed",
+ *	else the first. Later blocks, and those after DSN_PARSE_BLOCKS_MAX,
+ *	are ignored.
+ *
+ *	Cost is bounded whatever the size and MIME structure (SPEC §6.1):
+ *	only the first DSN_PARSE_BYTES_MAX octets and DSN_PARSE_LINES_MAX
+ *	lines of the message are read, and only up to the
+ *	(DSN_PARSE_PARTS_MAX + 1)-th line starting with "--" (a possible
+ *	MIME boundary), each cut falling at the start of a line. A report
+ *	has its status part and the returned header section near its start
+ *	(RFC 6522 §3); one whose status part lies beyond the cut is read as
+ *	no report. 25 MB of empty parts cost a few MB and milliseconds.
  *
  *	dsn_report_free() releases what dsn_parse() filled in and zeroes the
  *	structure; it accepts NULL and a zeroed structure.
@@ -67,8 +79,8 @@
  *	may have no recipients (nrcpts 0) when no block was usable.
  * TOUCHES
  *	Memory only (initialises GMime through route_init()). Safe on
- *	hostile input: the tree walk, the number of parts visited, the
- *	number of recipients and every field are bounded.
+ *	hostile input: the octets, lines and parts given to GMime, the tree
+ *	walk, the number of recipients and every field are bounded.
  */
 #ifndef HK_RELAY_DSN_PARSE_H
 #define HK_RELAY_DSN_PARSE_H
@@ -80,6 +92,9 @@
 #define DSN_PARSE_PARTS_MAX 1000   /* MIME parts visited */
 #define DSN_PARSE_RCPTS_MAX 1000   /* recipients reported */
 #define DSN_PARSE_FIELD_MAX 4096   /* octets per field value */
+#define DSN_PARSE_BYTES_MAX (1024 * 1024)  /* octets of the message read */
+#define DSN_PARSE_LINES_MAX 8000   /* lines of the message read (GMime: ~600 B a header) */
+#define DSN_PARSE_BLOCKS_MAX 4000  /* field blocks of the status part read */
 
 struct dsn_report_rcpt {
 	char *final_recipient;     /* the address, without "rfc822;" and <>, trimmed */

@@ -5,7 +5,9 @@
  * a reply has a row in the step table below: what it waits for (for the
  * timeout text) and the function that handles the complete reply. The
  * bytes from util/conn.c are cut into lines here, lines are assembled
- * into replies by the parser (smtp_reply_parser_*), and each complete
+ * into replies by the parser (smtp_reply_parser_* of proto/smtp_reply.c),
+ * failures without a reply get their status by reason (smtp_reply_none()),
+ * and each complete
  * reply goes to the current state's handler, which writes the next
  * command and moves on.
  *
@@ -13,6 +15,10 @@
  *	        -> [STARTTLS -> TLS -> EHLO] -> [AUTH_*] -> IDLE
  *	IDLE -> [RSET] -> MAIL -> RCPT... -> DATA -> DOT | DOT_DISCARD -> IDLE
  *	IDLE -> QUIT -> CLOSED
+ *
+ * Transport: util/conn.c (TCP, TLS), or a scripted smtp_client_io for
+ * tests and fuzz/fuzz_smtp_client.c, behind the io_*() helpers; the
+ * state machine is the same either way.
  *
  * Memory: the client is freed in conn's on_close once the caller has let
  * go of it (smtp_client_close(), or a failed open). A callback that the
@@ -33,15 +39,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "proto/smtp_stuff.h"
 #include "util/buf.h"
 #include "util/conn.h"
 
-/*
- * RFC 5321 §4.5.3.1.5 allows 512 octets per reply line; real servers
- * send longer ones, so the bound is generous but finite.
- */
-#define REPLY_LINE_MAX 4096
-#define REPLY_LINES_MAX 100                 /* EHLO replies have ~15 lines */
 #define CMDS_MAX ((size_t)4 << 20)          /* MAIL + RCPTs + DATA of one transaction */
 #define DATA_CHUNK 65536                    /* dot-stuffed bytes per conn_write() */
 #define QUIT_WAIT_MS 1000                   /* how long a 221 is worth waiting for */
@@ -124,6 +125,8 @@ struct txn {
 
 struct smtp_client {
 	struct conn conn;
+	const struct smtp_client_io *io;   /* NULL: TCP through conn; else scripted */
+	void *io_arg;
 	uv_connect_t connect_req;
 	uv_loop_t *loop;
 	enum client_state state;
@@ -167,149 +170,53 @@ struct smtp_client {
 
 static void client_abort(struct smtp_client *c, const struct smtp_reply *why);
 
-/* ---- the reply parser (RFC 5321 §4.2, RFC 2034) ------------------------ */
-
-void smtp_reply_parser_init(struct smtp_reply_parser *p)
-{
-	memset(p, 0, sizeof(*p));
-}
-
 /*
- * The length of an enhanced status code at p (RFC 3463 §2: class "."
- * subject "." detail, 1-3 digits each), followed by a space or the end;
- * 0 when there is none. RFC 2034 §3: its class must be the reply's.
+ * The transport: util/conn.c, or the caller's smtp_client_io (tests and
+ * fuzz/fuzz_smtp_client.c drive the real state machine without sockets).
  */
-static size_t status_code_len(const char *p, size_t n, char cls)
+static int io_write(struct smtp_client *c, const void *p, size_t n)
 {
-	size_t i = 2;
-
-	if (n < 5 || p[0] != cls || p[1] != '.')
-		return 0;
-	for (int part = 0; part < 2; part++) {
-		size_t digits = 0;
-		while (i < n && isdigit((unsigned char)p[i])) {
-			if (++digits > 3)
-				return 0;
-			i++;
-		}
-		if (digits == 0)
-			return 0;
-		if (part == 0) {
-			if (i >= n || p[i] != '.')
-				return 0;
-			i++;
-		}
-	}
-	if (i < n && p[i] != ' ')
-		return 0;
-	return i;
+	return c->io ? c->io->write(c->io_arg, p, n) : conn_write(&c->conn, p, n);
 }
 
-/*
- * Adds one line's text. The server's bytes end up in logs and DSNs:
- * control characters and non-ASCII bytes become '?'.
- */
-static void text_append(struct smtp_reply *r, const char *p, size_t n)
+static void io_timeout(struct smtp_client *c, uint64_t ms)
 {
-	while (n > 0 && (*p == ' ' || *p == '\t')) {
-		p++;
-		n--;
-	}
-	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-		n--;
-	if (n == 0)
-		return;
-	size_t len = strnlen(r->text, sizeof(r->text) - 1);
-	size_t room = sizeof(r->text) - 1 - len;
-	if (len > 0) {
-		/* The joining blank only with room for text after it: a reply
-		 * text never ends in a blank (fuzz/regressions/smtp_reply). */
-		if (room < 2)
-			return;
-		r->text[len++] = ' ';
-		room--;
-	}
-	for (size_t i = 0; i < n && room > 0; i++, room--) {
-		unsigned char ch = (unsigned char)p[i];
-		r->text[len++] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
-	}
-	/* Cut short at a blank inside the line: no blank at the end either. */
-	while (len > 0 && r->text[len - 1] == ' ')
-		len--;
-	r->text[len] = '\0';
+	if (c->io)
+		c->io->timeout(c->io_arg, ms);
+	else
+		conn_timeout(&c->conn, ms);
 }
 
-int smtp_reply_parser_line(struct smtp_reply_parser *p, const char *line, size_t len)
+static void io_timer_stop(struct smtp_client *c)
 {
-	/* Reply-code = %x32-35 %x30-35 %x30-39 (RFC 5321 §4.2). */
-	if (len < 3 || len > REPLY_LINE_MAX || p->nlines >= REPLY_LINES_MAX)
-		return -1;
-	if (line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '5' ||
-	    !isdigit((unsigned char)line[2]))
-		return -1;
-	if (len > 3 && line[3] != ' ' && line[3] != '-')
-		return -1;
-	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	if (p->nlines > 0 && code != p->r.code)
-		return -1;
+	if (c->io)
+		c->io->timeout(c->io_arg, 0);
+	else
+		uv_timer_stop(&c->conn.timer);
+}
 
-	const char *t = len > 4 ? line + 4 : line + len;
-	size_t tn = len > 4 ? len - 4 : 0;
-	if (p->nlines == 0) {
-		p->r.code = code;
-		size_t sl = status_code_len(t, tn, line[0]);
-		if (sl > 0 && sl < sizeof(p->r.status)) {
-			memcpy(p->r.status, t, sl);
-			p->r.status[sl] = '\0';
-		}
-	}
-	/* RFC 2034 §3 repeats the code on every line: keep it out of the text. */
-	size_t sl = strlen(p->r.status);
-	if (sl > 0 && tn >= sl && memcmp(t, p->r.status, sl) == 0 && (tn == sl || t[sl] == ' ')) {
-		t += sl;
-		tn -= sl;
-	}
-	text_append(&p->r, t, tn);
-	p->nlines++;
-	return len == 3 || line[3] == ' ' ? 1 : 0;
+static int io_starttls(struct smtp_client *c)
+{
+	return c->io ? c->io->starttls(c->io_arg) : conn_starttls(&c->conn, c->tls_ctx, false, c->host);
+}
+
+static void io_close(struct smtp_client *c)
+{
+	if (c->io)
+		c->io->close(c->io_arg);
+	else
+		conn_close(&c->conn, false);
+}
+
+/* Bytes handed to the transport that have not left yet. */
+static size_t io_queued(const struct smtp_client *c)
+{
+	if (c->io)
+		return c->io->queued ? c->io->queued(c->io_arg) : 0;
+	return c->conn.write_queued;
 }
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static void reply_none(struct smtp_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply_none(struct smtp_reply *r, const char *fmt, ...)
-{
-	va_list ap;
-
-	memset(r, 0, sizeof(*r));
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-	/* An enhanced status for the log and DSNs (RFC 3463), from what
-	 * happened: the texts above are this file's own. */
-	static const struct {
-		const char *prefix, *status;
-	} kinds[] = {
-		{ "protocol error", "4.5.0" },          /* other protocol status */
-		{ "server sent data after its STARTTLS", "4.5.0" },
-		{ "timeout connecting", "4.4.1" },      /* no answer from host */
-		{ "cannot connect", "4.4.1" },
-		{ "timeout", "4.4.2" },                 /* bad connection */
-		{ "connection", "4.4.2" },
-		{ "cannot read", "4.4.2" },
-		{ "cannot write", "4.4.2" },
-		{ "TLS error", "4.4.2" },
-		{ "the server does not offer STARTTLS", "4.7.10" }, /* encryption needed */
-		{ "not sending credentials", "4.7.10" },
-		{ "the server does not offer AUTH", "4.7.8" },      /* authentication */
-		{ "the server offers no AUTH", "4.7.8" },
-	};
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strncmp(r->text, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
-			snprintf(r->status, sizeof(r->status), "%s", kinds[i].status);
-			break;
-		}
-}
 
 static bool is_2xx(int code)
 {
@@ -375,16 +282,16 @@ static const char *step_name(enum client_state st);
 static void await_reply(struct smtp_client *c, enum client_state st)
 {
 	c->state = st;
-	conn_timeout(&c->conn, st == CS_DOT ? c->data_timeout_ms : c->timeout_ms);
+	io_timeout(c, st == CS_DOT ? c->data_timeout_ms : c->timeout_ms);
 }
 
 /* Writes; on failure the client is aborted and -1 returned. */
 static int client_write(struct smtp_client *c, const void *p, size_t n)
 {
-	int rc = conn_write(&c->conn, p, n);
+	int rc = io_write(c, p, n);
 	if (rc < 0) {
 		struct smtp_reply r;
-		reply_none(&r, "cannot write to the server: %s",
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "cannot write to the server: %s",
 		           rc == CONN_ETLS && c->conn.tls ? tls_engine_error(c->conn.tls) : uv_strerror(rc));
 		client_abort(c, &r);
 		return -1;
@@ -404,7 +311,7 @@ static int send_line(struct smtp_client *c, enum client_state st, const char *fm
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
 		struct smtp_reply r;
-		reply_none(&r, "command too long");
+		smtp_reply_none(&r, SMTP_NOREPLY_LOCAL, "command too long");
 		client_abort(c, &r);
 		return -1;
 	}
@@ -418,59 +325,35 @@ static int send_line(struct smtp_client *c, enum client_state st, const char *fm
 }
 
 /*
- * The message, dot-stuffed (RFC 5321 §4.5.2) with CRLF line ends, then
- * the final dot. The input has CRLF only (the listener saw to it); a bare
- * CR or LF would still go out as CRLF, since nothing bare may leave
- * (SPEC §5). At most DATA_CHUNK bytes are staged at a time; conn_write()
- * copies them into the write queue.
+ * The message, dot-stuffed with CRLF line ends, then the final dot
+ * (proto/smtp_stuff.h). At most DATA_CHUNK bytes are staged at a time;
+ * conn_write() copies them into the write queue.
  */
 static int write_data(struct smtp_client *c)
 {
 	const char *d = c->txn.data;
-	size_t len = c->txn.len;
-	char *out = malloc(DATA_CHUNK + 8);
-	size_t o = 0;
-	bool bol = true;       /* at the start of a line */
-	bool cr = false;       /* the last byte out was a CR */
+	size_t len = c->txn.len, i = 0;
+	char *out = malloc(DATA_CHUNK + SMTP_STUFF_FINISH);
+	struct smtp_stuff st;
 
 	if (!out) {
 		struct smtp_reply r;
-		reply_none(&r, "out of memory");
+		smtp_reply_none(&r, SMTP_NOREPLY_LOCAL, "out of memory");
 		client_abort(c, &r);
 		return -1;
 	}
-	for (size_t i = 0; i < len; i++) {
-		char ch = d[i];
-		if (o + 4 > DATA_CHUNK) {
-			if (client_write(c, out, o) < 0)
-				goto fail;
-			o = 0;
-		}
-		if (ch == '\n') {
-			if (!cr)
-				out[o++] = '\r';
-			out[o++] = '\n';
-			cr = false;
-			bol = true;
-			continue;
-		}
-		if (cr) {
-			out[o++] = '\n';
-			bol = true;
-		}
-		if (bol && ch == '.')
-			out[o++] = '.';
-		out[o++] = ch;
-		bol = false;
-		cr = ch == '\r';
+	smtp_stuff_init(&st);
+	for (;;) {
+		size_t o;
+		i += smtp_stuff_encode(&st, d + i, len - i, out, DATA_CHUNK, &o);
+		bool last = i == len;
+		if (last)
+			o += smtp_stuff_finish(&st, out + o);
+		if (client_write(c, out, o) < 0)
+			goto fail;
+		if (last)
+			break;
 	}
-	if (cr)
-		out[o++] = '\n';
-	else if (!bol)
-		o += (size_t)sprintf(out + o, "\r\n");
-	o += (size_t)sprintf(out + o, ".\r\n");
-	if (client_write(c, out, o) < 0)
-		goto fail;
 	free(out);
 	await_reply(c, CS_DOT);
 	return 0;
@@ -496,7 +379,7 @@ static void close_conn(struct smtp_client *c)
 	if (c->state != CS_CLOSED)
 		c->closed_in = c->state;
 	c->state = CS_CLOSED;
-	conn_close(&c->conn, false);
+	io_close(c);
 }
 
 static void open_done(struct smtp_client *c, const struct smtp_reply *fail)
@@ -512,7 +395,7 @@ static void open_done(struct smtp_client *c, const struct smtp_reply *fail)
 			close_conn(c);
 	} else {
 		c->state = CS_IDLE;
-		uv_timer_stop(&c->conn.timer); /* no timeout while idle */
+		io_timer_stop(c); /* no timeout while idle */
 	}
 	if (cb)
 		cb(c, c->open_arg, fail);
@@ -559,7 +442,7 @@ static void txn_done(struct smtp_client *c)
 	c->need_rset = !is_2xx(t.res.data.code);
 	if (c->state != CS_CLOSED) {
 		c->state = CS_IDLE;
-		uv_timer_stop(&c->conn.timer);
+		io_timer_stop(c);
 	}
 	t.cb(c, t.arg, &t.res);
 	txn_release(&t);
@@ -609,9 +492,11 @@ static int client_connect(struct smtp_client *c)
 	 * conn_init() fails only when uv_tcp_init() does (uv_timer_init()
 	 * cannot fail), and then no handle is open.
 	 */
-	int rc = conn_init(c->loop, &c->conn, &client_ops, c);
+	int rc = c->io ? 0 : conn_init(c->loop, &c->conn, &client_ops, c);
 	if (rc < 0)
 		return rc;
+	if (c->io)
+		c->conn.data = c;
 	c->conn_open = true;
 	c->state = CS_CONNECT;
 	c->tls_on = false;
@@ -620,7 +505,11 @@ static int client_connect(struct smtp_client *c)
 	c->size_limit = 0;
 	buf_reset(&c->in);
 	smtp_reply_parser_init(&c->parser);
-	conn_timeout(&c->conn, c->connect_timeout_ms);
+	io_timeout(c, c->connect_timeout_ms);
+	if (c->io) {
+		c->io->connect(c->io_arg);   /* answered by smtp_client_io_connected() */
+		return 0;
+	}
 	c->connect_req.data = c;
 	rc = uv_tcp_connect(&c->connect_req, &c->conn.tcp, (const struct sockaddr *)&c->addr,
 	                    client_connected);
@@ -640,8 +529,7 @@ static void tls_failed(struct smtp_client *c, const char *why)
 		return;
 	}
 	struct smtp_reply r;
-	reply_none(&r, "%s", why);
-	snprintf(r.status, sizeof(r.status), "4.7.5"); /* cryptographic failure */
+	smtp_reply_none(&r, SMTP_NOREPLY_TLS_FAILED, "%s", why);
 	client_abort(c, &r);
 }
 
@@ -666,12 +554,12 @@ static void auth_start(struct smtp_client *c)
 	}
 	/* RFC 4954 §4: no password in plain text (SCT_NONE is for tests). */
 	if (!c->tls_on && c->tls != SCT_NONE) {
-		reply_none(&r, "not sending credentials without TLS");
+		smtp_reply_none(&r, SMTP_NOREPLY_TLS_REQUIRED, "not sending credentials without TLS");
 		client_abort(c, &r);
 		return;
 	}
 	if (!(c->ext & EXT_AUTH)) {
-		reply_none(&r, "the server does not offer AUTH");
+		smtp_reply_none(&r, SMTP_NOREPLY_AUTH, "the server does not offer AUTH");
 		client_abort(c, &r);
 		return;
 	}
@@ -689,7 +577,7 @@ static void auth_start(struct smtp_client *c)
 		send_line(c, CS_AUTH_LOGIN, "AUTH LOGIN");
 		return;
 	}
-	reply_none(&r, "the server offers no AUTH mechanism hikyaku has (PLAIN, LOGIN)");
+	smtp_reply_none(&r, SMTP_NOREPLY_AUTH, "the server offers no AUTH mechanism hikyaku has (PLAIN, LOGIN)");
 	client_abort(c, &r);
 }
 
@@ -713,7 +601,7 @@ static void after_ehlo(struct smtp_client *c)
 		}
 		if (c->tls != SCT_MAY) {
 			struct smtp_reply r;
-			reply_none(&r, "the server does not offer STARTTLS, which TLS mode %s requires",
+			smtp_reply_none(&r, SMTP_NOREPLY_TLS_REQUIRED, "the server does not offer STARTTLS, which TLS mode %s requires",
 			           c->tls == SCT_VERIFY ? "verify" : "encrypt");
 			client_abort(c, &r);
 			return;
@@ -822,13 +710,13 @@ static void on_starttls(struct smtp_client *c, const struct smtp_reply *r)
 	 * CVE-2011-0411 and relatives).
 	 */
 	if (c->unread > 0) {
-		reply_none(&why, "server sent data after its STARTTLS reply");
+		smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "server sent data after its STARTTLS reply");
 		client_abort(c, &why);
 		return;
 	}
 	c->state = CS_TLS;
-	conn_timeout(&c->conn, c->timeout_ms);
-	if (conn_starttls(&c->conn, c->tls_ctx, false, c->host) < 0)
+	io_timeout(c, c->timeout_ms);
+	if (io_starttls(c) < 0)
 		tls_failed(c, c->conn.tls ? tls_engine_error(c->conn.tls) : "cannot start TLS");
 }
 
@@ -880,9 +768,9 @@ static void on_auth_pass(struct smtp_client *c, const struct smtp_reply *r)
 static void txn_not_sent(struct txn *t, const char *why)
 {
 	for (size_t i = t->next; i < t->nrcpts; i++)
-		reply_none(&t->res.rcpt[i], "not sent: %s", why);
+		smtp_reply_none(&t->res.rcpt[i], SMTP_NOREPLY_LOCAL, "not sent: %s", why);
 	t->next = t->nrcpts;
-	reply_none(&t->res.data, "not sent: %s", why);
+	smtp_reply_none(&t->res.data, SMTP_NOREPLY_LOCAL, "not sent: %s", why);
 }
 
 static void on_rset(struct smtp_client *c, const struct smtp_reply *r)
@@ -950,7 +838,7 @@ static void on_rcpt(struct smtp_client *c, const struct smtp_reply *r)
 		return;
 	}
 	if (t->accepted == 0) {
-		reply_none(&t->res.data, "not sent: no recipient was accepted");
+		smtp_reply_none(&t->res.data, SMTP_NOREPLY_LOCAL, "not sent: no recipient was accepted");
 		txn_done(c);
 		return;
 	}
@@ -972,7 +860,7 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 		 * delivered. */
 		if (c->unread > 0) {
 			struct smtp_reply why;
-			reply_none(&why, "protocol error: the server replied before receiving the "
+			smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "protocol error: the server replied before receiving the "
 			           "message (data after its 354)");
 			client_abort(c, &why);
 			return;
@@ -984,14 +872,14 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 		/* Only 354 lets the message go (RFC 5321 §4.1.1.4); any other
 		 * positive answer, 250 above all, is not a delivery. */
 		struct smtp_reply why;
-		reply_none(&why, "protocol error: %d reply to DATA, expected 354", r->code);
+		smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "protocol error: %d reply to DATA, expected 354", r->code);
 		client_abort(c, &why);
 		return;
 	}
 	if (wanted) {
 		t->res.data = *r;
 	} else {
-		reply_none(&t->res.data, "not sent: %s",
+		smtp_reply_none(&t->res.data, SMTP_NOREPLY_LOCAL, "not sent: %s",
 		           t->mail_ok ? "no recipient was accepted" : "MAIL FROM was refused");
 		/*
 		 * RFC 2920 §3.1: a pipelined DATA that gets 354 although no
@@ -1009,12 +897,12 @@ static void on_data(struct smtp_client *c, const struct smtp_reply *r)
 
 static void on_dot(struct smtp_client *c, const struct smtp_reply *r)
 {
-	if (c->conn.write_queued > 0 && r->code != 421) {
+	if (io_queued(c) > 0 && r->code != 421) {
 		/* The final reply came before the whole message left: it is not
 		 * an answer to the message (a 5xx may still stop it early). */
 		if (r->code < 400) {
 			struct smtp_reply why;
-			reply_none(&why, "protocol error: %d reply before the end of the message "
+			smtp_reply_none(&why, SMTP_NOREPLY_PROTOCOL, "protocol error: %d reply before the end of the message "
 			           "was sent", r->code);
 			client_abort(c, &why);
 			return;
@@ -1098,18 +986,18 @@ static void client_line(struct smtp_client *c, const char *line, size_t len)
 	if (!steps[c->state].on_reply) {
 		/* Nothing was asked (idle, or mid-handshake): the server misbehaves. */
 		line_excerpt(ex, sizeof(ex), line, len);
-		reply_none(&r, "protocol error: unexpected data from the server: \"%s\"", ex);
+		smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: unexpected data from the server: \"%s\"", ex);
 		client_abort(c, &r);
 		return;
 	}
 	int rc = smtp_reply_parser_line(&c->parser, line, len);
 	if (rc < 0) {
 		line_excerpt(ex, sizeof(ex), line, len);
-		if (c->parser.nlines >= REPLY_LINES_MAX)
-			reply_none(&r, "protocol error: reply to %s has more than %d lines",
-			           step_name(c->state), REPLY_LINES_MAX);
+		if (c->parser.nlines >= SMTP_REPLY_LINES_MAX)
+			smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: reply to %s has more than %d lines",
+			           step_name(c->state), SMTP_REPLY_LINES_MAX);
 		else
-			reply_none(&r, "protocol error: malformed reply to %s: \"%s\"",
+			smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: malformed reply to %s: \"%s\"",
 			           step_name(c->state), ex);
 		client_abort(c, &r);
 		return;
@@ -1132,8 +1020,8 @@ static void client_on_read(struct conn *cn, const char *p, size_t n)
 		size_t take = nl ? (size_t)(nl - p) + 1 : n;
 		if (buf_append(&c->in, p, take) < 0) {
 			struct smtp_reply r;
-			reply_none(&r, "protocol error: reply line longer than %d octets",
-			           REPLY_LINE_MAX);
+			smtp_reply_none(&r, SMTP_NOREPLY_PROTOCOL, "protocol error: reply line longer than %d octets",
+			           SMTP_REPLY_LINE_MAX);
 			client_abort(c, &r);
 			return;
 		}
@@ -1170,13 +1058,13 @@ static void client_on_eof(struct conn *cn, int status)
 		return;
 	}
 	if (status == UV_EOF)
-		reply_none(&r, "connection closed by the server while waiting for the reply to %s",
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "connection closed by the server while waiting for the reply to %s",
 		           step_name(c->state));
 	else if (status == CONN_ETLS)
-		reply_none(&r, "TLS error while waiting for the reply to %s: %s", step_name(c->state),
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "TLS error while waiting for the reply to %s: %s", step_name(c->state),
 		           c->conn.tls ? tls_engine_error(c->conn.tls) : "?");
 	else
-		reply_none(&r, "connection error while waiting for the reply to %s: %s",
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "connection error while waiting for the reply to %s: %s",
 		           step_name(c->state), uv_strerror(status));
 	client_abort(c, &r);
 }
@@ -1188,7 +1076,7 @@ static void client_on_tls(struct conn *cn, int status)
 	if (c->state != CS_TLS && c->state != CS_TLS_WRAP)
 		return;
 	if (status < 0) {
-		tls_failed(c, tls_engine_error(cn->tls));
+		tls_failed(c, cn->tls ? tls_engine_error(cn->tls) : "TLS handshake failed");
 		return;
 	}
 	c->tls_on = true;
@@ -1213,17 +1101,17 @@ static void client_on_timeout(struct conn *cn)
 	case CS_CLOSED:
 		return;
 	case CS_CONNECT:
-		reply_none(&r, "timeout connecting to %s", c->relay);
+		smtp_reply_none(&r, SMTP_NOREPLY_NO_ANSWER, "timeout connecting to %s", c->relay);
 		break;
 	case CS_TLS:
 	case CS_TLS_WRAP:
 		tls_failed(c, "timeout in the TLS handshake");
 		return;
 	case CS_GREETING:
-		reply_none(&r, "timeout waiting for the greeting");
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "timeout waiting for the greeting");
 		break;
 	default:
-		reply_none(&r, "timeout waiting for the reply to %s", step_name(c->state));
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "timeout waiting for the reply to %s", step_name(c->state));
 		break;
 	}
 	client_abort(c, &r);
@@ -1241,6 +1129,8 @@ static void client_free(struct smtp_client *c)
 	buf_free(&c->in);
 	txn_release(&c->txn);
 	SSL_CTX_free(c->tls_ctx);
+	if (c->io && c->io->freed)
+		c->io->freed(c->io_arg);
 	free(c);
 }
 
@@ -1251,13 +1141,13 @@ static void client_on_close(struct conn *cn)
 
 	c->conn_open = false;
 	c->state = CS_CLOSED;
-	reply_none(&r, "connection closed by the caller");
+	smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "connection closed by the caller");
 	if (c->reconnect && !c->released) {
 		c->reconnect = false;
 		int rc = client_connect(c);
 		if (rc == 0)
 			return;
-		reply_none(&r, "cannot connect to %s: %s", c->relay, uv_strerror(rc));
+		smtp_reply_none(&r, SMTP_NOREPLY_NO_ANSWER, "cannot connect to %s: %s", c->relay, uv_strerror(rc));
 		if (c->conn_open) {
 			open_done(c, &r);   /* frees in the next on_close */
 			return;
@@ -1296,21 +1186,21 @@ static void client_connected(uv_connect_t *req, int status)
 	if (status == UV_ECANCELED || c->state != CS_CONNECT)
 		return;      /* closed meanwhile (timeout, caller) */
 	if (status < 0) {
-		reply_none(&r, "cannot connect to %s: %s", c->relay, uv_strerror(status));
+		smtp_reply_none(&r, SMTP_NOREPLY_NO_ANSWER, "cannot connect to %s: %s", c->relay, uv_strerror(status));
 		client_abort(c, &r);
 		return;
 	}
-	int rc = conn_read_start(&c->conn);
+	int rc = c->io ? 0 : conn_read_start(&c->conn);
 	if (rc < 0) {
-		reply_none(&r, "cannot read from %s: %s", c->relay, uv_strerror(rc));
+		smtp_reply_none(&r, SMTP_NOREPLY_CONNECTION, "cannot read from %s: %s", c->relay, uv_strerror(rc));
 		client_abort(c, &r);
 		return;
 	}
 	if (c->tls == SCT_SMTPS) {
 		/* RFC 8314 §3.3: TLS from the first byte. */
 		c->state = CS_TLS_WRAP;
-		conn_timeout(&c->conn, c->timeout_ms);
-		if (conn_starttls(&c->conn, c->tls_ctx, false, c->host) < 0)
+		io_timeout(c, c->timeout_ms);
+		if (io_starttls(c) < 0)
 			tls_failed(c, c->conn.tls ? tls_engine_error(c->conn.tls) : "cannot start TLS");
 		return;
 	}
@@ -1338,10 +1228,11 @@ static void relay_name(struct smtp_client *c)
 	snprintf(c->relay, sizeof(c->relay), "%.255s[%s]:%u", c->host ? c->host : ip, ip, port);
 }
 
-int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
-                     smtp_client_open_cb cb, void *arg, struct smtp_client **out)
+static int client_open(uv_loop_t *loop, const struct smtp_client_params *p,
+                       const struct smtp_client_io *io, void *io_arg,
+                       smtp_client_open_cb cb, void *arg, struct smtp_client **out)
 {
-	if (!loop || !p || !cb || !out || !p->addr || !p->helo || !*p->helo ||
+	if ((!loop && !io) || !p || !cb || !out || !p->addr || !p->helo || !*p->helo ||
 	    !cmd_safe(p->helo, false) || (p->host && !*p->host))
 		return UV_EINVAL;
 	if (p->addr->sa_family != AF_INET && p->addr->sa_family != AF_INET6)
@@ -1360,6 +1251,8 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 	if (!c)
 		return UV_ENOMEM;
 	c->loop = loop;
+	c->io = io;
+	c->io_arg = io_arg;
 	memcpy(&c->addr, p->addr, p->addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                                         : sizeof(struct sockaddr_in));
 	c->host = dup_or_null(p->host);
@@ -1370,7 +1263,7 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 	c->connect_timeout_ms = p->connect_timeout_ms ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
 	c->timeout_ms = p->timeout_ms ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->data_timeout_ms = p->data_timeout_ms ? p->data_timeout_ms : DEFAULT_DATA_TIMEOUT_MS;
-	buf_init(&c->in, REPLY_LINE_MAX + 2);
+	buf_init(&c->in, SMTP_REPLY_LINE_MAX + 2);
 	c->open_cb = cb;
 	c->open_arg = arg;
 	relay_name(c);
@@ -1401,8 +1294,64 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 	*out = c;
 	return 0;
 nomem:
+	c->io = NULL;      /* no freed() for a client the caller never had */
 	client_free(c);
 	return UV_ENOMEM;
+}
+
+int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
+                     smtp_client_open_cb cb, void *arg, struct smtp_client **out)
+{
+	if (!loop)
+		return UV_EINVAL;
+	return client_open(loop, p, NULL, NULL, cb, arg, out);
+}
+
+/* ---- a scripted transport (smtp_client.h) ------------------------------ */
+
+int smtp_client_open_io(const struct smtp_client_params *p, const struct smtp_client_io *io,
+                        void *io_arg, smtp_client_open_cb cb, void *arg,
+                        struct smtp_client **out)
+{
+	if (!io || !io->connect || !io->write || !io->timeout || !io->starttls || !io->close)
+		return UV_EINVAL;
+	return client_open(NULL, p, io, io_arg, cb, arg, out);
+}
+
+void smtp_client_io_connected(struct smtp_client *c, int status)
+{
+	c->connect_req.data = c;
+	client_connected(&c->connect_req, status);
+}
+
+void smtp_client_io_input(struct smtp_client *c, const char *p, size_t n)
+{
+	if (c->conn_open)
+		client_on_read(&c->conn, p, n);
+}
+
+void smtp_client_io_eof(struct smtp_client *c, int status)
+{
+	if (c->conn_open)
+		client_on_eof(&c->conn, status);
+}
+
+void smtp_client_io_tls(struct smtp_client *c, int status)
+{
+	if (c->conn_open)
+		client_on_tls(&c->conn, status);
+}
+
+void smtp_client_io_timeout(struct smtp_client *c)
+{
+	if (c->conn_open)
+		client_on_timeout(&c->conn);
+}
+
+void smtp_client_io_closed(struct smtp_client *c)
+{
+	if (c->conn_open)
+		client_on_close(&c->conn);
 }
 
 /* Builds [RSET] MAIL RCPT... DATA into t->cmds with the boundaries in t->off. */
@@ -1472,7 +1421,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
 	/* RFC 2920 §3.1: MAIL, RCPT and DATA in one group; DATA ends it. */
 	t.pipelined = (c->ext & EXT_PIPELINING) != 0;
 	size_t n = t.pipelined ? t.cmds.len : t.off[1];
-	rc = conn_write(&c->conn, t.cmds.data, n);
+	rc = io_write(c, t.cmds.data, n);
 	if (rc < 0) {
 		/* No callback for a call that fails: the connection is dead. */
 		txn_release(&t);
@@ -1498,9 +1447,9 @@ void smtp_client_close(struct smtp_client *c)
 		return;
 	}
 	/* RFC 5321 §4.1.1.10: say goodbye when idle; don't wait long for the 221. */
-	if (c->state == CS_IDLE && !c->broken && conn_write(&c->conn, "QUIT\r\n", 6) == 0) {
+	if (c->state == CS_IDLE && !c->broken && io_write(c, "QUIT\r\n", 6) == 0) {
 		c->state = CS_QUIT;
-		conn_timeout(&c->conn, c->timeout_ms < QUIT_WAIT_MS ? c->timeout_ms : QUIT_WAIT_MS);
+		io_timeout(c, c->timeout_ms < QUIT_WAIT_MS ? c->timeout_ms : QUIT_WAIT_MS);
 		return;
 	}
 	close_conn(c);

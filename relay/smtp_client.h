@@ -40,9 +40,16 @@
  *
  *	smtp_client_close() says QUIT when the connection is idle and closes;
  *	the memory is freed later, on the loop.
+ *
+ *	The replies are struct smtp_reply of proto/smtp_reply.h, read by its
+ *	parser; the message is dot-stuffed by proto/smtp_stuff.h.
  * DIAGNOSTICS
  *	A reply with code 0 means there was none: connection refused or
- *	lost, TLS failed, timeout; text then says what happened in one line.
+ *	lost, TLS failed, timeout; text then says what happened in one line,
+ *	and status the enhanced status of the reason (enum smtp_noreply:
+ *	4.4.1 no answer, 4.4.2 bad connection, 4.5.0 protocol, 4.7.5 TLS,
+ *	4.7.10 encryption needed, 4.7.8 authentication; "" when the step was
+ *	not sent because an earlier one failed).
  * TOUCHES
  *	One TCP connection.
  */
@@ -57,6 +64,8 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "proto/smtp_reply.h"   /* struct smtp_reply, its parser, enum smtp_noreply */
+
 enum smtp_client_tls { SCT_NONE, SCT_MAY, SCT_ENCRYPT, SCT_VERIFY, SCT_SMTPS };
 
 struct smtp_client_params {
@@ -70,12 +79,6 @@ struct smtp_client_params {
 	uint64_t connect_timeout_ms;
 	uint64_t timeout_ms;              /* for each reply */
 	uint64_t data_timeout_ms;         /* for the reply to the final dot (RFC 5321 §4.5.3.2: 10 min) */
-};
-
-struct smtp_reply {
-	int code;                         /* 0: no reply (see DIAGNOSTICS) */
-	char status[16];                  /* enhanced status code ("5.1.1"), or "" */
-	char text[512];                   /* the reply, lines joined with " ", or what went wrong */
 };
 
 struct smtp_client_msg {
@@ -114,16 +117,40 @@ const char *smtp_client_relay(const struct smtp_client *c);  /* "host[ip]:port" 
 bool smtp_client_alive(const struct smtp_client *c);
 
 /*
- * The reply parser, exposed for unit tests and fuzzing: feed one line
- * (without CRLF); returns 1 when the reply is complete, 0 when more lines
- * follow, -1 on a malformed line (no 3-digit code, or a code that changes
- * between lines of one reply).
+ * A scripted transport instead of TCP, for unit tests and
+ * fuzz/fuzz_smtp_client.c: the same state machine, driven without a
+ * socket or a loop. smtp_client_open_io() is smtp_client_open() with io
+ * in place of util/conn.c (p->addr still names the peer, for the relay
+ * name). The client calls io->connect() to connect (answer with
+ * smtp_client_io_connected()), io->write() to send (0, or a negative
+ * error), io->timeout() to arm its one step timer (0: stop it; call
+ * smtp_client_io_timeout() when it would fire), io->starttls() to begin
+ * a handshake (answer with smtp_client_io_tls(): 0 done, CONN_ETLS
+ * failed; the bytes stay plain text), io->close() to close (answer with
+ * smtp_client_io_closed(), not from within io->close()), io->queued()
+ * (optional) for bytes written but not yet gone, io->freed() (optional)
+ * when the client's memory is released: no call on it after that.
+ * smtp_client_io_input() hands it bytes the server sent, in any pieces;
+ * smtp_client_io_eof() the end of the stream (UV_EOF, a libuv error,
+ * CONN_ETLS). Calls on a closed client are ignored.
  */
-struct smtp_reply_parser {
-	struct smtp_reply r;
-	int nlines;
+struct smtp_client_io {
+	void (*connect)(void *arg);
+	int (*write)(void *arg, const void *p, size_t n);
+	void (*timeout)(void *arg, uint64_t ms);
+	int (*starttls)(void *arg);
+	void (*close)(void *arg);
+	size_t (*queued)(void *arg);
+	void (*freed)(void *arg);
 };
-void smtp_reply_parser_init(struct smtp_reply_parser *p);
-int smtp_reply_parser_line(struct smtp_reply_parser *p, const char *line, size_t len);
+int smtp_client_open_io(const struct smtp_client_params *p, const struct smtp_client_io *io,
+                        void *io_arg, smtp_client_open_cb cb, void *arg,
+                        struct smtp_client **out);
+void smtp_client_io_connected(struct smtp_client *c, int status);
+void smtp_client_io_input(struct smtp_client *c, const char *p, size_t n);
+void smtp_client_io_eof(struct smtp_client *c, int status);
+void smtp_client_io_tls(struct smtp_client *c, int status);
+void smtp_client_io_timeout(struct smtp_client *c);
+void smtp_client_io_closed(struct smtp_client *c);
 
 #endif

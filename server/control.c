@@ -5,6 +5,7 @@
 #include "server/control.h"
 
 #include <errno.h>
+#include <glib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "relay/runner.h"
 #include "server/server.h"
 #include "util/clock.h"
+#include "util/esc.h"
 #include "util/fsutil.h"
 
 struct control {
@@ -53,7 +55,16 @@ static json_t *fail(const char *code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b,s:s,s:s}", "ok", 0, "code", code, "error", msg);
+	/* A cut (the arguments are cut with esc_cut(), the whole by
+	 * vsnprintf) must leave valid UTF-8: json_pack() refuses anything
+	 * else, and the client would get an empty answer. */
+	const char *end;
+	if (!g_utf8_validate(msg, -1, &end) && strlen(end) < 4)
+		msg[end - msg] = '\0';
+	char *valid = g_utf8_make_valid(msg, -1);
+	json_t *o = json_pack("{s:b,s:s,s:s}", "ok", 0, "code", code, "error", valid);
+	g_free(valid);
+	return o;
 }
 
 static json_t *ok(json_t *o)
@@ -109,12 +120,12 @@ json_t *control_handle(struct control *c, const json_t *req)
 	}
 	if (strcmp(cmd, "queue.show") != 0 && strcmp(cmd, "queue.retry") != 0 &&
 	    strcmp(cmd, "queue.delete") != 0)
-		return fail("bad_request", "unknown command \"%.100s\"", cmd);
+		return fail("bad_request", "unknown command \"%.*s\"", (int)esc_cut(cmd, 100), cmd);
 	if (!id)
 		return fail("bad_request", "%s", "the request names no queue id");
 	/* Only the id's own form may reach the queue (queue.h). */
 	if (!queue_id_valid(id))
-		return fail("not_found", "no mail %.40s in the queue", id);
+		return fail("not_found", "no mail %.*s in the queue", (int)esc_cut(id, 40), id);
 	if (strcmp(cmd, "queue.show") == 0) {
 		json_t *v = runner_queue_show(r, id);
 		return v ? ok(json_pack("{s:o}", "mail", v)) : fail("not_found", "no mail %s in the queue", id);

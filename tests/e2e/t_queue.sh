@@ -180,6 +180,20 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"{" + b" " * 10000)
 print(s.recv(4096).decode())' "$T/control.sock" >"$T/long-req.out" 2>&1
 expect "a request over 4096 bytes is refused" "$T/long-req.out" 'longer than 4096 bytes'
+# A refusal that cuts a name at 40 octets cuts between characters: a
+# non-empty JSON answer (an empty one when the cut split a character).
+$PY -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"cmd": "queue.show", "id": "\u3042" * 14}).encode() + b"\n")
+print(s.recv(4096).decode())' "$T/control.sock" >"$T/cut-req.out" 2>&1
+expect "an id cut at 40 octets: a JSON refusal naming whole characters" "$T/cut-req.out" '"no mail (あ){13} in the queue"'
+$PY -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(json.dumps({"cmd": "\u3042" * 40}).encode() + b"\n")
+print(s.recv(4096).decode())' "$T/control.sock" >"$T/cut-cmd.out" 2>&1
+expect "an unknown command cut at 100 octets: a JSON refusal" "$T/cut-cmd.out" '"unknown command \\"(あ){33}\\""'
 
 # SIGUSR1 (logrotate): the daemon writes to a new file at the same path.
 mv "$T/log.jsonl" "$T/log.jsonl.1"
@@ -197,6 +211,77 @@ expect "a reload is reported to systemd" "$T/notify.out" 'RELOADING=1'
 
 # While the daemon is down, queue list and show read the spool; the rest
 # say that the daemon is not running.
+
+# SPEC §8 (issue 20 finding 5): control characters from mail, peers or the
+# log never reach the operator's terminal, in any command. A display name
+# with a title change (ESC ]2;...BEL), a clear screen (ESC [2J), an OSC-8
+# link and a C1 CSI (U+009B); the same in Message-ID and in a reason.
+EVIL=$'Shop \e]2;owned\a \e[2J \e]8;;http://evil.test/\e\\click\e]8;;\e\\ \xc2\x9b2J'
+smtp --from shop@example.jp --to esc@dead.test --header "From: \"$EVIL\" <shop@example.jp>" \
+	--header "Message-ID: <$EVIL@shop.test>" --header "Subject: esc" >"$T/swaks-esc.out" 2>&1
+E=$(sed -n 's/.*queued as \([0-9A-F]\{18\}\).*/\1/p' "$T/swaks-esc.out" | head -n 1)
+check "the mail with escape sequences in From: is queued" test -n "$E"
+wait_log "\"deferred\".*\"$E\""
+ctl suppression add esc@dead.test --reason "$EVIL" >/dev/null 2>&1
+cat >"$T/noctl.py" <<'PY'
+# Fails when a file has a control character (C0 but LF, or CR for a
+# terminal's CRLF with --tty; DEL; C1 as UTF-8 or as a raw byte).
+import sys
+tty = sys.argv[1] == "--tty"
+bad = []
+for path in sys.argv[2:] if tty else sys.argv[1:]:
+    data = open(path, "rb").read()
+    text = data.decode("utf-8", errors="surrogateescape")
+    for i, ch in enumerate(text):
+        c = ord(ch)
+        if (c < 0x20 and ch != "\n" and not (tty and ch == "\r")) or 0x7f <= c <= 0x9f \
+                or 0xdc80 <= c <= 0xdcff:
+            bad.append("%s: U+%04X at %d: %r" % (path, c, i, text[max(0, i - 20):i + 20]))
+            break
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+outs=()
+run_out() { # run_out NAME ARGS...: hikyakuctl's stdout and stderr to $T/esc-NAME.out
+	local n=$1
+	shift
+	ctl "$@" >"$T/esc-$n.out" 2>&1
+	outs+=("$T/esc-$n.out")
+}
+run_out qlist queue list
+run_out qlistj queue list --json
+run_out qshow queue show "$E"
+run_out qshowj queue show "$E" --json
+run_out log log
+run_out logj log --json
+run_out logq log --queue-id "$E"
+run_out status status
+run_out statusj status --json
+run_out slist suppression list
+run_out ssearch suppression list --search "$EVIL"
+run_out route route "$EVIL@shop.test"
+run_out config config
+run_out qshowbad queue show "$EVIL"
+expect "queue show names the escape sequence, escaped" "$T/esc-qshow.out" '^From: +"Shop \\x1b\]2;owned\\x07 \\x1b\[2J \\x1b\]8;;http://evil\.test/\\x1b\\click'
+expect "queue show shows the C1 CSI escaped" "$T/esc-qshow.out" '\\u009b2J'
+expect "suppression list shows the reason escaped" "$T/esc-slist.out" '^esc@dead\.test +Shop \\x1b\]2;owned'
+check "queue show --json is JSON with the same From:" $PY -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["header_from"].startswith("\"Shop \x1b]2;owned\x07 \x1b[2J"), m["header_from"]
+assert "\u009b2J" in m["header_from"]' "$T/esc-qshowj.out"
+check "no hikyakuctl output has a raw control character" $PY "$T/noctl.py" "${outs[@]}"
+# On a terminal (script(1) gives the command one), export escapes too; to a
+# file it keeps the bytes, so that import gives the list back exactly.
+script -qec "\"$HIKYAKUCTL\" -c \"$T/hikyaku.conf\" suppression export" /dev/null >"$T/esc-export-tty.out" 2>&1
+script -qec "\"$HIKYAKUCTL\" -c \"$T/hikyaku.conf\" queue show $E" /dev/null >"$T/esc-qshow-tty.out" 2>&1
+expect "export on a terminal has the entry" "$T/esc-export-tty.out" '^esc@dead\.test,'
+check "nothing raw on a terminal either (export, queue show)" $PY "$T/noctl.py" --tty "$T/esc-export-tty.out" "$T/esc-qshow-tty.out"
+ctl suppression export >"$T/esc-export.csv" 2>&1
+check "export to a file keeps the reason's bytes" grep -qF "$EVIL" "$T/esc-export.csv"
+ctl suppression remove esc@dead.test >/dev/null 2>&1
+ctl queue delete "$E" >/dev/null 2>&1
+
 stop_hikyaku
 expect "STOPPING=1 is sent to systemd" "$T/notify.out" 'STOPPING=1'
 check "the control socket is removed at stop" test ! -e "$T/control.sock"

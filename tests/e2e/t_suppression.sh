@@ -183,4 +183,72 @@ expect_not "the forged report suppresses no one" "$T/list4.out" 'nobody@example\
 check "and logs no learned event for it" test "$(grep -c '"event":"learned","to":"nobody@example.com"' "$T/log.jsonl")" -eq "$learned_before"
 expect "the refusal to learn is reported" "$T/hikyaku.out" 'not learned'
 
+
+# SPEC §6.5 (issue 20 finding 6): formula-like fields are exported with a
+# "'" before them, and the import removes it: the list comes back exactly.
+cat >"$T/formula.csv" <<'CSV'
+address,reason,status,response
+=1+1@dest.test,"=HYPERLINK(""http://evil.test/"",""click"")",5.1.1,+cmd|' /C calc'!A0
+-2+3@dest.test,@SUM(1+1),5.1.1,-1+1
+plus+x@dest.test,"	tab first",5.1.1,'=kept as written
+CSV
+printf 'cr@dest.test,"\rcr first",5.1.1,plain\r\n' >>"$T/formula.csv"
+check "import of formula-like fields" ctl suppression import "$T/formula.csv"
+check "a reason that starts with ' itself" ctl suppression add quote@dest.test --reason "'=literal"
+ctl suppression export >"$T/formula1.csv" 2>&1
+cat >"$T/formula_check.py" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+have = {f for r in rows for f in r}
+bad = [f for f in have if f[:1] in ("=", "+", "-", "@", "\t", "\r")]
+want = {"'=1+1@dest.test", "'=HYPERLINK(\"http://evil.test/\",\"click\")",
+        "'+cmd|' /C calc'!A0", "'-2+3@dest.test", "'@SUM(1+1)", "'-1+1",
+        "'\ttab first", "'=kept as written", "'\rcr first", "''=literal"}
+if bad or not want <= have:
+    print("unguarded:", bad, "missing:", want - have)
+    sys.exit(1)
+PY
+check "every formula-like field of the export starts with '" $PY "$T/formula_check.py" "$T/formula1.csv"
+ctl suppression list --search dest.test >"$T/formula.list" 2>&1
+expect "list shows the address as it is (no ')" "$T/formula.list" '^=1\+1@dest\.test '
+for a in =1+1@dest.test -2+3@dest.test plus+x@dest.test cr@dest.test quote@dest.test; do ctl suppression remove -- "$a" >/dev/null 2>&1; done
+ctl suppression list --search dest.test >"$T/formula.list2" 2>&1
+expect_not "they are removed" "$T/formula.list2" '^(=1|-2|plus\+x|cr@|quote@)'
+check "the export imports again" ctl suppression import "$T/formula1.csv"
+ctl suppression export >"$T/formula2.csv" 2>&1
+cat >"$T/formula_same.py" <<'PY'
+import csv, sys
+a, b = (sorted(tuple(r[:4]) for r in csv.reader(open(f, newline=""))) for f in sys.argv[1:3])
+sys.exit(0 if a == b else 1)
+PY
+check "export, import, export: the same fields" $PY "$T/formula_same.py" "$T/formula1.csv" "$T/formula2.csv"
+ctl suppression list --search quote@ >"$T/formula.list3" 2>&1
+expect "a value that started with ' is kept exactly" "$T/formula.list3" "^quote@dest\.test +'=literal "
+
+# Issue 20 finding 2: a 25 MB multipart/report of ~3.7 million empty
+# parts, from outside allow_networks to the bounce address, costs the
+# daemon a few MB to read, not gigabytes (SPEC §6.1).
+$PY - "$T/bomb.eml" <<'PY'
+import sys
+with open(sys.argv[1], "wb") as f:
+    f.write(b"From: MAILER-DAEMON@mx.evil.test\r\nTo: bounces@mail.shop.test\r\n"
+            b"Subject: report\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n")
+    f.write(b"--b\r\n\r\n" * (25000000 // 7))
+    f.write(b"--b--\r\n")
+PY
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$HPID/status"; }
+hwm0=$(hwm)
+swaks --server 127.0.0.1 --port "$PORT" --local-interface 127.0.0.9 --from '' \
+	--to bounces@mail.shop.test --data "@$T/bomb.eml" --timeout 120 >"$T/bomb.out" 2>&1
+expect "the 25 MB report bomb is accepted (for the bounce address)" "$T/bomb.out" 'queued as'
+for _ in $(seq 1 600); do [ "$(queued_count)" -eq 0 ] && break; sleep 0.2; done
+check "the report bomb is consumed" test "$(queued_count)" -eq 0
+hwm1=$(hwm)
+echo "# report bomb: daemon peak RSS ${hwm0} kB -> ${hwm1} kB (+$(( (hwm1 - hwm0) / 1024 )) MB; the mail itself is 25 MB)"
+# The mail is held in memory once by its delivery round (25 MB, more under
+# ASan); GMime's tree of it was 4.9 GB.
+check "reading the report bomb costs the daemon under 200 MB (was 4.9 GB)" test $((hwm1 - hwm0)) -lt 204800
+check "the daemon still answers" sh -c "\"$HIKYAKUCTL\" -c '$T/hikyaku.conf' status >/dev/null"
+
 finish

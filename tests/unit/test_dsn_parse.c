@@ -578,6 +578,211 @@ START_TEST(test_depth)
 }
 END_TEST
 
+/* A kB figure of /proc/self/status ("VmRSS", "VmHWM"), 0 when unknown. */
+static long proc_kb(const char *name)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = 0;
+	size_t n = strlen(name);
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, name, n) == 0 && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+#define STATUS_PART                                                        \
+	"--b\r\nContent-Type: message/delivery-status\r\n\r\n"             \
+	"Reporting-MTA: dns; mx.example.net\r\n\r\n"                       \
+	"Final-Recipient: rfc822; bomb@example.net\r\n"                    \
+	"Action: failed\r\nStatus: 5.1.1\r\n"
+
+/*
+ * The report bomb of issue 20: 25 MB of empty parts ("--b" CRLF CRLF,
+ * ~3.7 million of them), with the status part first or last. Built in
+ * one allocation of its exact size, so that the peak RSS before the
+ * parse is the RSS of the test and the bomb.
+ */
+static char *bomb(bool status_first, size_t *len)
+{
+	static const char head[] =
+		"From: MAILER-DAEMON@mx.example.net\r\nTo: bounce@shop.example.jp\r\n"
+		"MIME-Version: 1.0\r\n"
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n";
+	static const char empty[] = "--b\r\n\r\n";
+	static const char status[] = STATUS_PART;
+	static const char tail[] = "--b--\r\n";
+	size_t nempty = (25u * 1000 * 1000) / (sizeof(empty) - 1);
+	size_t n = sizeof(head) - 1 + nempty * (sizeof(empty) - 1) + sizeof(status) - 1 +
+	           sizeof(tail) - 1;
+	char *m = malloc(n), *p = m;
+
+	ck_assert_ptr_nonnull(m);
+	memcpy(p, head, sizeof(head) - 1);
+	p += sizeof(head) - 1;
+	if (status_first) {
+		memcpy(p, status, sizeof(status) - 1);
+		p += sizeof(status) - 1;
+	}
+	for (size_t i = 0; i < nempty; i++, p += sizeof(empty) - 1)
+		memcpy(p, empty, sizeof(empty) - 1);
+	if (!status_first) {
+		memcpy(p, status, sizeof(status) - 1);
+		p += sizeof(status) - 1;
+	}
+	memcpy(p, tail, sizeof(tail) - 1);
+	p += sizeof(tail) - 1;
+	ck_assert_uint_eq((size_t)(p - m), n);
+	*len = n;
+	return m;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BOMB_RSS_MAX_KB (96 * 1024)    /* ASan: shadow memory, redzones, quarantine */
+#else
+#define BOMB_RSS_MAX_KB (8 * 1024)     /* SPEC §6.1: "a few MB" */
+#endif
+
+/*
+ * Issue 20 finding 2: the bomb took GMime to 4.9 GB and 23 s of CPU.
+ * Bounded now: a few MB above what the test and the bomb hold, whatever
+ * the part count; the status part before the bomb is still read, the
+ * one after it lies beyond what is read.
+ */
+START_TEST(test_report_bomb)
+{
+	struct dsn_report r;
+	size_t len;
+	char *m = bomb(_i == 0, &len);
+
+	route_init();
+	/* Reset the peak (Linux >= 4.0); without it the peak is still ~RSS. */
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
+	long before = proc_kb("VmRSS");
+	gint64 t0 = g_get_monotonic_time();
+	int ret = dsn_parse(m, len, &r);
+	gint64 us = g_get_monotonic_time() - t0;
+	long peak = proc_kb("VmHWM");
+	check_invariants(ret, &r);
+	fprintf(stderr, "report bomb (%zu octets, status %s): %ld kB over %ld kB, %lld ms\n",
+	        len, _i == 0 ? "first" : "last", peak - before, before, (long long)(us / 1000));
+	if (before > 0 && peak > 0)
+		ck_assert_msg(peak - before < BOMB_RSS_MAX_KB, "the bomb cost %ld kB",
+		              peak - before);
+	ck_assert_msg(us < 20 * G_USEC_PER_SEC, "the bomb took %lld ms", (long long)(us / 1000));
+	if (_i == 0) {
+		ck_assert_int_eq(ret, 1);
+		ck_assert_uint_eq(r.nrcpts, 1);
+		expect_str(r.rcpts[0].final_recipient, "bomb@example.net");
+	} else {
+		ck_assert_int_eq(ret, 0);
+	}
+	dsn_report_free(&r);
+	free(m);
+}
+END_TEST
+
+/* Other shapes GMime would turn into many objects: all cost a few MB. */
+START_TEST(test_bounded_shapes)
+{
+	struct dsn_report r;
+	GString *s = g_string_new(NULL);
+
+	switch (_i) {
+	case 0: /* a million header fields */
+		for (int i = 0; i < 1000000; i++)
+			g_string_append_printf(s, "X-H%d: v\r\n", i);
+		g_string_append(s, "Content-Type: message/delivery-status\r\n\r\n");
+		break;
+	case 1: /* deeply nested message/rfc822 */
+		g_string_append(s, "Content-Type: multipart/report; boundary=b\r\n\r\n" STATUS_PART);
+		g_string_append(s, "--b\r\n");
+		for (int i = 0; i < 200000; i++)
+			g_string_append(s, "Content-Type: message/rfc822\r\n\r\n");
+		break;
+	case 2: /* parts full of header fields */
+		g_string_append(s, "Content-Type: multipart/report; boundary=b\r\n\r\n" STATUS_PART);
+		for (int i = 0; i < 100000; i++)
+			g_string_append(s, "--b\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n");
+		break;
+	default: /* one line of 30 MB */
+		g_string_append(s, "Content-Type: multipart/report; boundary=b\r\n\r\n" STATUS_PART);
+		for (int i = 0; i < 30 * 1000 * 1000; i++)
+			g_string_append_c(s, 'x');
+		break;
+	}
+	route_init();
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
+	long before = proc_kb("VmRSS");
+	int ret = dsn_parse(s->str, s->len, &r);
+	long peak = proc_kb("VmHWM");
+	check_invariants(ret, &r);
+	fprintf(stderr, "shape %d (%zu octets): %ld kB over %ld kB\n", _i, s->len, peak - before,
+	        before);
+	if (before > 0 && peak > 0)
+		ck_assert_msg(peak - before < BOMB_RSS_MAX_KB, "shape %d cost %ld kB", _i,
+		              peak - before);
+	if (_i == 1 || _i == 2) {
+		ck_assert_int_eq(ret, 1);
+		expect_str(r.rcpts[0].final_recipient, "bomb@example.net");
+	}
+	dsn_report_free(&r);
+	g_string_free(s, TRUE);
+}
+END_TEST
+
+/*
+ * Issue 20 finding 3: 1,000 identical failed blocks for one recipient
+ * yield one; a later failure for an address first reported as delayed
+ * wins over it; the address is compared case-insensitively.
+ */
+START_TEST(test_rcpt_dedupe)
+{
+	GString *st = g_string_new("Reporting-MTA: dns; mx.example.net\n");
+	struct dsn_report r;
+
+	for (int i = 0; i < 1000; i++)
+		g_string_append(st, "\nFinal-Recipient: rfc822; victim@example.net\n"
+		                    "Action: failed\nStatus: 5.1.1\n");
+	g_string_append(st, "\nFinal-Recipient: rfc822; Slow@Example.NET\n"
+	                    "Action: delayed\nStatus: 4.4.1\n"
+	                    "\nFinal-Recipient: rfc822; slow@example.net\n"
+	                    "Action: failed\nStatus: 5.7.1\n"
+	                    "\nFinal-Recipient: rfc822; SLOW@example.net\n"
+	                    "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 gone\n"
+	                    "\nFinal-Recipient: rfc822; slow@example.net\n"
+	                    "Action: failed\nStatus: 5.1.2\n"
+	                    "\nFinal-Recipient: rfc822; VICTIM@example.net\n"
+	                    "Action: delayed\nStatus: 4.0.0\n"
+	                    "\nFinal-Recipient: rfc822; other@example.net\n"
+	                    "Action: failed\nStatus: 5.1.1\n");
+	char *msg = report_with(st->str, NULL);
+	ck_assert_int_eq(parse_str(msg, &r), 1);
+	ck_assert_uint_eq(r.nrcpts, 3);
+	expect_str(r.rcpts[0].final_recipient, "victim@example.net");
+	expect_str(r.rcpts[0].status, "5.1.1");
+	expect_str(r.rcpts[1].final_recipient, "SLOW@example.net");
+	expect_str(r.rcpts[1].status, "5.1.1");
+	expect_str(r.rcpts[1].diagnostic, "550 gone");
+	expect_str(r.rcpts[2].final_recipient, "other@example.net");
+	dsn_report_free(&r);
+	g_free(msg);
+	g_string_free(st, TRUE);
+}
+END_TEST
+
 /*
  * A customer's mail that carries a bounce as an attachment is no report,
  * and neither is its original returned inside a real one.
@@ -669,6 +874,12 @@ static const struct field_case field_cases[] = {
 	  "Diagnostic-Code: smtp;\n", "a@example.net", "5.1.1", NULL },
 	{ "Final-Recipient: utf-8; a\\x{0}b\\x{110000}@example.net\nAction: failed\n"
 	  "Status: 5.1.1\n", "a\\x{0}b\\x{110000}@example.net", "5.1.1", NULL },
+	/* C1 controls in UTF-8 (CSI U+009B, OSC U+009D) are controls too. */
+	{ "Final-Recipient: rfc822; a@example.net\nAction: failed\nStatus: 5.1.1\n"
+	  "Diagnostic-Code: smtp; 550 \xc2\x9b" "2J\xc2\x9d" "0;x\xc2\x9c gone\n", "a@example.net",
+	  "5.1.1", "550 2J 0;x gone" },
+	{ "Final-Recipient: utf-8; a\\x{9B}b@example.net\nAction: failed\n"
+	  "Status: 5.1.1\n", "a\\x{9B}b@example.net", "5.1.1", NULL },
 };
 
 START_TEST(test_field_syntax)
@@ -789,6 +1000,13 @@ static Suite *dsn_parse_suite(void)
 	tcase_add_test(tc, test_not_reports);
 	tcase_add_test(tc, test_bad_arguments);
 	tcase_add_test(tc, test_suppresses);
+	tcase_add_test(tc, test_rcpt_dedupe);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bounds");
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_report_bomb, 0, 2);
+	tcase_add_loop_test(tc, test_bounded_shapes, 0, 4);
 	suite_add_tcase(s, tc);
 	return s;
 }

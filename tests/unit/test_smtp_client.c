@@ -8,7 +8,10 @@
  * would smooth over: bytes behind the STARTTLS reply, garbage, stalls,
  * 421, replies in odd shapes. Certificates (a CA, a leaf for localhost
  * and 127.0.0.1, a leaf for another name) are made per run with openssl.
- * Callbacks count and record; the assertions run after the loop.
+ * Callbacks count and record; the assertions run after the loop. The
+ * reply parser and the statuses of failures without a reply are
+ * proto/smtp_reply.c's (tests/unit/test_smtp_reply.c); here the status
+ * each failure ends with is checked where the failure happens.
  */
 #include <check.h>
 #include <errno.h>
@@ -354,154 +357,6 @@ static const struct smtp_client_msg simple_msg = {
 #define ASSERT_CONTAINS(hay, needle) \
 	ck_assert_msg(strstr((hay), (needle)) != NULL, "\"%s\" lacks \"%s\"", (hay), (needle))
 
-/* ---- the reply parser ------------------------------------------------- */
-
-static int feed(struct smtp_reply_parser *p, const char *line)
-{
-	return smtp_reply_parser_line(p, line, strlen(line));
-}
-
-START_TEST(test_parser_single)
-{
-	struct smtp_reply_parser p;
-
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(feed(&p, "250 2.1.5 Ok"), 1);
-	ck_assert_int_eq(p.r.code, 250);
-	ck_assert_str_eq(p.r.status, "2.1.5");
-	ck_assert_str_eq(p.r.text, "Ok");
-
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(feed(&p, "354 End data with <CR><LF>.<CR><LF>"), 1);
-	ck_assert_int_eq(p.r.code, 354);
-	ck_assert_str_eq(p.r.status, "");
-	ck_assert_str_eq(p.r.text, "End data with <CR><LF>.<CR><LF>");
-
-	smtp_reply_parser_init(&p);     /* RFC 5321 §4.2: the text is optional */
-	ck_assert_int_eq(feed(&p, "250"), 1);
-	ck_assert_int_eq(p.r.code, 250);
-	ck_assert_str_eq(p.r.text, "");
-
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(feed(&p, "421 4.3.2"), 1);
-	ck_assert_str_eq(p.r.status, "4.3.2");
-	ck_assert_str_eq(p.r.text, "");
-}
-END_TEST
-
-START_TEST(test_parser_multiline)
-{
-	struct smtp_reply_parser p;
-
-	/* Gmail's shape: the enhanced code on every line (RFC 2034 §3). */
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(feed(&p, "550-5.1.1 The email account that you tried to reach"), 0);
-	ck_assert_int_eq(feed(&p, "550-5.1.1 does not exist."), 0);
-	ck_assert_int_eq(feed(&p, "550-5.1.1"), 0);
-	ck_assert_int_eq(feed(&p, "550 5.1.1  https://support.example/?p=NoSuchUser  "), 1);
-	ck_assert_int_eq(p.r.code, 550);
-	ck_assert_int_eq(p.nlines, 4);
-	ck_assert_str_eq(p.r.status, "5.1.1");
-	ck_assert_str_eq(p.r.text, "The email account that you tried to reach does not exist. "
-	                           "https://support.example/?p=NoSuchUser");
-
-	/* An EHLO reply: no codes, "250-" continuation lines. */
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(feed(&p, "250-mx.example Hello"), 0);
-	ck_assert_int_eq(feed(&p, "250-"), 0);
-	ck_assert_int_eq(feed(&p, "250-PIPELINING"), 0);
-	ck_assert_int_eq(feed(&p, "250 SIZE 1000"), 1);
-	ck_assert_str_eq(p.r.status, "");
-	ck_assert_str_eq(p.r.text, "mx.example Hello PIPELINING SIZE 1000");
-
-	/* The code changes between lines: malformed. */
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(feed(&p, "250-first"), 0);
-	ck_assert_int_eq(feed(&p, "251 second"), -1);
-}
-END_TEST
-
-START_TEST(test_parser_enhanced)
-{
-	static const struct {
-		const char *line;
-		const char *status;
-		const char *text;
-	} cases[] = {
-		{ "250 2.0.0 Ok: queued as X", "2.0.0", "Ok: queued as X" },
-		{ "451 4.7.1 Greylisted", "4.7.1", "Greylisted" },
-		{ "553 5.1.10 null MX", "5.1.10", "null MX" },
-		{ "554 5.123.456 x", "5.123.456", "x" },
-		/* the class must be the reply's (RFC 2034 §3) */
-		{ "250 5.1.1 not a status here", "", "5.1.1 not a status here" },
-		{ "550 2.0.0 nor here", "", "2.0.0 nor here" },
-		/* not of the form class.subject.detail */
-		{ "550 5.1234.1 x", "", "5.1234.1 x" },
-		{ "550 5.1.1x y", "", "5.1.1x y" },
-		{ "550 5..1 y", "", "5..1 y" },
-		{ "550 5.1 y", "", "5.1 y" },
-		{ "550 5.1.", "", "5.1." },
-		{ "550 3.1.1 y", "", "3.1.1 y" },
-		/* the server's bytes are not trusted into logs */
-		{ "550 a\tb\x01" "c\xff" "d", "", "a?b?c?d" },
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct smtp_reply_parser p;
-		smtp_reply_parser_init(&p);
-		ck_assert_int_eq(feed(&p, cases[i].line), 1);
-		ck_assert_msg(strcmp(p.r.status, cases[i].status) == 0, "%s: status \"%s\"",
-		              cases[i].line, p.r.status);
-		ck_assert_msg(strcmp(p.r.text, cases[i].text) == 0, "%s: text \"%s\"",
-		              cases[i].line, p.r.text);
-	}
-}
-END_TEST
-
-START_TEST(test_parser_malformed)
-{
-	static const char *const bad[] = {
-		"", "2", "25", "2x0 ok", "250x", "250_ok", "600 no", "190 no", "260 no",
-		"2500 no", " 250 no", "abc",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct smtp_reply_parser p;
-		smtp_reply_parser_init(&p);
-		ck_assert_msg(feed(&p, bad[i]) == -1, "accepted \"%s\"", bad[i]);
-	}
-}
-END_TEST
-
-START_TEST(test_parser_bounds)
-{
-	struct smtp_reply_parser p;
-	char line[4200];
-
-	/* A line of 4096 octets is taken, 4097 is not. */
-	memset(line, 'x', sizeof(line));
-	memcpy(line, "250 ", 4);
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(smtp_reply_parser_line(&p, line, 4096), 1);
-	ck_assert_uint_eq(strlen(p.r.text), sizeof(p.r.text) - 1);   /* truncated, terminated */
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(smtp_reply_parser_line(&p, line, 4097), -1);
-
-	/* 100 lines are a reply, the 101st line is one too many. */
-	smtp_reply_parser_init(&p);
-	for (int i = 0; i < 99; i++)
-		ck_assert_int_eq(feed(&p, "250-X"), 0);
-	ck_assert_int_eq(feed(&p, "250 X"), 1);
-	smtp_reply_parser_init(&p);
-	for (int i = 0; i < 100; i++)
-		ck_assert_int_eq(feed(&p, "250-X"), 0);
-	ck_assert_int_eq(feed(&p, "250 X"), -1);
-
-	/* The length travels with the bytes: no NUL needed, none trusted. */
-	smtp_reply_parser_init(&p);
-	ck_assert_int_eq(smtp_reply_parser_line(&p, "250 ok\0junk", 11), 1);
-	ck_assert_str_eq(p.r.text, "ok?junk");
-}
-END_TEST
-
 /* ---- delivery against aiosmtpd ---------------------------------------- */
 
 /*
@@ -711,6 +566,7 @@ START_TEST(test_reuse_and_rset)
 	/* Pipelined DATA got 503 (no valid recipients): the data was not sent. */
 	ck_assert_int_eq(r.res[0].data.code, 0);
 	ASSERT_CONTAINS(r.res[0].data.text, "no recipient");
+	ck_assert_str_eq(r.res[0].data.status, "");
 	ck_assert(r.res[0].reusable);
 	ck_assert_int_eq(r.res[1].data.code, 250);
 	ck_assert(r.res[1].reusable);
@@ -788,6 +644,7 @@ START_TEST(test_starttls_wrong_name)
 	ck_assert_int_eq(r.fail.code, 0);
 	ASSERT_CONTAINS(r.fail.text, "certificate verification failed");
 	ASSERT_CONTAINS(r.fail.text, "hostname mismatch");
+	ck_assert_str_eq(r.fail.status, "4.7.5");     /* by reason, not by wording */
 	ck_assert_int_eq(r.done_calls, 0);
 }
 END_TEST
@@ -896,6 +753,7 @@ START_TEST(test_encrypt_without_starttls)
 	ck_assert(!r.opened);
 	ck_assert_int_eq(r.fail.code, 0);
 	ASSERT_CONTAINS(r.fail.text, "does not offer STARTTLS");
+	ck_assert_str_eq(r.fail.status, "4.7.10");
 	json_t *recs = records(&pr);
 	ck_assert_ptr_null(record_of(recs, "mail", 0));
 	json_decref(recs);
@@ -919,6 +777,7 @@ START_TEST(test_starttls_injection)
 	ck_assert_int_eq(r.open_calls, 1);
 	ck_assert_int_eq(r.fail.code, 0);
 	ck_assert_str_eq(r.fail.text, "server sent data after its STARTTLS reply");
+	ck_assert_str_eq(r.fail.status, "4.5.0");
 }
 END_TEST
 
@@ -940,6 +799,7 @@ START_TEST(test_starttls_injection_may)
 
 	ck_assert(!r.opened);
 	ck_assert_str_eq(r.fail.text, "server sent data after its STARTTLS reply");
+	ck_assert_str_eq(r.fail.status, "4.5.0");
 	json_t *recs = records(&pr);
 	char ev[256];
 	events(recs, ev, sizeof(ev));
@@ -1030,6 +890,7 @@ START_TEST(test_auth_plaintext)
 	ck_assert(!r.opened);
 	ck_assert_int_eq(r.fail.code, 0);
 	ASSERT_CONTAINS(r.fail.text, "without TLS");
+	ck_assert_str_eq(r.fail.status, "4.7.10");
 
 	run_init(&r, pr.port, SCT_NONE);
 	r.p.username = "user";
@@ -1196,6 +1057,7 @@ START_TEST(test_timeout_greeting)
 	ck_assert(!r.opened);
 	ck_assert_int_eq(r.fail.code, 0);
 	ck_assert_str_eq(r.fail.text, "timeout waiting for the greeting");
+	ck_assert_str_eq(r.fail.status, "4.4.2");
 	ck_assert_uint_ge(r.elapsed_ms, 290);
 	ck_assert_uint_lt(r.elapsed_ms, 1500);
 }
@@ -1220,6 +1082,7 @@ START_TEST(test_timeout_data)
 	ck_assert_int_eq(r.res[0].rcpt[0].code, 250);
 	ck_assert_int_eq(r.res[0].data.code, 0);
 	ck_assert_str_eq(r.res[0].data.text, "timeout waiting for the reply to the end of data");
+	ck_assert_str_eq(r.res[0].data.status, "4.4.2");
 	ck_assert(!r.res[0].reusable);
 	ck_assert_uint_ge(r.elapsed_ms, 390);
 	ck_assert_uint_lt(r.elapsed_ms, 3000);
@@ -1265,6 +1128,7 @@ START_TEST(test_close_during_transaction)
 	ck_assert_int_eq(r.res[0].rcpt[0].code, 250);
 	ck_assert_int_eq(r.res[0].data.code, 0);
 	ck_assert_str_eq(r.res[0].data.text, "connection closed by the caller");
+	ck_assert_str_eq(r.res[0].data.status, "4.4.2");
 	ck_assert(!r.res[0].reusable);
 }
 END_TEST
@@ -1314,6 +1178,7 @@ START_TEST(test_refused_and_relay_name)
 	ck_assert(!r.opened);
 	ck_assert_int_eq(r.fail.code, 0);
 	ASSERT_CONTAINS(r.fail.text, "cannot connect to mx.example[::1]");
+	ck_assert_str_eq(r.fail.status, "4.4.1");
 }
 END_TEST
 
@@ -1365,15 +1230,7 @@ END_TEST
 static Suite *client_suite(void)
 {
 	Suite *s = suite_create("smtp_client");
-	TCase *tp = tcase_create("parser");
 	TCase *tc = tcase_create("client");
-
-	tcase_add_test(tp, test_parser_single);
-	tcase_add_test(tp, test_parser_multiline);
-	tcase_add_test(tp, test_parser_enhanced);
-	tcase_add_test(tp, test_parser_malformed);
-	tcase_add_test(tp, test_parser_bounds);
-	suite_add_tcase(s, tp);
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_plain_pipelined);
