@@ -72,17 +72,27 @@ void bounce_in_read(struct supp *s, const struct dsn_report *rep,
 		if (ctx) {
 			char *sender = NULL, *ref = NULL;
 			int ok = 0;
-			for (guint t = 0; ok != 1 && t < refs->len; t++)
+			bool failed = false;    /* a lookup that could not be answered */
+			for (guint t = 0; ok != 1 && t < refs->len; t++) {
 				ok = supp_sent_find(s, g_ptr_array_index(refs, t), NULL, x->final_recipient,
 				                    &sender, &ref);
-			if (ok != 1 && has_envid)
+				failed |= ok < 0;
+			}
+			if (ok != 1 && has_envid) {
 				ok = supp_sent_find(s, envid, NULL, x->final_recipient, &sender, &ref);
-			if (ok != 1 && sid)
+				failed |= ok < 0;
+			}
+			if (ok != 1 && sid) {
 				ok = supp_sent_find(s, NULL, sid, x->final_recipient, &sender, &ref);
+				failed |= ok < 0;
+			}
 			if (ok != 1 || !ref || strlen(ref) < QUEUE_ID_LEN) {
 				free(sender);
 				free(ref);
-				(*unmatched)++;
+				if (ok != 1 && failed && ctx->unavailable)
+					(*ctx->unavailable)++;  /* read again later, not forgotten */
+				else
+					(*unmatched)++;
 				continue;
 			}
 			memcpy(f.qid, ref, QUEUE_ID_LEN); /* "QUEUEID-TAG" (a bare id: sent before tags) */
@@ -123,7 +133,7 @@ void bounce_work(uv_work_t *w)
 	const char **tags = calloc(j->tags->len ? j->tags->len : 1, sizeof(*tags));
 	for (guint t = 0; tags && t < j->tags->len; t++)
 		tags[t] = g_ptr_array_index(j->tags, t);
-	struct bounce_in_ctx ctx = { tags, tags ? j->tags->len : 0, r->qdir };
+	struct bounce_in_ctx ctx = { tags, tags ? j->tags->len : 0, r->qdir, &j->unavailable };
 	uv_mutex_lock(&r->supp_lock);
 	bounce_in_read(r->supp, &rep, &ctx, r->cfg->server.max_recipients, (int64_t)clock_now_ms(),
 	               j->found, &j->unmatched, &j->ignored);
@@ -153,6 +163,17 @@ static void bounce_notices_done(struct bounce_job *j)
 	if (j->notice_failed) {
 		fprintf(stderr, "hikyaku: a notice for report %s could not be queued; the report is "
 		        "read again later\n", m->env.id);
+		bounce_consumed(m, j);
+		return;
+	}
+	if (j->unavailable) {
+		/* SPEC §6.6: a bounce for another relay's mail while the shared
+		 * store is away is kept, not dropped: its bounce_address recipients
+		 * stay pending, so the report is read again at the next attempt
+		 * (notices already sent are recorded in DIR/reported: none twice). */
+		fprintf(stderr, "hikyaku: report %s: the records of %u failed recipient(s) could not "
+		        "be read (the suppression database is unreachable); read again later\n",
+		        m->env.id, j->unavailable);
 		bounce_consumed(m, j);
 		return;
 	}

@@ -53,6 +53,10 @@ struct bounce_in_ctx {
 	const char *const *tags;    /* +tags of the bounce_address recipients, "" without */
 	size_t ntags;
 	const char *qdir;           /* the spool, for DIR/reported; NULL: no notices */
+	/* When set: failures that could not be matched because the records
+	 * could not be read (a shared store that is unreachable, SPEC §6.6)
+	 * count here, not in *unmatched: the report is to be read again. */
+	unsigned *unavailable;
 };
 
 void bounce_in_read(struct supp *s, const struct dsn_report *rep,

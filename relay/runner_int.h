@@ -341,6 +341,7 @@ struct bounce_job {
 	bool is_report;
 	unsigned unmatched;         /* failures naming no mail hikyaku sent */
 	unsigned ignored;           /* recipients over the cap of one report */
+	unsigned unavailable;       /* failures whose records could not be read now */
 	unsigned notices;           /* notices being queued */
 	bool notice_failed;         /* one could not be queued: read the report again later */
 };

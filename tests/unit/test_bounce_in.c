@@ -79,7 +79,7 @@ START_TEST(tagged_reference_matches_once)
 	struct dsn_report rep;
 	report(&rep, NULL, "gone@dest.test", 1000);
 	const char *tags[] = { REF };
-	struct bounce_in_ctx ctx = { tags, 1, dir };
+	struct bounce_in_ctx ctx = { tags, 1, dir, NULL };
 	GArray *f = found_new();
 	unsigned unmatched = 0, ignored = 0;
 	bounce_in_read(s, &rep, &ctx, 100, 2000, f, &unmatched, &ignored);
@@ -111,7 +111,7 @@ START_TEST(forged_references_name_nothing)
 	 * written before tags */
 	report(&rep, QID, "gone@dest.test,old@dest.test", 1);
 	const char *bare[] = { QID };
-	struct bounce_in_ctx ctx = { bare, 1, dir };
+	struct bounce_in_ctx ctx = { bare, 1, dir, NULL };
 	GArray *f = found_new();
 	bounce_in_read(s, &rep, &ctx, 100, 2000, f, &unmatched, &ignored);
 	ck_assert_uint_eq(f->len, 0);
@@ -137,7 +137,7 @@ START_TEST(envid_matches_and_cap_bounds)
 	struct dsn_report rep;
 	unsigned unmatched = 0, ignored = 0;
 	report(&rep, REF, "gone@dest.test,GONE2@dest.test,a@x.test,b@x.test", 3);
-	struct bounce_in_ctx ctx = { NULL, 0, dir };
+	struct bounce_in_ctx ctx = { NULL, 0, dir, NULL };
 	GArray *f = found_new();
 	bounce_in_read(s, &rep, &ctx, 3, 2000, f, &unmatched, &ignored);
 	/* 4 different recipients, 12 blocks: the parser keeps one per
@@ -147,6 +147,30 @@ START_TEST(envid_matches_and_cap_bounds)
 	ck_assert_uint_eq(ignored, 1); /* b@x.test, past the cap */
 	found_free(f);
 	dsn_report_free(&rep);
+}
+END_TEST
+
+/* SPEC §6.6: a shared store that cannot answer (PostgreSQL away, a record
+ * this relay's copy does not have) leaves the failure to be read again,
+ * never counted as naming no mail (which would drop the report). */
+START_TEST(unreachable_store_is_read_again)
+{
+	struct supp *pg = NULL;
+	ck_assert_int_eq(supp_open_spool("postgresql://hikyaku@127.0.0.1:1/hikyaku?connect_timeout=2",
+	                                 dir, &pg), 0);
+	struct dsn_report rep;
+	report(&rep, REF, "gone@dest.test", 1);
+	const char *tags[] = { REF };
+	unsigned unavailable = 0, unmatched = 0, ignored = 0;
+	struct bounce_in_ctx ctx = { tags, 1, dir, &unavailable };
+	GArray *f = found_new();
+	bounce_in_read(pg, &rep, &ctx, 100, 2000, f, &unmatched, &ignored);
+	ck_assert_uint_eq(f->len, 0);
+	ck_assert_uint_eq(unavailable, 1);
+	ck_assert_uint_eq(unmatched, 0);
+	found_free(f);
+	dsn_report_free(&rep);
+	supp_close(pg);
 }
 END_TEST
 
@@ -175,6 +199,7 @@ int main(void)
 	tcase_add_test(tc, forged_references_name_nothing);
 	tcase_add_test(tc, envid_matches_and_cap_bounds);
 	tcase_add_test(tc, trusted_report_needs_no_match);
+	tcase_add_test(tc, unreachable_store_is_read_again);
 	suite_add_tcase(su, tc);
 	SRunner *sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
