@@ -51,10 +51,22 @@ void mail_waiting_update(struct qmail *m)
 	m->waiting_round = w;
 	if (w) {
 		r->waiting_rounds++;
+		r->waiting_bytes += m->env.size;
 		runner_arm(r);
 	} else {
 		r->waiting_rounds--;
+		r->waiting_bytes -= m->env.size;
 	}
+}
+
+/* Room for one more round of a mail of SIZE bytes (MAX_ROUNDS_AT_ONCE,
+ * ROUND_BYTES_MAX; rounds that only wait for a connection aside). */
+static bool round_room(const struct runner *r, uint64_t size)
+{
+	unsigned active = r->rounds - r->waiting_rounds;
+	if (active >= MAX_ROUNDS_AT_ONCE)
+		return false;
+	return active == 0 || r->round_bytes - r->waiting_bytes + size <= ROUND_BYTES_MAX;
 }
 
 uint64_t runner_backoff_ms(const struct config *cfg, unsigned attempt)
@@ -154,6 +166,7 @@ void round_finish(struct qmail *m)
 	m->in_round = false;
 	mail_waiting_update(m);
 	r->rounds--;
+	r->round_bytes -= m->env.size;
 	if (m->delete_requested) {
 		log_deleted(m);
 		mail_delete(m);
@@ -233,6 +246,7 @@ static void round_read_done(uv_work_t *w, int status)
 		m->in_round = false;
 		mail_waiting_update(m);
 		r->rounds--;
+		r->round_bytes -= m->env.size;
 		round_release_dests(m);
 		schedule_mail(m, clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts));
 		mail_unref(m);
@@ -471,6 +485,7 @@ static void round_start(struct qmail *m)
 	}
 	m->in_round = true;
 	r->rounds++;
+	r->round_bytes += m->env.size;
 	m->attempts++;
 	if (clock_now_ms() >= m->env.arrival_ms + r->cfg->queue.lifetime_ms) {
 		struct expiry *x = calloc(1, sizeof(*x));
@@ -505,12 +520,12 @@ static void runner_tick(uv_timer_t *t)
 {
 	struct runner *r = t->data;
 	uint64_t now = clock_now_ms();
-	while (!r->stopping && r->rounds - r->waiting_rounds < MAX_ROUNDS_AT_ONCE) {
+	while (!r->stopping) {
 		GSequenceIter *it = g_sequence_get_begin_iter(r->schedule);
 		if (g_sequence_iter_is_end(it))
 			break;
 		struct qmail *m = g_sequence_get(it);
-		if (m->next_ms > now)
+		if (m->next_ms > now || !round_room(r, m->env.size))
 			break;
 		g_sequence_remove(it);
 		m->sched = NULL;
@@ -521,7 +536,7 @@ static void runner_tick(uv_timer_t *t)
 
 static void runner_arm(struct runner *r)
 {
-	if (r->stopping || r->rounds - r->waiting_rounds >= MAX_ROUNDS_AT_ONCE)
+	if (r->stopping)
 		return;
 	GSequenceIter *it = g_sequence_get_begin_iter(r->schedule);
 	if (g_sequence_iter_is_end(it)) {
@@ -529,6 +544,8 @@ static void runner_arm(struct runner *r)
 		return;
 	}
 	struct qmail *m = g_sequence_get(it);
+	if (!round_room(r, m->env.size))
+		return;     /* the end of a round arms the timer again */
 	uint64_t now = clock_now_ms();
 	uv_timer_start(&r->timer, runner_tick, m->next_ms > now ? m->next_ms - now : 0, 0);
 }

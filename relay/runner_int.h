@@ -75,6 +75,11 @@
 #define DNS_TIMEOUT_MS 5000
 #define STATE_RETRY_MS 1000         /* a state write that failed is tried again */
 #define MAX_ROUNDS_AT_ONCE 500      /* bounds memory under a huge backlog */
+/* A round holds its message in memory: the rounds under way together hold
+ * at most this much (one larger mail alone may still go), so that many
+ * large mails queued at once do not exhaust memory (SPEC §5). Rounds that
+ * only wait for a connection do not count, as for MAX_ROUNDS_AT_ONCE. */
+#define ROUND_BYTES_MAX ((uint64_t)64 << 20)
 #define MX_ADDRESS_LIMIT 5          /* addresses one delivery attempt tries at most */
 #define MX_SESSION_LIMIT 2          /* SMTP sessions one delivery attempt has at most */
 
@@ -208,6 +213,8 @@ struct runner {
 	GPtrArray *state_retry;     /* struct disk_job * waiting for it */
 	unsigned rounds;            /* mails in a round now */
 	unsigned waiting_rounds;    /* of them, those only waiting for a connection */
+	uint64_t round_bytes;       /* env.size of the mails in a round */
+	uint64_t waiting_bytes;     /* of them, those only waiting for a connection */
 	uint64_t sweeps;
 	bool stopping;
 	void (*stopped)(void *arg);
