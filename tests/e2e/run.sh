@@ -10,9 +10,11 @@ fail=0
 failed=()
 for t in tests/e2e/t_*.sh; do
 	echo "# $t"
+	start=$SECONDS
 	out=$(bash "$t" 2>&1)
 	rc=$?
 	echo "$out"
+	echo "# $t took $((SECONDS - start)) s"
 	p=$(echo "$out" | grep -c '^ok - ')
 	f=$(echo "$out" | grep -c '^not ok - ')
 	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
