@@ -78,18 +78,7 @@ static int open_store(const struct config *cfg, bool create, struct supp **out)
 
 static void log_learned(struct evlog *log, const char *address, const char *source)
 {
-	json_t *f;
-
-	if (!log)
-		return;
-	f = json_object();
-	if (!f)
-		return;
-	json_object_set_new(f, "to", evlog_str(address, strlen(address)));
-	json_object_set_new(f, "source", json_string(source));
-	json_object_set_new(f, "status", json_null());
-	json_object_set_new(f, "response", json_null());
-	evlog_emit(log, "learned", f);
+	evlog_learned(log, address, source, NULL, NULL);
 }
 
 /*

@@ -850,17 +850,9 @@ static void import_new(void *arg, const char *address)
 	struct import_state *is = arg;
 	char *f = fold(address, strlen(address));
 	const struct row *r = g_hash_table_lookup(is->by_folded, f);
-	json_t *fl;
-
 	g_free(f);
 	is->fresh++;
-	if (!is->log || !(fl = json_object()))
-		return;
-	json_object_set_new(fl, "to", evlog_str(address, strlen(address)));
-	json_object_set_new(fl, "source", json_string("import"));
-	json_object_set_new(fl, "status", r ? json_text(r->a->status) : json_null());
-	json_object_set_new(fl, "response", r ? json_text(r->a->response) : json_null());
-	evlog_emit(is->log, "learned", fl);
+	evlog_learned(is->log, address, "import", r ? r->a->status : NULL, r ? r->a->response : NULL);
 }
 
 struct import_result {

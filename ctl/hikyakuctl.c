@@ -227,15 +227,8 @@ static int ingest(const struct config *cfg, struct evlog *log)
 		found++;
 		printf("%s %s (%s)\n", a == 1 ? "learned" : "already listed:",
 		       esc_tmp(r->final_recipient), esc_tmp(r->status));
-		if (a == 1 && log) {
-			json_t *f = json_object();
-			json_object_set_new(f, "to", evlog_str(r->final_recipient, strlen(r->final_recipient)));
-			json_object_set_new(f, "source", json_string("dsn"));
-			json_object_set_new(f, "status", json_string(r->status));
-			json_object_set_new(f, "response", r->diagnostic ?
-			                    evlog_str(r->diagnostic, strlen(r->diagnostic)) : json_null());
-			evlog_emit(log, "learned", f);
-		}
+		if (a == 1)
+			evlog_learned(log, r->final_recipient, "dsn", r->status, r->diagnostic);
 	}
 	supp_close(s);
 	dsn_report_free(&rep);

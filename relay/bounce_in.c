@@ -233,12 +233,7 @@ void bounce_after(uv_work_t *w, int status)
 	for (guint k = 0; k < j->found->len; k++) {
 		struct bounce_found *f = &g_array_index(j->found, struct bounce_found, k);
 		if (f->is_new) {
-			json_t *fl = json_object();
-			json_object_set_new(fl, "to", jstr(f->addr));
-			json_object_set_new(fl, "source", json_string("dsn"));
-			json_object_set_new(fl, "status", jstr(f->status));
-			json_object_set_new(fl, "response", jstr(f->diagnostic));
-			evlog_emit(r->log, "learned", fl);
+			evlog_learned(r->log, f->addr, "dsn", f->status, f->diagnostic);
 		}
 		char *key = g_strdup_printf("%s\n%s", f->qid, f->addr);
 		char *low = g_ascii_strdown(key, -1);

@@ -22,12 +22,7 @@ static void learn_after(uv_work_t *w, int status)
 {
 	struct learn_job *l = w->data;
 	if (status == 0 && l->rc == 1) {
-		json_t *f = json_object();
-		json_object_set_new(f, "to", jstr(l->addr));
-		json_object_set_new(f, "source", json_string("delivery"));
-		json_object_set_new(f, "status", jstr(l->status));
-		json_object_set_new(f, "response", jstr(l->response));
-		evlog_emit(l->r->log, "learned", f);
+		evlog_learned(l->r->log, l->addr, "delivery", l->status, l->response);
 	} else if (l->rc < 0) {
 		fprintf(stderr, "hikyaku: cannot add %s to the suppression list\n", l->addr);
 	}

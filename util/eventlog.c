@@ -155,6 +155,24 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 	return need;
 }
 
+static json_t *str_or_null(const char *s)
+{
+	return s ? evlog_str(s, strlen(s)) : json_null();
+}
+
+void evlog_learned(struct evlog *log, const char *to, const char *source, const char *status,
+                   const char *response)
+{
+	json_t *f;
+	if (!log || !(f = json_object()))
+		return;
+	json_object_set_new(f, "to", str_or_null(to));
+	json_object_set_new(f, "source", json_string(source));
+	json_object_set_new(f, "status", str_or_null(status));
+	json_object_set_new(f, "response", str_or_null(response));
+	evlog_emit(log, "learned", f);
+}
+
 json_t *evlog_str(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;

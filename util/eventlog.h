@@ -55,6 +55,15 @@ void evlog_now_rfc3339(char *out, size_t cap);
 json_t *evlog_str(const char *s, size_t len);
 
 /*
+ * evlog_learned() emits SPEC §7's "learned" event (an address added to
+ * the suppression list): to, source (delivery, dsn, admin, import),
+ * status and response (NULL: null). The one builder of that event, for
+ * the runner and hikyakuctl alike.
+ */
+void evlog_learned(struct evlog *log, const char *to, const char *source, const char *status,
+                   const char *response);
+
+/*
  * Observer (the metrics of SPEC §9): evlog_set_observer() makes
  * evlog_emit() call fn(arg, event, fields) once for every event it
  * emits, with the caller's fields, before they are released, and whether
