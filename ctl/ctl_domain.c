@@ -10,12 +10,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include <glib.h>
 #include <jansson.h>
 
 #include "config/config.h"
 #include "relay/dkim.h"
 #include "relay/dnscheck.h"
 #include "relay/dnsquery.h"
+#include "util/esc.h"
 #include "util/eventlog.h"
 
 #define DOMAIN_DNS_TIMEOUT_MS 3000
@@ -50,23 +52,16 @@ static bool under(const char *name, const char *dom)
 	       (n > l && name[n - l - 1] == '.' && strcasecmp(name + n - l, dom) == 0);
 }
 
-/* The text of a cell: control characters as \xHH (SPEC §8). */
+/* The text of a cell: control characters (C0, DEL, C1, bidi overrides,
+ * invalid UTF-8: DNS text may come from anyone's zone) escaped as every
+ * hikyakuctl output does (util/esc.h, SPEC §8). */
 static char *cell(const char *s)
 {
 	if (!s)
 		return strdup("-");
-	size_t n = strlen(s);
-	char *out = malloc(n * 4 + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch < 0x20 || ch == 0x7f)
-			o += sprintf(o, "\\x%02x", ch);
-		else
-			*o++ = (char)ch;
-	}
-	*o = '\0';
+	char *e = esc_text(s, -1, 0);
+	char *out = e ? strdup(e) : NULL;
+	g_free(e);
 	return out;
 }
 

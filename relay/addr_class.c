@@ -40,12 +40,24 @@ enum addr_class addr_classify(const struct sockaddr *sa)
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
 	const uint8_t *a = s6->sin6_addr.s6_addr;
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t nat64[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t zero12[12] = { 0 };
 	if (memcmp(a, mapped, 12) == 0)
 		return class4(a + 12);
 	if (IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
 		return ADDR_UNSPECIFIED;
 	if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
 		return ADDR_LOOPBACK;
+	/* Forms that carry an IPv4 address reach that address (on a NAT64
+	 * host, through a 6to4 relay): they are what it is. RFC 6052 NAT64
+	 * 64:ff9b::/96, RFC 3056 6to4 2002::/16, the deprecated
+	 * IPv4-compatible ::/96 (RFC 4291 §2.5.5.1). */
+	if (memcmp(a, nat64, 12) == 0 || memcmp(a, zero12, 12) == 0)
+		return class4(a + 12);
+	if (a[0] == 0x20 && a[1] == 0x02)
+		return class4(a + 2);
+	if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
+		return ADDR_PRIVATE;                            /* site-local fec0::/10 (RFC 3879) */
 	if (a[0] == 0xff)
 		return ADDR_MULTICAST;
 	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)

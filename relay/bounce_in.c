@@ -36,6 +36,13 @@ void bounce_in_found_clear(struct bounce_found *f)
  * (relay/queue_tag.h). Either way each recipient is looked at once, and at
  * most cap of them (a mail has no more): one report costs bounded work.
  */
+/* A real report names one mail: its ENVID and one or two VERP tags. More
+ * distinct tags, or more failures that name no mail, are a forgery or a
+ * mistake: reading on would only cost lookups under the list's lock
+ * (each recipient times each reference). */
+#define BOUNCE_REFS_MAX 2
+#define BOUNCE_UNMATCHED_MAX 5
+
 void bounce_in_read(struct supp *s, const struct dsn_report *rep,
                     const struct bounce_in_ctx *ctx, unsigned cap, int64_t now_ms,
                     GArray *found, unsigned *unmatched, unsigned *ignored)
@@ -49,9 +56,15 @@ void bounce_in_read(struct supp *s, const struct dsn_report *rep,
 	for (size_t t = 0; ctx && t < ctx->ntags; t++) {
 		const char *tag = ctx->tags[t];
 		char ref[QUEUE_REF_MAX + 1];
-		if (queue_tag_ref_parse(tag, strlen(tag), ref, qid))
+		if (!queue_tag_ref_parse(tag, strlen(tag), ref, qid))
+			continue;
+		bool dup = false;
+		for (guint k = 0; k < refs->len && !dup; k++)
+			dup = strcmp(g_ptr_array_index(refs, k), ref) == 0;
+		if (!dup && refs->len < BOUNCE_REFS_MAX)
 			g_ptr_array_add(refs, g_strdup(ref));
 	}
+	unsigned misses = 0;        /* failures of this report that named no mail */
 	GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	for (size_t k = 0; s && k < rep->nrcpts; k++) {
 		const struct dsn_report_rcpt *x = &rep->rcpts[k];
@@ -62,7 +75,7 @@ void bounce_in_read(struct supp *s, const struct dsn_report *rep,
 			g_free(key);
 			continue; /* the same recipient again in this report */
 		}
-		if (g_hash_table_size(seen) >= cap) {
+		if (g_hash_table_size(seen) >= cap || misses >= BOUNCE_UNMATCHED_MAX) {
 			g_free(key);
 			(*ignored)++;
 			continue;
@@ -89,10 +102,12 @@ void bounce_in_read(struct supp *s, const struct dsn_report *rep,
 			if (ok != 1 || !ref || strlen(ref) < QUEUE_ID_LEN) {
 				free(sender);
 				free(ref);
-				if (ok != 1 && failed && ctx->unavailable)
+				if (ok != 1 && failed && ctx->unavailable) {
 					(*ctx->unavailable)++;  /* read again later, not forgotten */
-				else
+				} else {
 					(*unmatched)++;
+					misses++;
+				}
 				continue;
 			}
 			memcpy(f.qid, ref, QUEUE_ID_LEN); /* "QUEUEID-TAG" (a bare id: sent before tags) */

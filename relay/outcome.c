@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -102,7 +103,12 @@ const char *outcome_reply_line(const struct smtp_reply *rep, char *out, size_t c
 
 /*
  * SES answers "250 Ok 0101018c1d2e3f4a-...-000000" and puts "<that id@...>"
- * in the Message-ID of the bounce it sends later.
+ * in the Message-ID of the bounce it sends later. Only a token that looks
+ * unique is kept: at least 16 characters of letters, digits, '.', '-' and
+ * '_', at least 4 of them digits. A reply that ends in a word ("Message
+ * accepted for delivery", "Queued mail for delivery") would otherwise give
+ * every mail the same id, and a forged report naming it in its Message-ID
+ * could put any recipient on the list (SPEC §6.1).
  */
 char *outcome_service_id(const struct smtp_reply *rep)
 {
@@ -112,7 +118,14 @@ char *outcome_service_id(const struct smtp_reply *rep)
 	else if (strrchr(t, ' '))
 		t = strrchr(t, ' ') + 1;
 	size_t n = strcspn(t, " <>@");
-	return n >= 8 ? strndup(t, n) : NULL;
+	unsigned digits = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)t[i];
+		if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_')
+			return NULL;
+		digits += isdigit(ch) != 0;
+	}
+	return n >= 16 && digits >= 4 ? strndup(t, n) : NULL;
 }
 
 char *outcome_message_id_local(const char *mid)

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <glib.h>
+
 #include "relay/queue.h"
 
 #define REPORTED_MAX ((size_t)64 << 10)
@@ -250,7 +252,22 @@ int queue_fs_reported_has(const char *dir, const char *id, const char *rcpt)
 	return rc;
 }
 
+/* The reported files are read, extended and written back: the notices of
+ * one report run on several pool threads at once and would lose each
+ * other's lines (and share the temporary file) without this lock. */
+static GMutex reported_lock;
+
+static int reported_add_locked(const char *dir, const char *id, const char *rcpt);
+
 int queue_fs_reported_add(const char *dir, const char *id, const char *rcpt)
+{
+	g_mutex_lock(&reported_lock);
+	int rc = reported_add_locked(dir, id, rcpt);
+	g_mutex_unlock(&reported_lock);
+	return rc;
+}
+
+static int reported_add_locked(const char *dir, const char *id, const char *rcpt)
 {
 	char rdir[PATH_MAX], path[PATH_MAX + QUEUE_ID_LEN + 2];
 	int rc = reported_path(dir, id, rdir, sizeof(rdir), path, sizeof(path));

@@ -393,7 +393,8 @@ bool mail_all_final(const struct qmail *m);
 void mail_read_work(uv_work_t *w);
 void sent_record_work(uv_work_t *w);
 void sent_record_after(uv_work_t *w, int status);
-void record_sent(struct runner *r, const struct qmail *m, unsigned i, const struct smtp_reply *rep);
+void record_sent(struct runner *r, const struct qmail *m, unsigned i, const struct smtp_reply *rep,
+                 bool alone);
 void runner_learn(struct runner *r, const char *addr, const char *status, const char *response);
 struct dest *dest_get(struct runner *r, const char *key, bool service);
 bool dest_full(const struct dest *d);

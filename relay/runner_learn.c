@@ -60,7 +60,7 @@ void sent_record_after(uv_work_t *w, int status)
 }
 
 void record_sent(struct runner *r, const struct qmail *m, unsigned i,
-                        const struct smtp_reply *rep)
+                 const struct smtp_reply *rep, bool alone)
 {
 	if (!r->supp || !m->env.from || !m->env.from[0])
 		return;
@@ -70,7 +70,11 @@ void record_sent(struct runner *r, const struct qmail *m, unsigned i,
 	j->qid = strdup(m->ref); /* a report names the mail by this (queue_tag.h) */
 	j->rcpt = strdup(m->env.rcpts[i].addr);
 	j->sender = strdup(m->env.from);
-	j->service_id = outcome_service_id(rep);
+	/* The service gives one id to a whole transaction and shows it in the
+	 * Message-ID of what it delivers: with several recipients, one of them
+	 * could name another in a forged report. Only a recipient alone in its
+	 * transaction is found by it (the VERP tag and ENVID still serve). */
+	j->service_id = alone ? outcome_service_id(rep) : NULL;
 	if (uv_queue_work(r->loop, &j->work, sent_record_work, sent_record_after) < 0)
 		sent_record_after(&j->work, -1);
 }

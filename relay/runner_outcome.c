@@ -125,7 +125,7 @@ static void txn_logged(struct qmail *m, void *arg)
 			r->stats.delivered++;
 			log_outcome(r, "delivered", m, o->idx, relay, &o->rep, tls, 0);
 			if (d->service)
-				record_sent(r, m, o->idx, &o->rep);
+				record_sent(r, m, o->idx, &o->rep, t->outcomes->len == 1);
 			break;
 		case OUTCOME_BOUNCED: {
 			r->stats.bounced++;

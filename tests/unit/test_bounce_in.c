@@ -174,6 +174,37 @@ START_TEST(unreachable_store_is_read_again)
 }
 END_TEST
 
+/* A forged report with many distinct well-formed tags and many failed
+ * recipients costs a bounded number of lookups: two references at most,
+ * and reading stops after five failures that name no mail. */
+START_TEST(forged_report_costs_bounded_work)
+{
+	struct dsn_report rep;
+	GString *rcpts = g_string_new(NULL);
+	for (int i = 0; i < 100; i++)
+		g_string_append_printf(rcpts, "%scustomer%d@victim.test", i ? "," : "", i);
+	report(&rep, NULL, rcpts->str, 1);
+	g_string_free(rcpts, TRUE);
+	static char tagbuf[100][64];
+	const char *tags[100];
+	for (int i = 0; i < 100; i++) {
+		snprintf(tagbuf[i], sizeof(tagbuf[i]), "%s-%016x", QID, 0x1000 + i);
+		tags[i] = tagbuf[i];
+	}
+	unsigned unmatched = 0, ignored = 0;
+	struct bounce_in_ctx ctx = { tags, 100, dir, NULL };
+	GArray *f = found_new();
+	bounce_in_read(s, &rep, &ctx, 100, 2000, f, &unmatched, &ignored);
+	ck_assert_uint_eq(f->len, 0);
+	ck_assert_uint_eq(unmatched, 5);
+	ck_assert_uint_eq(ignored, 95);
+	struct supp_entry e = { 0 };
+	ck_assert_int_eq(supp_lookup(s, "customer0@victim.test", &e), 0);
+	found_free(f);
+	dsn_report_free(&rep);
+}
+END_TEST
+
 START_TEST(trusted_report_needs_no_match)
 {
 	struct dsn_report rep;
@@ -200,6 +231,7 @@ int main(void)
 	tcase_add_test(tc, envid_matches_and_cap_bounds);
 	tcase_add_test(tc, trusted_report_needs_no_match);
 	tcase_add_test(tc, unreachable_store_is_read_again);
+	tcase_add_test(tc, forged_report_costs_bounded_work);
 	suite_add_tcase(su, tc);
 	SRunner *sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);

@@ -121,6 +121,13 @@ START_TEST(service_ids)
 	free(id);
 	r = R(250, "", "Ok short");
 	ck_assert_ptr_null(outcome_service_id(&r));
+	/* a reply that ends in a word gives no id: every mail would share it */
+	r = R(250, "2.0.0", "xB2AbCdE012345 Message accepted for delivery");
+	ck_assert_ptr_null(outcome_service_id(&r));
+	r = R(250, "2.6.0", "<x@y> [InternalId=123] Queued mail for delivery");
+	ck_assert_ptr_null(outcome_service_id(&r));
+	r = R(250, "", "Ok abcdefghijklmnopqrst");   /* long, but no digits */
+	ck_assert_ptr_null(outcome_service_id(&r));
 	id = outcome_message_id_local("<0101018c1d2e3f4a@email.amazonses.com>");
 	ck_assert_str_eq(id, "0101018c1d2e3f4a");
 	free(id);
@@ -172,6 +179,15 @@ START_TEST(address_classes)
 	ck_assert_int_eq(cls("fc00::1"), ADDR_PRIVATE);
 	ck_assert_int_eq(cls("::ffff:127.0.0.1"), ADDR_LOOPBACK);
 	ck_assert_int_eq(cls("::ffff:10.0.0.1"), ADDR_PRIVATE);
+	/* forms that carry an IPv4 address are what that address is */
+	ck_assert_int_eq(cls("64:ff9b::a00:1"), ADDR_PRIVATE);        /* NAT64 of 10.0.0.1 */
+	ck_assert_int_eq(cls("64:ff9b::7f00:1"), ADDR_LOOPBACK);
+	ck_assert_int_eq(cls("64:ff9b::808:808"), ADDR_PUBLIC);
+	ck_assert_int_eq(cls("2002:7f00:1::1"), ADDR_LOOPBACK);        /* 6to4 of 127.0.0.1 */
+	ck_assert_int_eq(cls("2002:c0a8:101::1"), ADDR_PRIVATE);
+	ck_assert_int_eq(cls("::127.0.0.1"), ADDR_LOOPBACK);          /* IPv4-compatible */
+	ck_assert_int_eq(cls("::0.0.0.2"), ADDR_UNSPECIFIED);
+	ck_assert_int_eq(cls("fec0::1"), ADDR_PRIVATE);
 }
 END_TEST
 
