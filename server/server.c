@@ -34,6 +34,7 @@ struct client {
 	bool counted;              /* holds a per-client slot */
 	bool outside;              /* holds an outside_connections slot */
 	bool conn_gone;            /* on_close ran: conn is dead */
+	uint64_t spilled;          /* bytes of its message in the spool's tmp/ now */
 	/* the commit in progress (one per session at a time) */
 	uint64_t commit_size;
 	session_step_cb commit_cb;
@@ -100,7 +101,8 @@ static struct settings *host_settings(void *h)
 static bool host_storage_ok(void *h, uint64_t size)
 {
 	struct client *c = h;
-	return server_storage_ok(c->srv, size);
+	/* Its own spilled bytes are counted already (spilling_bytes). */
+	return server_storage_ok(c->srv, size > c->spilled ? size - c->spilled : 0);
 }
 
 static void host_new_id(void *h, char id[QUEUE_ID_LEN + 1])
@@ -112,14 +114,26 @@ static void host_new_id(void *h, char id[QUEUE_ID_LEN + 1])
 static int host_spill(void *h, void **sp, const char *p, size_t n, session_step_cb cb, void *arg)
 {
 	struct client *c = h;
+	/* A message being received takes room in the spool before its commit:
+	 * counted, and refused (452 4.3.1 at the dot) when the spool is full,
+	 * so that many large mails arriving at once cannot fill it first. */
+	if (!server_storage_ok(c->srv, n))
+		return -ENOSPC;
 	if (!*sp && !(*sp = queue_spill_new(c->srv->loop, c->srv->queue)))
 		return -ENOMEM;
-	return queue_spill_append(*sp, p, n, cb, arg);
+	int rc = queue_spill_append(*sp, p, n, cb, arg);
+	if (rc == 0) {
+		c->spilled += n;
+		c->srv->spilling_bytes += n;
+	}
+	return rc;
 }
 
 static void host_spill_free(void *h, void *sp)
 {
-	(void)h;
+	struct client *c = h;
+	c->srv->spilling_bytes -= c->spilled;
+	c->spilled = 0;
 	queue_spill_free(sp);
 }
 
@@ -507,7 +521,8 @@ static void space_check(uv_timer_t *t)
 bool server_storage_ok(const struct server *srv, uint64_t size)
 {
 	const struct config *cfg = srv->set->cfg;
-	uint64_t queued = srv->committing_bytes + (srv->runner ? runner_queued_bytes(srv->runner) : 0);
+	uint64_t queued = srv->committing_bytes + srv->spilling_bytes +
+	                  (srv->runner ? runner_queued_bytes(srv->runner) : 0);
 	if (cfg->queue.max_size && queued + size > cfg->queue.max_size)
 		return false;
 	if (!srv->space_known)

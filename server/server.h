@@ -84,6 +84,7 @@ struct server {
 	bool space_known;
 	uint64_t spool_avail, spool_total;
 	uint64_t committing_bytes;
+	uint64_t spilling_bytes;   /* messages being received, in the spool's tmp/ */
 	void (*stopped)(struct server *srv);
 	struct server_stats stats;
 };
