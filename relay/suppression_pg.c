@@ -280,8 +280,8 @@ static const char *const schema_v1[] = {
 	"CREATE INDEX IF NOT EXISTS hikyaku_sent_time ON hikyaku_sent (sent_ms)",
 	/* The journalled "add"s already written (RELAYNODE-SEQ), so that one
 	 * written again after a crash is not counted twice. */
-	"CREATE TABLE IF NOT EXISTS hikyaku_applied ("
-	" op_id text COLLATE \"C\" PRIMARY KEY, applied_ms bigint NOT NULL)",
+	("CREATE TABLE IF NOT EXISTS hikyaku_applied ("
+	 " op_id text COLLATE \"C\" PRIMARY KEY, applied_ms bigint NOT NULL)"),
 };
 
 /* Creates or checks the tables: -ENOTSUP for a newer schema. */

@@ -126,6 +126,8 @@ static void mhd_run(struct metrics_http *h)
 		uv_timer_stop(&h->timer);
 }
 
+/* libmicrohttpd's error logger: fmt is the library's own format. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct metrics_http *h = cls;
