@@ -19,19 +19,14 @@ static void dsn_committed(void *arg, int status)
 	struct dsn_commit *dc = arg;
 	struct qmail *m = dc->m;
 	if (status == 0) {
-		json_t *f = json_object();
-		json_object_set_new(f, "queue_id", json_string(dc->env.id));
-		json_object_set_new(f, "session", json_null());
-		json_object_set_new(f, "client", json_null());
-		json_object_set_new(f, "helo", json_null());
-		json_object_set_new(f, "from", json_string(""));
-		json_object_set_new(f, "header_from", jstr(dc->env.header_from));
-		json_object_set_new(f, "message_id", json_null());
-		json_object_set_new(f, "rcpts", json_integer(1));
-		json_object_set_new(f, "size", json_integer((json_int_t)dc->env.size));
-		json_object_set_new(f, "tls", json_false());
-		json_object_set_new(f, "route", json_string("direct"));
-		json_object_set_new(f, "matched", json_null());
+		json_t *f = evlog_received(&(struct evlog_received){
+			.queue_id = dc->env.id,
+			.from = "",
+			.header_from = dc->env.header_from,
+			.rcpts = 1,
+			.size = dc->env.size,
+			.route = "direct",
+		});
 		evlog_emit(dc->r->log, "received", f);
 		dc->env.from = (char *)"";
 		dc->env.helo = NULL;

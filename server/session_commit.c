@@ -180,33 +180,27 @@ void session_commit_release(struct session *s)
 	memset(&s->sign, 0, sizeof(s->sign));
 }
 
-static json_t *jstr(const char *p)
-{
-	return p ? evlog_str(p, strlen(p)) : json_null();
-}
-
 static json_t *received_fields(struct session *s)
 {
 	const struct queue_envelope *env = &s->env;
-	json_t *f = json_object();
-	json_object_set_new(f, "queue_id", json_string(s->qid));
-	json_object_set_new(f, "session", json_string(s->id));
-	json_object_set_new(f, "client", json_string(s->ip));
-	json_object_set_new(f, "helo", jstr(s->helo));
-	json_object_set_new(f, "from", evlog_str(s->mail.addr, s->mail.addr_len));
-	json_object_set_new(f, "header_from", jstr(env->header_from));
-	json_object_set_new(f, "message_id", jstr(env->message_id));
-	json_object_set_new(f, "rcpts", json_integer(s->rcpts->len));
-	json_object_set_new(f, "size", json_integer((json_int_t)env->size));
-	json_object_set_new(f, "tls", json_boolean(s->tls));
-	json_object_set_new(f, "route", jstr(env->route));
-	json_object_set_new(f, "matched", jstr(env->matched));
-	json_object_set_new(f, "dkim", s->sign.field ? json_string(s->sign.dkim) : json_null());
-	if (!s->sign.field && s->sign.why[0])
-		json_object_set_new(f, "dkim_skipped", evlog_str(s->sign.why, strlen(s->sign.why)));
-	if (s->warning)
-		json_object_set_new(f, "warning", json_string(s->warning));
-	return f;
+	return evlog_received(&(struct evlog_received){
+		.queue_id = s->qid,
+		.session = s->id,
+		.client = s->ip,
+		.helo = s->helo,
+		.from = s->mail.addr,
+		.from_len = s->mail.addr_len,
+		.header_from = env->header_from,
+		.message_id = env->message_id,
+		.rcpts = s->rcpts->len,
+		.size = env->size,
+		.tls = s->tls,
+		.route = env->route,
+		.matched = env->matched,
+		.dkim = s->sign.field ? s->sign.dkim : NULL,
+		.dkim_skipped = s->sign.field ? NULL : s->sign.why,
+		.warning = s->warning,
+	});
 }
 
 static void commit_done(void *arg, int status)

@@ -160,6 +160,31 @@ static json_t *str_or_null(const char *s)
 	return s ? evlog_str(s, strlen(s)) : json_null();
 }
 
+json_t *evlog_received(const struct evlog_received *r)
+{
+	json_t *f = json_object();
+	if (!f)
+		return NULL;
+	json_object_set_new(f, "queue_id", str_or_null(r->queue_id));
+	json_object_set_new(f, "session", str_or_null(r->session));
+	json_object_set_new(f, "client", str_or_null(r->client));
+	json_object_set_new(f, "helo", str_or_null(r->helo));
+	json_object_set_new(f, "from", r->from ? evlog_str(r->from, r->from_len) : json_string(""));
+	json_object_set_new(f, "header_from", str_or_null(r->header_from));
+	json_object_set_new(f, "message_id", str_or_null(r->message_id));
+	json_object_set_new(f, "rcpts", json_integer((json_int_t)r->rcpts));
+	json_object_set_new(f, "size", json_integer((json_int_t)r->size));
+	json_object_set_new(f, "tls", json_boolean(r->tls));
+	json_object_set_new(f, "route", str_or_null(r->route));
+	json_object_set_new(f, "matched", str_or_null(r->matched));
+	json_object_set_new(f, "dkim", str_or_null(r->dkim));
+	if (r->dkim_skipped && r->dkim_skipped[0])
+		json_object_set_new(f, "dkim_skipped", str_or_null(r->dkim_skipped));
+	if (r->warning)
+		json_object_set_new(f, "warning", str_or_null(r->warning));
+	return f;
+}
+
 void evlog_learned(struct evlog *log, const char *to, const char *source, const char *status,
                    const char *response)
 {

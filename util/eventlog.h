@@ -23,7 +23,9 @@
 #define HK_UTIL_EVENTLOG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct evlog;
 
@@ -62,6 +64,27 @@ json_t *evlog_str(const char *s, size_t len);
  */
 void evlog_learned(struct evlog *log, const char *to, const char *source, const char *status,
                    const char *response);
+
+/*
+ * evlog_received() builds the fields of SPEC §7's "received" event (a
+ * mail was queued) from r: the one builder, for mail from a client and
+ * the notices hikyaku queues itself (no session, client or HELO: NULL
+ * gives null). from is from_len bytes (the null sender: ""); dkim is
+ * "DOMAIN SELECTOR" of the signature added or NULL; dkim_skipped and
+ * warning are added only when set. The caller emits the result.
+ */
+struct evlog_received {
+	const char *queue_id, *session, *client, *helo;
+	const char *from;
+	size_t from_len;
+	const char *header_from, *message_id;
+	size_t rcpts;
+	uint64_t size;
+	bool tls;
+	const char *route, *matched, *dkim, *dkim_skipped, *warning;
+};
+
+json_t *evlog_received(const struct evlog_received *r);
 
 /*
  * Observer (the metrics of SPEC §9): evlog_set_observer() makes

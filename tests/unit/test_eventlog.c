@@ -381,6 +381,41 @@ START_TEST(test_write_error_reported_once)
 }
 END_TEST
 
+/* SPEC §7 "received": every field present, null where hikyaku queued the
+ * mail itself, the optional ones only when set. */
+START_TEST(test_received_fields)
+{
+	static const char *const keys[] = { "queue_id", "session", "client", "helo", "from",
+		"header_from", "message_id", "rcpts", "size", "tls", "route", "matched", "dkim" };
+	json_t *f = evlog_received(&(struct evlog_received){
+		.queue_id = "0006612824C4D754AB", .from = "", .header_from = "MAILER-DAEMON@x.example",
+		.rcpts = 1, .size = 1234, .route = "direct" });
+	ck_assert_ptr_nonnull(f);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		ck_assert_msg(json_object_get(f, keys[i]), "no %s", keys[i]);
+	ck_assert_uint_eq(json_object_size(f), sizeof(keys) / sizeof(keys[0]));
+	ck_assert(json_is_null(json_object_get(f, "session")));
+	ck_assert(json_is_null(json_object_get(f, "dkim")));
+	ck_assert_str_eq(json_string_value(json_object_get(f, "from")), "");
+	ck_assert_int_eq(json_integer_value(json_object_get(f, "size")), 1234);
+	ck_assert(json_is_false(json_object_get(f, "tls")));
+	json_decref(f);
+
+	const char from[] = "shop@example.jp\xff";
+	f = evlog_received(&(struct evlog_received){
+		.queue_id = "0006612824C4D754AB", .session = "S1", .client = "127.0.0.1",
+		.helo = "client.example", .from = from, .from_len = sizeof(from) - 1, .rcpts = 3,
+		.tls = true, .route = "service", .matched = "example.jp", .dkim = "example.jp s1",
+		.dkim_skipped = "", .warning = "a warning" });
+	ck_assert_str_eq(json_string_value(json_object_get(f, "from")), "shop@example.jp\xef\xbf\xbd");
+	ck_assert_str_eq(json_string_value(json_object_get(f, "dkim")), "example.jp s1");
+	ck_assert_ptr_null(json_object_get(f, "dkim_skipped"));
+	ck_assert_str_eq(json_string_value(json_object_get(f, "warning")), "a warning");
+	ck_assert(json_is_true(json_object_get(f, "tls")));
+	json_decref(f);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
 	struct evlog *log;
@@ -430,6 +465,7 @@ static Suite *eventlog_suite(void)
 	tcase_add_test(tc, test_invalid_utf8_field);
 	tcase_add_test(tc, test_write_error_reported_once);
 	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_received_fields);
 	suite_add_tcase(s, tc);
 	return s;
 }
