@@ -107,6 +107,7 @@
 /* AUTH (RFC 4954). */
 #define R_AUTH_OK             "235 2.7.0 Authentication successful"
 #define R_AUTH_FAILED         "535 5.7.8 Error: authentication credentials invalid"
+#define R_AUTH_TOO_MANY       "421 4.7.0 Error: too many authentication failures"
 #define R_AUTH_NEED_TLS       "530 5.7.0 Must issue a STARTTLS command first"
 #define R_AUTH_UNAVAIL        "503 5.5.1 Error: authentication not enabled"
 #define R_AUTH_ALREADY        "503 5.5.1 Error: already authenticated"

@@ -151,6 +151,15 @@ bool session_count_error(struct session *s)
 	return false;
 }
 
+bool session_count_auth_failure(struct session *s)
+{
+	if (++s->auth_failures >= SESSION_AUTH_FAIL_LIMIT) {
+		session_hangup(s, R_AUTH_TOO_MANY);
+		return true;
+	}
+	return session_count_error(s);
+}
+
 /* After a transaction, a draining session says goodbye. */
 void session_maybe_drain(struct session *s)
 {

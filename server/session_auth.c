@@ -12,7 +12,10 @@
  *	session_cmd_auth() handles "AUTH MECH [initial-response]";
  *	session_auth_continue() a line read in state S_AUTH ("*" cancels).
  *	The user name and password never outlive the check: the buffers are
- *	cleared as soon as the host has its own copy.
+ *	cleared as soon as the host has its own copy. Wrong credentials
+ *	count as errors (session_count_auth_failure), and after
+ *	SESSION_AUTH_FAIL_LIMIT of them the session answers 421 and hangs
+ *	up: a password guesser gets a few tries per connection, not 20.
  * TOUCHES
  *	The session; the host's auth operation.
  */
@@ -34,7 +37,7 @@ static void auth_done(void *arg, bool ok)
 		session_reply(s, R_AUTH_OK);
 	} else {
 		session_reply(s, R_AUTH_FAILED);
-		session_count_error(s);
+		session_count_auth_failure(s);
 	}
 	explicit_bzero(s->auth_pending_user, sizeof(s->auth_pending_user));
 	session_resume(s);

@@ -31,6 +31,7 @@
 #define SESSION_FEED_MAX ((size_t)64 << 10)  /* DATA bytes handed to smtp_data at once */
 #define SESSION_HOP_LIMIT 50                 /* SPEC §5: more Received: is a loop */
 #define SESSION_AUTH_FIELD 256
+#define SESSION_AUTH_FAIL_LIMIT 3            /* wrong credentials before we hang up */
 
 enum sess_state {
 	S_GREET,    /* no HELO/EHLO yet (again after STARTTLS) */
@@ -75,6 +76,7 @@ struct session {
 	bool tls;                 /* TLS is up */
 	bool tls_fresh;           /* TLS just started: EHLO must come again */
 	unsigned errors;
+	unsigned auth_failures;   /* wrong credentials so far (SESSION_AUTH_FAIL_LIMIT) */
 	char helo[SMTP_DOMAIN_MAX + 1];
 	char tls_desc[128];       /* our copy: the engine may be freed first */
 	char *auth_user;
@@ -107,6 +109,8 @@ void session_reply(struct session *s, const char *line);
 void session_replyf(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void session_log_rejected(struct session *s, const char *to, const char *line);
 bool session_count_error(struct session *s);
+/* A wrong password: an error, and 421 and close at SESSION_AUTH_FAIL_LIMIT. */
+bool session_count_auth_failure(struct session *s);
 void session_txn_reset(struct session *s);
 void session_maybe_drain(struct session *s);
 void session_resume(struct session *s);

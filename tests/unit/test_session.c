@@ -436,6 +436,34 @@ START_TEST(starttls_and_auth)
 }
 END_TEST
 
+/* A password guesser gets SESSION_AUTH_FAIL_LIMIT (3) tries per connection:
+ * two wrong answers leave the session open, the third is answered 421. */
+START_TEST(auth_failures_hang_up)
+{
+	struct host *t = host_new(tls_auth_settings(), false);
+	g_free(take(t));
+	send_str(t, "EHLO c.example\r\nSTARTTLS\r\n");
+	t->tls_desc = strdup("TLSv1.3 TEST_CIPHER");
+	session_tls_done(t->s, 0);
+	send_str(t, "EHLO c.example\r\n");
+	g_free(take(t));
+	for (int i = 0; i < 2; i++) {
+		send_str(t, "AUTH PLAIN AHNob3AAd3Jvbmc=\r\n");
+		ck_assert_ptr_nonnull(t->auth_cb);
+		t->auth_cb(t->auth_arg, false);
+		EXPECT(t, "^535 5.7.8 [^\r]*\r\n$");
+		ck_assert(!t->closed);
+	}
+	send_str(t, "AUTH LOGIN c2hvcA==\r\n");
+	EXPECT(t, "^334 UGFzc3dvcmQ6\r\n$");
+	send_str(t, "d3Jvbmc=\r\nNOOP\r\n");
+	t->auth_cb(t->auth_arg, false);
+	EXPECT(t, "^535 5.7.8 [^\r]*\r\n421 4.7.0 Error: too many authentication failures\r\n$");
+	ck_assert(t->closed);
+	host_free(t);
+}
+END_TEST
+
 /* Issue 11: a TLS client that drops while its mail is being committed.
  * The envelope must not point into the TLS engine, which goes with the
  * connection; the mail is still handed over (not left until a restart). */
@@ -628,6 +656,7 @@ static Suite *session_suite(void)
 	tcase_add_test(tc, sequence_checks);
 	tcase_add_test(tc, long_ehlo_literal);
 	tcase_add_test(tc, starttls_and_auth);
+	tcase_add_test(tc, auth_failures_hang_up);
 	tcase_add_test(tc, tls_drop_during_commit);
 	tcase_add_test(tc, hop_limit);
 	tcase_add_test(tc, spill_large_message);
