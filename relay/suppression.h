@@ -57,7 +57,7 @@
  *	supp_export_csv() writes ("status", "response", "source",
  *	"first_seen", "last_seen", "count"), and SES's "LastUpdateTime"
  *	(used for first/last seen when it parses as a time, ignored
- *	otherwise). Other columns are ignored; rows consisting only of empty
+ *	otherwise); times are read by clock_rfc3339_parse() (util/clock.h). Other columns are ignored; rows consisting only of empty
  *	fields are skipped. Every row is checked before anything is written,
  *	then all rows go in one transaction: a bad file imports nothing.
  *	A new address gets the row's values (source defaults to source,
