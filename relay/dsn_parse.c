@@ -203,7 +203,12 @@ static int block_read(const char *s, size_t n, size_t *pos, struct block *b, str
 		}
 		any = true;
 		if (line[0] == ' ' || line[0] == '\t') {
-			/* RFC 5322 §2.2.3: unfolding removes the CRLF only. */
+			/* RFC 5322 §2.2.3: unfolding removes the CRLF only. Not
+			 * smtp_header_unfold() (proto/smtp_header.h), which needs the
+			 * whole field first: here a block is split into fields in one
+			 * pass, each value going straight into its bounded
+			 * accumulator, which also turns every run of blanks and
+			 * control characters into one space (acc_add). */
 			if (a->id != F_SKIP) {
 				a->blank = a->len > 0;
 				acc_add(a, line, len);
