@@ -158,7 +158,6 @@ void cfg_diag(struct load_ctx *c, int line, bool warning, const char *fmt, ...)
 
 char *cfg_trim(char *s);
 void cfg_ascii_lower(char *s);
-int cfg_parse_u64(const char *s, const char **end, uint64_t *out);
 int cfg_parse_uint(const char *s, uint64_t *out);
 int cfg_parse_port(const char *s, uint16_t *port);
 int cfg_cidr_parse(const char *s, struct config_cidr *out, bool *host_bits);

@@ -48,7 +48,7 @@ void cfg_ascii_lower(char *s)
 }
 
 /* Digits only (no sign, no blanks), without overflow. */
-int cfg_parse_u64(const char *s, const char **end, uint64_t *out)
+static int cfg_parse_u64(const char *s, const char **end, uint64_t *out)
 {
 	uint64_t v = 0;
 	const char *p = s;

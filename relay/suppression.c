@@ -964,8 +964,3 @@ json_t *supp_status_json(struct supp *s, const char *db)
 	s->be->status(s->h, o);
 	return o;
 }
-
-const char *supp_display(const struct supp *s)
-{
-	return s ? s->display : "";
-}
