@@ -585,9 +585,9 @@ START_TEST(test_export_roundtrip)
 END_TEST
 
 /*
- * The times an import reads (first_seen, last_seen: RFC 3339, a space for
- * the T, "+hhmm", a blank before the zone) and refuses (no zone, a date
- * that does not exist, out-of-range fields, other ISO 8601 forms).
+ * The times an import reads and refuses: clock_rfc3339_parse()'s rules
+ * (tests/unit/test_clock.c has them all); a few here show the import
+ * uses them and names the column it refuses.
  */
 START_TEST(test_import_times)
 {
@@ -597,48 +597,13 @@ START_TEST(test_import_times)
 		long long ms;
 	} cases[] = {
 		{ "2026-11-26T06:14:04Z", true, 1795673644000LL },
-		{ "2026-11-26T06:14:04.123Z", true, 1795673644123LL },
-		{ "2026-11-26T06:14:04.1Z", true, 1795673644100LL },
 		{ "2026-11-26T06:14:04.123999Z", true, 1795673644123LL },
-		{ "2026-11-26t06:14:04z", true, 1795673644000LL },
-		{ "2026-11-26 06:14:04Z", true, 1795673644000LL },
-		{ "2026-11-26T06:14:04 Z", true, 1795673644000LL },
-		{ "2026-11-26T15:14:04+09:00", true, 1795673644000LL },
-		{ "2026-11-26T15:14:04+0900", true, 1795673644000LL },
-		{ "2026-11-25T21:14:04-09:00", true, 1795673644000LL },
-		{ "2026-11-26T06:14:04.5 +00:00", true, 1795673644500LL },
-		{ "2026-11-27T06:13:04+23:59", true, 1795673644000LL },
-		{ "2024-02-29T00:00:00Z", true, 1709164800000LL },
-		{ "2026-11-26T12:00:60Z", true, 1795694460000LL },  /* as 12:01:00 */
+		{ "2026-11-26 15:14:04 +0900", true, 1795673644000LL },
 		{ "1969-12-31T23:59:59.999Z", true, -1LL },
-		{ "0001-01-01T00:00:00Z", true, -62135596800000LL },
-		{ "0000-01-01T00:00:00Z", false, 0 },  /* GLib's calendar starts at year 1 */
-		{ "9999-12-31T23:59:59.999Z", true, 253402300799999LL },
-		{ "2026-02-29T00:00:00Z", false, 0 },
 		{ "2026-02-31T00:00:00Z", false, 0 },
-		{ "2026-04-31T00:00:00Z", false, 0 },
-		{ "2026-13-01T00:00:00Z", false, 0 },
-		{ "2026-00-01T00:00:00Z", false, 0 },
-		{ "2026-11-00T00:00:00Z", false, 0 },
-		{ "2026-11-26T24:00:00Z", false, 0 },
-		{ "2026-11-26T23:60:00Z", false, 0 },
-		{ "2026-11-26T23:59:61Z", false, 0 },
-		{ "2026-11-26T23:59:60Z", false, 0 },   /* it would be the next day */
 		{ "2026-11-26T06:14:04", false, 0 },
-		{ "2026-11-26T06:14:04.Z", false, 0 },
-		{ "2026-11-26T06:14Z", false, 0 },
 		{ "20261126T061404Z", false, 0 },
-		{ "2026-11-26T06:14:04+09", false, 0 },
-		{ "2026-11-26T06:14:04+24:00", false, 0 },
-		{ "2026-11-26T06:14:04+09:60", false, 0 },
-		{ "2026-11-26T06:14:04Z ", false, 0 },
-		{ " 2026-11-26T06:14:04Z", false, 0 },
-		{ "2026-11-26T06:14:04,5Z", false, 0 },
-		{ "2026-1-26T06:14:04Z", false, 0 },
-		{ "+026-11-26T06:14:04Z", false, 0 },
-		{ "2026-11-26T06:14:04  Z", false, 0 },
-		{ "2026-W48-4T06:14:04Z", false, 0 },
-		{ "2026-11-26X06:14:04Z", false, 0 },
+		{ "0000-01-01T00:00:00Z", false, 0 },  /* GLib's calendar starts at year 1 */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -654,7 +619,8 @@ START_TEST(test_import_times)
 		fclose(f);
 		if (!cases[i].ok) {
 			ck_assert_msg(rc == -EINVAL, "\"%s\" accepted", cases[i].in);
-			ck_assert_msg(strstr(err, "is not an RFC 3339 time"), "%s: %s", cases[i].in, err);
+			ck_assert_msg(strstr(err, "last_seen \"") && strstr(err, "is not an RFC 3339 time"),
+			              "%s: %s", cases[i].in, err);
 		} else {
 			ck_assert_msg(rc == 1, "\"%s\" refused: %s", cases[i].in, err);
 			ck_assert_int_eq(supp_lookup(s, "a@example.com", &e), 1);
