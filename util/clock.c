@@ -26,10 +26,10 @@ static int format(int64_t ms, bool millis, char *out, size_t cap)
 	out[0] = '\0';
 	/* Whole seconds toward minus infinity: -1 ms is 23:59:59.999. */
 	int64_t secs = ms / 1000 - (ms % 1000 < 0);
-	int frac = (int)(ms - secs * 1000);
 	GDateTime *t = g_date_time_new_from_unix_utc(secs);
 	if (!t)
 		return -1;
+	int frac = (int)(ms - secs * 1000); /* secs is within GLib's years: no overflow */
 	int y, mo, d;
 	g_date_time_get_ymd(t, &y, &mo, &d);
 	int h = g_date_time_get_hour(t), mi = g_date_time_get_minute(t);

@@ -44,6 +44,8 @@ START_TEST(test_format)
 	ck_assert_str_eq(out, "");
 	ck_assert_int_eq(clock_rfc3339(-62135596800001LL, out, sizeof(out)), -1);
 	ck_assert_str_eq(out, "");
+	ck_assert_int_eq(clock_rfc3339(INT64_MIN, out, sizeof(out)), -1);
+	ck_assert_int_eq(clock_rfc3339(INT64_MAX, out, sizeof(out)), -1);
 	ck_assert_int_eq(clock_rfc3339(0, out, 24), -1);   /* no room for the Z: cut */
 	ck_assert_str_eq(out, "1970-01-01T00:00:00.000");
 	ck_assert_int_eq(clock_rfc3339(0, NULL, 0), -1);
