@@ -223,9 +223,6 @@ void config_unref(struct config *cfg);
 void config_diags_free(struct config_diags *diags);
 void config_print(const struct config *cfg, FILE *fp);
 const char *config_default_path(void);
-/* [suppression] bounce_address or one of its +tag forms, case-insensitive
- * (SPEC §6). With tag != NULL, *tag points at the tag inside addr (after
- * the '+') and *tag_len is its length (0 without a tag). */
 /* The lowercase A-label form of a domain name written in either form (one
  * trailing dot dropped), as verified_domains entries are stored: UTS #46
  * nontransitional processing, then transitional (libidn2). NULL for an
@@ -236,6 +233,9 @@ char *config_domain_ascii(const char *in, size_t n);
  * the policy's domains. Policies never overlap (config_load refuses it). */
 const struct config_destination *config_destination_for(const struct config *cfg,
                                                         const char *domain);
+/* [suppression] bounce_address or one of its +tag forms, case-insensitive
+ * (SPEC §6). With tag != NULL, *tag points at the tag inside addr (after
+ * the '+') and *tag_len is its length (0 without a tag). */
 bool config_is_bounce_address(const struct config *cfg, const char *addr,
                               const char **tag, size_t *tag_len);
 /* A DKIM selector: dot-separated labels of letters, digits and hyphens

@@ -80,56 +80,6 @@ static void usage(FILE *fp)
 }
 
 /*
- * RFC 3339 (SPEC §7: UTC with milliseconds, but any offset and any
- * fraction are read) to epoch milliseconds. Returns -1 when s is not one.
- */
-static int parse_ts(const char *s, int64_t *ms)
-{
-	struct tm tm = { 0 };
-	int y, mo, d, h, mi, sec, n = 0;
-	int64_t frac = 0, off = 0;
-	const char *p;
-
-	if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
-	    n != 19)
-		return -1;
-	p = s + n;
-	if (*p == '.') {
-		int digits = 0;
-
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 3)
-				frac = frac * 10 + (*p - '0');
-		if (!digits)
-			return -1;
-		for (; digits < 3; digits++)
-			frac *= 10;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int oh, om;
-
-		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || strlen(p) != 6)
-			return -1;
-		off = (int64_t)(oh * 60 + om) * 60000 * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return -1;
-	}
-	if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return -1;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	*ms = (int64_t)timegm(&tm) * 1000 + frac - off;
-	return 0;
-}
-
-/*
  * A needle can be looked for in the raw line only when the log writes it
  * byte for byte: jansson escapes '"', '\\' and control characters.
  */
@@ -225,8 +175,6 @@ static int parse_args(int argc, char **argv, struct filter *f, struct out *o)
 		switch (k) {
 		case 0: {
 			uint64_t ms;
-			time_t t;
-			struct tm tm;
 
 			if (config_parse_duration(v, &ms) < 0 || ms > (uint64_t)INT64_MAX / 2) {
 				fprintf(stderr, "hikyakuctl: log: --since \"%s\" is not a duration "
@@ -235,13 +183,9 @@ static int parse_args(int argc, char **argv, struct filter *f, struct out *o)
 			}
 			f->since_set = true;
 			f->since_ms = (int64_t)clock_now_ms() - (int64_t)ms;
-			t = (time_t)(f->since_ms / 1000);
-			if (f->since_ms < 0 || !gmtime_r(&t, &tm) ||
-			    !strftime(f->since_ts, sizeof(f->since_ts), "%Y-%m-%dT%H:%M:%S", &tm))
+			if (f->since_ms < 0 || clock_rfc3339(f->since_ms, f->since_ts,
+			                                     sizeof(f->since_ts)) < 0)
 				f->since_ts[0] = '\0';
-			else
-				snprintf(f->since_ts + 19, sizeof(f->since_ts) - 19, ".%03dZ",
-				         (int)(f->since_ms % 1000));
 			break;
 		}
 		case 1: f->queue_id = v; break;
@@ -596,7 +540,7 @@ static void handle_line(struct filter *f, struct out *o, char *line, size_t len)
 	obj = json_loadb(line, len, 0, NULL);
 	evname = jstr(obj, "event");
 	ts = jstr(obj, "ts");
-	if (!json_is_object(obj) || !evname || !ts || parse_ts(ts, &tms) < 0) {
+	if (!json_is_object(obj) || !evname || !ts || clock_rfc3339_parse(ts, &tms) < 0) {
 		o->malformed++;
 		json_decref(obj);
 		return;

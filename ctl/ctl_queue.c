@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "ctl/ctl_control.h"
 #include "relay/queue_state.h"
+#include "util/clock.h"
 #include "util/esc.h"
 
 /* A string of the daemon's answer, shown escaped (util/esc.h, SPEC §8). */
@@ -34,13 +35,13 @@ static char *local_time(const char *rfc3339)
 {
 	if (!rfc3339)
 		return NULL;
-	GDateTime *t = g_date_time_new_from_iso8601(rfc3339, NULL);
-	if (!t)
+	int64_t ms;
+	GDateTime *l = clock_rfc3339_parse(rfc3339, &ms) == 0
+	               ? g_date_time_new_from_unix_local(ms / 1000 - (ms % 1000 < 0)) : NULL;
+	if (!l)
 		return g_strdup(rfc3339);
-	GDateTime *l = g_date_time_to_local(t);
 	char *s = g_date_time_format(l, "%Y-%m-%d %H:%M:%S");
 	g_date_time_unref(l);
-	g_date_time_unref(t);
 	return s;
 }
 

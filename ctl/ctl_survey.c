@@ -686,15 +686,8 @@ static void local_time(int64_t ms, char *out, size_t cap)
 
 static void utc_time(int64_t ms, char *out, size_t cap)
 {
-	time_t t = (time_t)(ms / 1000 - (ms % 1000 < 0));
-	int frac = (int)(((ms % 1000) + 1000) % 1000);
-	struct tm tm;
-	char b[32];
-
-	if (!gmtime_r(&t, &tm) || !strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm))
+	if (clock_rfc3339(ms, out, cap) < 0)
 		snprintf(out, cap, "?");
-	else
-		snprintf(out, cap, "%s.%03dZ", b, frac);
 }
 
 #define NCOLS 6

@@ -44,6 +44,7 @@
 #include "ctl/ctl_queue.h"
 #include "ctl/ctl_suppression.h"
 #include "ctl/ctl_survey.h"
+#include "relay/bounce_in.h"
 #include "relay/dsn_parse.h"
 #include "relay/route.h"
 #include "relay/suppression.h"
@@ -211,27 +212,33 @@ static int ingest(const struct config *cfg, struct evlog *log)
 		dsn_report_free(&rep);
 		return 2;
 	}
-	int64_t now = (int64_t)clock_now_ms();
-	int found = 0, status = 0;
-	for (size_t i = 0; i < rep.nrcpts; i++) {
-		const struct dsn_report_rcpt *r = &rep.rcpts[i];
-		if (!dsn_rcpt_suppresses(r))
-			continue;
-		int a = supp_add(s, r->final_recipient, "bounced", r->status, r->diagnostic, "dsn", now);
-		if (a < 0) {
-			fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list.\n",
-			        esc_tmp(r->final_recipient));
-			status = 2;
-			continue;
-		}
-		found++;
-		printf("%s %s (%s)\n", a == 1 ? "learned" : "already listed:",
-		       esc_tmp(r->final_recipient), esc_tmp(r->status));
-		if (a == 1)
-			evlog_learned(log, r->final_recipient, "dsn", r->status, r->diagnostic);
-	}
+	/* The daemon's reading of a report (relay/bounce_in.h), trusted: no
+	 * context, so every recipient that failed with 5.1.x or 5.2.1 is added.
+	 * dsn_parse() reports each address once and at most
+	 * DSN_PARSE_RCPTS_MAX of them: none is ignored. */
+	GArray *learned = g_array_new(FALSE, TRUE, sizeof(struct bounce_found));
+	unsigned unmatched = 0, ignored = 0;
+	bounce_in_read(s, &rep, NULL, DSN_PARSE_RCPTS_MAX, (int64_t)clock_now_ms(), learned,
+	               &unmatched, &ignored);
 	supp_close(s);
 	dsn_report_free(&rep);
+	int found = 0, status = 0;
+	for (guint i = 0; i < learned->len; i++) {
+		struct bounce_found *f = &g_array_index(learned, struct bounce_found, i);
+		if (f->add_failed) {
+			fprintf(stderr, "hikyakuctl: cannot add %s to the suppression list.\n",
+			        esc_tmp(f->addr));
+			status = 2;
+		} else {
+			found++;
+			printf("%s %s (%s)\n", f->is_new ? "learned" : "already listed:",
+			       esc_tmp(f->addr), esc_tmp(f->status));
+			if (f->is_new)
+				evlog_learned(log, f->addr, "dsn", f->status, f->diagnostic);
+		}
+		bounce_in_found_clear(f);
+	}
+	g_array_free(learned, TRUE);
 	if (!found && !status) {
 		printf("the report names no recipient that failed with 5.1.x or 5.2.1; nothing learned\n");
 		return 1;

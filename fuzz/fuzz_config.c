@@ -1,5 +1,5 @@
 /*
- * fuzz_config - the configuration loader (config/config.c,
+ * fuzz_config - the configuration loader (config/config*.c,
  * config/ini_reader.c, libinih) on arbitrary file content.
  *
  * The input is written to DIR/hikyaku.conf in a private temporary

@@ -1,8 +1,12 @@
 /*
- * smtp_header - the header fields hikyaku adds to a mail it queues.
- * See smtp_header.h.
+ * smtp_header - the header fields hikyaku adds to a mail it queues, and
+ * the unfolded value of a field it reads. See smtp_header.h.
  */
 #include "proto/smtp_header.h"
+
+#include <string.h>
+
+#include <glib.h>
 
 const char *smtp_received_protocol(bool esmtp, bool tls, bool auth, bool smtputf8)
 {
@@ -43,4 +47,30 @@ int smtp_header_build(buf_t *out, const struct smtp_header_info *h)
 	if (!rc && !h->has_message_id)
 		rc = buf_appendf(out, "Message-ID: <%s@%s>\r\n", h->queue_id, h->hostname);
 	return rc;
+}
+
+char *smtp_header_unfold(const char *field, size_t len)
+{
+	const char *colon = field ? memchr(field, ':', len) : NULL;
+
+	if (!colon)
+		return NULL;
+	const char *p = colon + 1, *end = field + len;
+	char *out = g_malloc((size_t)(end - p) + 1);
+	size_t k = 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t take = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		size_t n = take;
+		/* RFC 5322 §2.2.3: unfolding removes the line ends only. */
+		if (n > 0 && p[n - 1] == '\n')
+			n--;
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		memcpy(out + k, p, n);
+		k += n;
+		p += take;
+	}
+	out[k] = '\0';
+	return out;
 }

@@ -1,10 +1,12 @@
 /*
  * NAME
- *	smtp_header - the header fields hikyaku adds to a mail it queues
+ *	smtp_header - the header fields hikyaku adds to a mail it queues,
+ *	and the unfolded value of a field it reads
  * SUMMARY
  *	Pure text building: the Received: field (RFC 5321 §4.4), and Date:
  *	and Message-ID: for a mail that lacks them (RFC 5322 §3.6, SPEC §5).
- *	No I/O, no clock: the caller passes the time.
+ *	Pure reading: a field's value unfolded. No I/O, no clock: the caller
+ *	passes the time.
  * DESCRIPTION
  *	smtp_received_protocol() names the "with" keyword of RFC 3848 and
  *	RFC 6531 §3.7.3 for a session (ESMTPSA, UTF8SMTPS, ...).
@@ -19,8 +21,19 @@
  *	"; DATE"; then Date: and Message-ID: <QUEUEID@HOST> when the mail
  *	has none. Every line ends in CRLF; continuation lines start with a
  *	tab. Returns 0, or the buf_append() error (out's cap).
+ *
+ *	smtp_header_unfold() gives the value of one header field (len bytes
+ *	from its name on, its lines ending in CRLF or LF, the last maybe in
+ *	none) unfolded (RFC 5322 §2.2.3): the bytes after the first ':'
+ *	with each line end removed, LF and a CR before it, and nothing
+ *	else; the blanks that began the continuation lines stay, and so do
+ *	the value's leading and trailing blanks. NUL-terminated, allocated
+ *	with g_malloc() (g_free() it); NULL when the field has no ':'. Used
+ *	by the listener (server/session_commit.c) and hikyaku-sendmail
+ *	(sendmail/sm_header.c); relay/dsn_parse.c unfolds while it splits a
+ *	status part into fields, with rules of its own (see there).
  * TOUCHES
- *	out only.
+ *	out only (smtp_header_build); memory (smtp_header_unfold).
  */
 #ifndef HK_PROTO_SMTP_HEADER_H
 #define HK_PROTO_SMTP_HEADER_H
@@ -49,5 +62,6 @@ struct smtp_header_info {
 const char *smtp_received_protocol(bool esmtp, bool tls, bool auth, bool smtputf8);
 void smtp_date_format(char *out, size_t cap, time_t t);
 int smtp_header_build(buf_t *out, const struct smtp_header_info *h);
+char *smtp_header_unfold(const char *field, size_t len);
 
 #endif

@@ -19,9 +19,10 @@
  *	suppression ingest: the operator's report, trusted) every suppressing
  *	recipient is taken. Recipients over cap count in *ignored.
  *
- *	The rest of this module (relay/bounce_in.c) is the queue runner's
- *	side: the report is consumed only after the MAILER-DAEMON notices it
- *	causes are durable, and who was told is recorded then.
+ *	Callers: the queue runner (relay/runner_bounce.c: the report is
+ *	consumed only after the MAILER-DAEMON notices it causes are durable,
+ *	and who was told is recorded then) and hikyakuctl suppression ingest
+ *	(ctl/hikyakuctl.c).
  * DIAGNOSTICS
  *	found[i].add_failed: the list could not be written for it.
  * TOUCHES

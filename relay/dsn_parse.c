@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "relay/outcome.h"
 #include "relay/route.h"
 
 /* The returned-original candidates remembered during the walk. */
@@ -202,7 +203,12 @@ static int block_read(const char *s, size_t n, size_t *pos, struct block *b, str
 		}
 		any = true;
 		if (line[0] == ' ' || line[0] == '\t') {
-			/* RFC 5322 §2.2.3: unfolding removes the CRLF only. */
+			/* RFC 5322 §2.2.3: unfolding removes the CRLF only. Not
+			 * smtp_header_unfold() (proto/smtp_header.h), which needs the
+			 * whole field first: here a block is split into fields in one
+			 * pass, each value going straight into its bounded
+			 * accumulator, which also turns every run of blanks and
+			 * control characters into one space (acc_add). */
 			if (a->id != F_SKIP) {
 				a->blank = a->len > 0;
 				acc_add(a, line, len);
@@ -817,10 +823,9 @@ void dsn_report_free(struct dsn_report *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* A failure whose status the one suppression rule (outcome_suppresses,
+ * SPEC §6) names; a report's "delayed" 5.1.1 is no failure. */
 bool dsn_rcpt_suppresses(const struct dsn_report_rcpt *r)
 {
-	if (!r || !r->action || !r->status || strcmp(r->action, "failed") != 0)
-		return false;
-	/* SPEC §6: 5.1.x bad mailbox or destination, 5.2.1 mailbox disabled. */
-	return strncmp(r->status, "5.1.", 4) == 0 || strcmp(r->status, "5.2.1") == 0;
+	return r && r->action && strcmp(r->action, "failed") == 0 && outcome_suppresses(r->status);
 }

@@ -65,9 +65,9 @@
  *	structure; it accepts NULL and a zeroed structure.
  *
  *	dsn_rcpt_suppresses() tells whether a recipient's result puts the
- *	address on the suppression list (SPEC §6): action "failed" with
- *	status 5.1.x (bad mailbox or destination) or 5.2.1 (mailbox
- *	disabled). Policy rejections (5.7.x), full mailboxes (5.2.2) and
+ *	address on the suppression list (SPEC §6): action "failed" with a
+ *	status that outcome_suppresses() (relay/outcome.h) names, 5.1.x
+ *	(bad mailbox or destination) or 5.2.1 (mailbox disabled). Policy rejections (5.7.x), full mailboxes (5.2.2) and
  *	everything that is not "failed" do not. Whether the report itself is
  *	to be believed (VERP tag, envelope id, message id) is the caller's
  *	decision.

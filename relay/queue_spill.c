@@ -121,11 +121,6 @@ int queue_spill_fd(const struct queue_spill *sp)
 	return sp->fd;
 }
 
-uint64_t queue_spill_len(const struct queue_spill *sp)
-{
-	return sp->len;
-}
-
 void queue_spill_free(struct queue_spill *sp)
 {
 	if (!sp)

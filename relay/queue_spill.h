@@ -12,11 +12,10 @@
  *	yet). queue_spill_append() writes n bytes at the end on the libuv
  *	thread pool (the file is created by the first write) and calls cb on
  *	the loop thread with 0 or a negative errno; p must stay valid until
- *	then, and one append runs at a time. queue_spill_fd() and
- *	queue_spill_len() give the file and the bytes written (for
- *	queue_commit_spilled()). queue_spill_free() closes and frees; during
- *	an append the spill is freed when the append ends, and its callback
- *	is then not called.
+ *	then, and one append runs at a time. queue_spill_fd() gives the file
+ *	(for queue_commit_spilled()). queue_spill_free() closes and frees;
+ *	during an append the spill is freed when the append ends, and its
+ *	callback is then not called.
  * DIAGNOSTICS
  *	queue_spill_append() returns 0, -EBUSY when an append is running,
  *	or the libuv error of uv_queue_work().
@@ -39,7 +38,6 @@ typedef void (*queue_spill_cb)(void *arg, int status);
 struct queue_spill *queue_spill_new(uv_loop_t *loop, struct queue *q);
 int queue_spill_append(struct queue_spill *sp, const char *p, size_t n, queue_spill_cb cb, void *arg);
 int queue_spill_fd(const struct queue_spill *sp);
-uint64_t queue_spill_len(const struct queue_spill *sp);
 void queue_spill_free(struct queue_spill *sp);
 
 #endif

@@ -9,7 +9,7 @@
  * are listed in relay/runner_int.h: destinations and connections
  * (dest.c), what outcomes do to a mail (runner_outcome.c), the mail's
  * files (mail_state.c), the suppression list (runner_learn.c), reports
- * for bounce_address (bounce_in.c), DSNs (dsn_queue.c), the control
+ * for bounce_address (runner_bounce.c), DSNs (dsn_queue.c), the control
  * socket (runner_admin.c).
  *
  * A mail due for destinations that are all full is parked beside one of

@@ -10,7 +10,8 @@
  *	relay/dest.c         destinations, connections, rate bucket, pause, parking
  *	relay/mail_state.c   a mail's state file writes, removals, the message read
  *	relay/runner_learn.c what deliveries tell the suppression list
- *	relay/bounce_in.c    reports arriving for bounce_address
+ *	relay/runner_bounce.c reports arriving for bounce_address (read by
+ *	                     relay/bounce_in.c, shared with hikyakuctl)
  *	relay/dsn_queue.c    queueing DSNs and notices
  *	relay/runner_admin.c the control socket's queue requests
  *	relay/runner_outcome.c what a transaction's outcomes do to the mail

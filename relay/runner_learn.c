@@ -42,7 +42,7 @@ void sent_record_work(uv_work_t *w)
 		supp_sent_add(j->r->supp, j->qid, j->rcpt, j->sender, j->service_id,
 		              (int64_t)clock_now_ms());
 	uv_mutex_unlock(&j->r->supp_lock);
-	/* Who was told of a report's recipient (bounce_in.c) matters only
+	/* Who was told of a report's recipient (runner_bounce.c) matters only
 	 * while a report can still name the mail: as long as its record. */
 	if (j->prune_before > 0)
 		queue_fs_reported_prune(j->r->qdir, (uint64_t)j->prune_before);

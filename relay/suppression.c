@@ -16,6 +16,7 @@
  */
 #include "relay/suppression.h"
 #include "relay/suppression_backend.h"
+#include "util/clock.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -239,108 +240,14 @@ char *supp_like_pattern(const char *text)
 	return p;
 }
 
-/* ---- time as text: RFC 3339 ---- */
+/* ---- time as text: RFC 3339 (util/clock.h) ---- */
 
-/*
- * "2026-11-26T06:14:04.123Z". The room is what the compiler reckons the
- * format may take for any int, not what a real date needs.
- */
-#define TIME_SIZE 96
-
-static void format_time(int64_t ms, char out[TIME_SIZE])
+/* "2026-11-26T06:14:04.123Z"; a time no calendar date holds (outside the
+ * years 1 to 9999) as its number of milliseconds. */
+static void format_time(int64_t ms, char out[CLOCK_RFC3339_SIZE])
 {
-	const size_t cap = TIME_SIZE;
-	time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-	int frac = (int)(ms - (int64_t)t * 1000);
-	struct tm tm;
-
-	if (!gmtime_r(&t, &tm)) {
-		snprintf(out, cap, "%" PRId64, ms);
-		return;
-	}
-	snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
-/* n decimal digits at *p; advances *p. */
-static bool digits(const char **p, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if ((*p)[i] < '0' || (*p)[i] > '9')
-			return false;
-		v = v * 10 + ((*p)[i] - '0');
-	}
-	*p += n;
-	*out = v;
-	return true;
-}
-
-/*
- * RFC 3339 date-time: "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)"; a space
- * for the T and "+hhmm" are accepted too (what spreadsheets and SES's tools
- * write). Fractions beyond milliseconds are dropped.
- */
-static bool parse_time(const char *s, int64_t *ms)
-{
-	struct tm tm = { 0 };
-	int y, mo, d, h, mi, sec, ms_part = 0, oh = 0, om = 0, sign = 0;
-	const char *p = s;
-	time_t t;
-
-	if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
-	    !digits(&p, 2, &d))
-		return false;
-	if (*p != 'T' && *p != 't' && *p != ' ')
-		return false;
-	p++;
-	if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
-	    !digits(&p, 2, &sec))
-		return false;
-	if (*p == '.') {
-		int scale = 100, nd = 0;
-
-		p++;
-		while (*p >= '0' && *p <= '9') {
-			ms_part += (*p - '0') * scale;
-			scale /= 10;
-			p++;
-			nd++;
-		}
-		if (nd == 0)
-			return false;
-	}
-	if (*p == ' ')
-		p++;
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		sign = *p++ == '+' ? 1 : -1;
-		if (!digits(&p, 2, &oh))
-			return false;
-		if (*p == ':')
-			p++;
-		if (!digits(&p, 2, &om))
-			return false;
-	} else {
-		return false;
-	}
-	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60 || oh > 23 || om > 59)
-		return false;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = timegm(&tm);
-	/* timegm() normalises 31 February to 3 March: refuse such dates. */
-	if (!gmtime_r(&t, &tm) || tm.tm_mday != d || tm.tm_mon != mo - 1)
-		return false;
-	*ms = ((int64_t)t - sign * (oh * 3600 + om * 60)) * 1000 + ms_part;
-	return true;
+	if (clock_rfc3339(ms, out, CLOCK_RFC3339_SIZE) < 0)
+		snprintf(out, CLOCK_RFC3339_SIZE, "%" PRId64, ms);
 }
 
 /* ---- export ---- */
@@ -375,7 +282,7 @@ static int put_field(FILE *out, const char *v, bool last)
 static int export_row(void *arg, const struct supp_entry *e)
 {
 	FILE *out = arg;
-	char first[TIME_SIZE], last[TIME_SIZE], count[24];
+	char first[CLOCK_RFC3339_SIZE], last[CLOCK_RFC3339_SIZE], count[24];
 
 	format_time(e->first_ms, first);
 	format_time(e->last_ms, last);
@@ -608,14 +515,14 @@ static void imp_data_record(struct imp *im)
 	}
 	r.e.first_ms = r.e.last_ms = im->now_ms;
 	r.e.count = 1;
-	if ((v = im->val[COL_SES_TIME]) && parse_time(v, &r.e.last_ms))
+	if ((v = im->val[COL_SES_TIME]) && clock_rfc3339_parse(v, &r.e.last_ms) == 0)
 		r.e.first_ms = r.e.last_ms;
-	if ((v = im->val[COL_LAST]) && !parse_time(v, &r.e.last_ms)) {
+	if ((v = im->val[COL_LAST]) && clock_rfc3339_parse(v, &r.e.last_ms) < 0) {
 		imp_fail(im, -EINVAL, im->record_line,
 		         "last_seen \"%.40s\" is not an RFC 3339 time", v);
 		return;
 	}
-	if ((v = im->val[COL_FIRST]) && !parse_time(v, &r.e.first_ms)) {
+	if ((v = im->val[COL_FIRST]) && clock_rfc3339_parse(v, &r.e.first_ms) < 0) {
 		imp_fail(im, -EINVAL, im->record_line,
 		         "first_seen \"%.40s\" is not an RFC 3339 time", v);
 		return;
@@ -1056,9 +963,4 @@ json_t *supp_status_json(struct supp *s, const char *db)
 	json_object_set_new(o, "db", json_string(s->display));
 	s->be->status(s->h, o);
 	return o;
-}
-
-const char *supp_display(const struct supp *s)
-{
-	return s ? s->display : "";
 }

@@ -57,7 +57,7 @@
  *	supp_export_csv() writes ("status", "response", "source",
  *	"first_seen", "last_seen", "count"), and SES's "LastUpdateTime"
  *	(used for first/last seen when it parses as a time, ignored
- *	otherwise). Other columns are ignored; rows consisting only of empty
+ *	otherwise); times are read by clock_rfc3339_parse() (util/clock.h). Other columns are ignored; rows consisting only of empty
  *	fields are skipped. Every row is checked before anything is written,
  *	then all rows go in one transaction: a bad file imports nothing.
  *	A new address gets the row's values (source defaults to source,
@@ -104,11 +104,10 @@
  *	ignored.
  *
  *	supp_db_is_pg() tells whether db names PostgreSQL;
- *	supp_db_display() copies db without any password, for messages;
- *	supp_display() is that for an open handle. supp_status_json()
- *	returns {"store": "sqlite"|"postgresql", "db": redacted,
- *	"reachable": bool, ...} for hikyakuctl status (s may be NULL when
- *	the open failed); it may be called from any thread.
+ *	supp_db_display() copies db without any password, for messages.
+ *	supp_status_json() returns {"store": "sqlite"|"postgresql", "db":
+ *	redacted, "reachable": bool, ...} for hikyakuctl status (s may be
+ *	NULL when the open failed); it may be called from any thread.
  * DIAGNOSTICS
  *	Functions that return int return a negative errno on failure:
  *	-EINVAL a bad argument or address (for the import: a bad row, with
@@ -190,7 +189,6 @@ bool supp_address_valid(const char *address);
 int supp_open_spool(const char *db, const char *local_dir, struct supp **out);
 bool supp_db_is_pg(const char *db);
 void supp_db_display(const char *db, char *out, size_t cap);
-const char *supp_display(const struct supp *s);
 json_t *supp_status_json(struct supp *s, const char *db);
 const char *supp_strerror(int rc);
 

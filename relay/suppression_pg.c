@@ -51,6 +51,7 @@
  *	-shm files (0640); stderr.
  */
 #include "relay/suppression_backend.h"
+#include "util/clock.h"
 #include "util/fsutil.h"
 
 #include <errno.h>
@@ -113,14 +114,6 @@ static int64_t mono_ms(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -935,7 +928,7 @@ static void set_reachable(struct supp_pg *p, bool up, const char *why, int64_t w
 	if (was == (int)up)
 		return;
 	atomic_store(&p->reachable, up ? 1 : 0);
-	atomic_store(&p->since_ms, wall_ms());
+	atomic_store(&p->since_ms, (int64_t)clock_now_ms());
 	if (up) {
 		note_err(p, "");
 		if (was == 0)
@@ -962,7 +955,7 @@ static int first_time(struct pgc *c, const char *node, int64_t seq)
 	int rc;
 
 	par_text(&p, id, false);
-	par_int(&p, wall_ms());
+	par_int(&p, (int64_t)clock_now_ms());
 	rc = pg_query(c, "INSERT INTO hikyaku_applied (op_id, applied_ms) VALUES ($1, $2)"
 	              " ON CONFLICT (op_id) DO NOTHING", p.n, p.v, mono_ms() + PG_CALL_MS, &r);
 	par_free(&p);
@@ -1291,7 +1284,7 @@ int supp_pg_open(const char *uri, const char *local_dir, void **out)
 	atomic_init(&p->reachable, -1);
 	atomic_init(&p->stop, false);
 	atomic_init(&p->pending, 0);
-	atomic_init(&p->since_ms, wall_ms());
+	atomic_init(&p->since_ms, (int64_t)clock_now_ms());
 	p->uri = strdup(uri);
 	supp_db_display(uri, p->display, sizeof(p->display));
 	if (!p->uri) {
@@ -1743,15 +1736,12 @@ static void pg_status(void *h, json_t *o)
 {
 	struct supp_pg *p = h;
 	int up = atomic_load(&p->reachable);
-	char ts[40];
-	time_t t = (time_t)(atomic_load(&p->since_ms) / 1000);
-	struct tm tm;
+	char ts[CLOCK_RFC3339_SIZE];
 
 	json_object_set_new(o, "reachable", up == 1 ? json_true() : json_false());
 	if (!p->daemon)
 		return;
-	gmtime_r(&t, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	clock_rfc3339_seconds((int64_t)atomic_load(&p->since_ms), ts, sizeof(ts));
 	json_object_set_new(o, "since", json_string(ts));
 	json_object_set_new(o, "pending", json_integer((json_int_t)atomic_load(&p->pending)));
 	json_object_set_new(o, "local", json_string(p->local_path));

@@ -7,6 +7,7 @@
  * addresses says is read by GMime, never by hand.
  */
 #include "sendmail/sm_header.h"
+#include "proto/smtp_header.h"
 
 #include <gmime/gmime.h>
 #include <stdio.h>
@@ -156,21 +157,11 @@ static bool name_is(const struct field *f, const char *name)
 	return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
 }
 
-/* The unfolded value (RFC 5322 §2.2.3: line ends before blanks removed). */
+/* The unfolded value (RFC 5322 §2.2.3: line ends before blanks removed);
+ * only fields with a name (field_name_len) get here, so with a colon. */
 static char *field_value(const struct field *f)
 {
-	GString *v = g_string_sized_new(f->len);
-	const char *p = f->start, *end = f->start + f->len;
-	const char *colon = memchr(p, ':', f->len);
-
-	p = colon + 1;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t take = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-		g_string_append_len(v, p, (gssize)line_len(p, take));
-		p += take;
-	}
-	return g_string_free(v, FALSE);
+	return smtp_header_unfold(f->start, f->len);
 }
 
 /* The field's lines, each ending in CRLF. */

@@ -129,28 +129,24 @@ void session_data_spill(struct session *s)
 
 /* ---- the end of DATA ------------------------------------------------- */
 
-/* A field value from smtp_data's copy: unfolded and trimmed, valid UTF-8. */
+/* A field value from smtp_data's copy: unfolded and trimmed, valid UTF-8.
+ * The copy's lines end in CRLF, and it holds no other CR or LF (a message
+ * with a bare CR or LF is refused or normalised before this). */
 static char *field_value(const buf_t *field, bool too_long)
 {
 	if (too_long || field->len == 0)
 		return NULL;
-	const char *p = field->data;
-	size_t len = field->len;
-	const char *colon = memchr(p, ':', len);
-	if (!colon)
+	char *v = smtp_header_unfold(field->data, field->len);
+	if (!v)
 		return NULL;
-	GString *v = g_string_sized_new(len);
-	for (const char *q = colon + 1; q < p + len; q++)
-		if (*q != '\r' && *q != '\n')
-			g_string_append_c(v, *q);
-	g_strstrip(v->str);
+	g_strstrip(v);
 	/* Raw 8-bit headers (Shift_JIS from an old shop system) are not
 	 * UTF-8; this copy only informs the log and the envelope, so it is
 	 * made valid rather than refused. The message itself is untouched. */
-	char *valid = g_utf8_make_valid(v->str, -1);
+	char *valid = g_utf8_make_valid(v, -1);
 	char *out = strdup(valid);
 	g_free(valid);
-	g_string_free(v, TRUE);
+	g_free(v);
 	return out;
 }
 

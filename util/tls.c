@@ -231,8 +231,3 @@ const char *tls_engine_describe(struct tls_engine *t)
 		         SSL_get_cipher_name(t->ssl));
 	return t->desc;
 }
-
-const char *tls_engine_version(const struct tls_engine *t)
-{
-	return SSL_get_version(t->ssl);
-}

@@ -49,6 +49,5 @@ bool tls_engine_done(const struct tls_engine *t);
 const char *tls_engine_error(const struct tls_engine *t);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" once the handshake is done. */
 const char *tls_engine_describe(struct tls_engine *t);
-const char *tls_engine_version(const struct tls_engine *t);
 
 #endif

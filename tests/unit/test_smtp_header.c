@@ -1,11 +1,14 @@
 /*
  * test_smtp_header - the header fields hikyaku adds (proto/smtp_header.h):
  * Received: with and without TLS and a single recipient, Date: and
- * Message-ID: only when the mail lacks them, the "with" keywords.
+ * Message-ID: only when the mail lacks them, the "with" keywords; a
+ * field's value unfolded (smtp_header_unfold).
  */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <glib.h>
 
 #include "proto/smtp_header.h"
 
@@ -64,12 +67,45 @@ START_TEST(build)
 }
 END_TEST
 
+START_TEST(unfold)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "From: a@example.jp\r\n", " a@example.jp" },
+		{ "From: Shop\r\n <a@example.jp>\r\n", " Shop <a@example.jp>" },
+		{ "From: Shop\n\t<a@example.jp>\n", " Shop\t<a@example.jp>" },
+		{ "Subject:x\r\n y\r\n  z", "x y  z" },
+		{ "Subject: tail\r", " tail" },                /* the last CR of the field too */
+		{ "Subject: a\rb\r\n c", " a\rb c" },         /* a CR inside a line stays */
+		{ "To : a, b", " a, b" },
+		{ "X:", "" },
+		{ "X: a: b", " a: b" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *v = smtp_header_unfold(cases[i].in, strlen(cases[i].in));
+		ck_assert_ptr_nonnull(v);
+		ck_assert_str_eq(v, cases[i].out);
+		g_free(v);
+	}
+	ck_assert_ptr_null(smtp_header_unfold("no colon\r\n", 10));
+	ck_assert_ptr_null(smtp_header_unfold("X: a", 1));      /* the colon is beyond len */
+	ck_assert_ptr_null(smtp_header_unfold(NULL, 0));
+	/* len bounds the field: no NUL needed. */
+	char *v = smtp_header_unfold("X: ab\r\nGARBAGE", 5);
+	ck_assert_str_eq(v, " ab");
+	g_free(v);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("smtp_header");
 	TCase *tc = tcase_create("header");
 	tcase_add_test(tc, protocols);
 	tcase_add_test(tc, build);
+	tcase_add_test(tc, unfold);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -584,6 +584,94 @@ START_TEST(test_export_roundtrip)
 }
 END_TEST
 
+/*
+ * The times an import reads and refuses: clock_rfc3339_parse()'s rules
+ * (tests/unit/test_clock.c has them all); a few here show the import
+ * uses them and names the column it refuses.
+ */
+START_TEST(test_import_times)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+		long long ms;
+	} cases[] = {
+		{ "2026-11-26T06:14:04Z", true, 1795673644000LL },
+		{ "2026-11-26T06:14:04.123999Z", true, 1795673644123LL },
+		{ "2026-11-26 15:14:04 +0900", true, 1795673644000LL },
+		{ "1969-12-31T23:59:59.999Z", true, -1LL },
+		{ "2026-02-31T00:00:00Z", false, 0 },
+		{ "2026-11-26T06:14:04", false, 0 },
+		{ "20261126T061404Z", false, 0 },
+		{ "0000-01-01T00:00:00Z", false, 0 },  /* GLib's calendar starts at year 1 */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char csv[200], err[200];
+		long line = -1;
+		struct supp_entry e;
+
+		snprintf(db_path + strlen(db_path) - 3, 16, "%zu.db", i);
+		struct supp *s = open_db();
+		snprintf(csv, sizeof(csv), "address,last_seen\na@example.com,\"%s\"\n", cases[i].in);
+		FILE *f = mem(csv);
+		int rc = supp_import_csv(s, f, "import", 5000, &line, err, sizeof(err));
+		fclose(f);
+		if (!cases[i].ok) {
+			ck_assert_msg(rc == -EINVAL, "\"%s\" accepted", cases[i].in);
+			ck_assert_msg(strstr(err, "last_seen \"") && strstr(err, "is not an RFC 3339 time"),
+			              "%s: %s", cases[i].in, err);
+		} else {
+			ck_assert_msg(rc == 1, "\"%s\" refused: %s", cases[i].in, err);
+			ck_assert_int_eq(supp_lookup(s, "a@example.com", &e), 1);
+			ck_assert_msg(e.last_ms == cases[i].ms, "%s: %lld", cases[i].in,
+			              (long long)e.last_ms);
+			supp_entry_free(&e);
+		}
+		supp_close(s);
+	}
+}
+END_TEST
+
+/* The times an export writes: UTC, milliseconds, 'Z', the year in four
+ * digits; before 1970 too. */
+START_TEST(test_export_times)
+{
+	static const struct {
+		long long ms;
+		const char *out;
+	} cases[] = {
+		{ 1795673644123LL, "2026-11-26T06:14:04.123Z" },
+		{ 0, "1970-01-01T00:00:00.000Z" },
+		{ -1, "1969-12-31T23:59:59.999Z" },
+		{ -1000, "1969-12-31T23:59:59.000Z" },
+		{ -1001, "1969-12-31T23:59:58.999Z" },
+		{ -61000000000000LL, "0036-12-26T11:33:20.000Z" },
+		{ -62135596800000LL, "0001-01-01T00:00:00.000Z" },
+		/* Outside the years 1 to 9999 (util/clock.h): the number. */
+		{ -62135596800001LL, "-62135596800001" },
+		{ 253402300800000LL, "253402300800000" },
+		{ 253402300799999LL, "9999-12-31T23:59:59.999Z" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char want[300];
+
+		snprintf(db_path + strlen(db_path) - 3, 16, "%zu.db", i);
+		struct supp *s = open_db();
+		ck_assert_int_eq(supp_add(s, "a@example.com", NULL, NULL, NULL, "admin",
+		                          cases[i].ms), 1);
+		char *text = export_text(s, 1);
+		snprintf(want, sizeof(want),
+		         "address,reason,status,response,source,first_seen,last_seen,count\n"
+		         "a@example.com,,,,admin,%s,%s,1\n", cases[i].out, cases[i].out);
+		ck_assert_str_eq(text, want);
+		free(text);
+		supp_close(s);
+	}
+}
+END_TEST
+
 START_TEST(test_two_connections)
 {
 	struct supp *a = open_db();
@@ -678,6 +766,8 @@ static Suite *suppression_suite(void)
 	tcase_add_test(tc, test_import_bounded);
 	tcase_add_test(tc, test_import_merge);
 	tcase_add_test(tc, test_export_roundtrip);
+	tcase_add_test(tc, test_import_times);
+	tcase_add_test(tc, test_export_times);
 	tcase_add_test(tc, test_two_connections);
 	tcase_add_test(tc, test_write_during_read);
 	suite_add_tcase(s, tc);
