@@ -143,7 +143,7 @@ for t in $TARGETS; do
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
 	cov=$(grep -E '^#[0-9]+.* cov: ' "$log" | tail -n 1 | sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\).*/cov \1 ft \2 corpus \3/p')
-	line=$(printf '%-11s %-10s %3ss  execs %-10s exec/s %-7s %s  regressions %s  crashes %s' \
+	line=$(printf '%-12s %-10s %3ss  execs %-10s exec/s %-7s %s  regressions %s  crashes %s' \
 		"$t" "$status" "$SECONDS_EACH" "${execs:-?}" "${rate:-?}" "${cov:-cov ?}" "$nreg" "$crashes")
 	echo "$line"
 	summary="$summary$line

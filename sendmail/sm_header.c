@@ -88,6 +88,36 @@ static bool have_addr(GPtrArray *v, const char *a)
 	return false;
 }
 
+/*
+ * GMime hands back what stood between the quotes of a local part as it
+ * was, a bare CR included ("a\r b"@x, or "a\r b" alone): RFC 5322 allows
+ * no control character there, and an address with one must never reach
+ * an SMTP command line (a CR in RCPT TO is what smuggling is made of).
+ */
+static bool has_ctl(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static bool list_clean(InternetAddressList *l)
+{
+	for (int i = 0; i < internet_address_list_length(l); i++) {
+		InternetAddress *a = internet_address_list_get_address(l, i);
+		if (INTERNET_ADDRESS_IS_GROUP(a)) {
+			if (!list_clean(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a))))
+				return false;
+			continue;
+		}
+		const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+		if (addr && has_ctl(addr))
+			return false;
+	}
+	return true;
+}
+
 static int add_list(InternetAddressList *l, GPtrArray *v)
 {
 	int n = 0;
@@ -120,7 +150,7 @@ int sm_addrs_add(const char *text, GPtrArray *v)
 	InternetAddressList *l = internet_address_list_parse(NULL, text);
 	if (!l)
 		return -1;
-	int n = add_list(l, v);
+	int n = list_clean(l) ? add_list(l, v) : -2;
 	g_object_unref(l);
 	return n;
 }
@@ -137,7 +167,7 @@ static char *first_mailbox(InternetAddressList *l)
 			continue;
 		}
 		const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
-		if (addr && *addr)
+		if (addr && *addr && !has_ctl(addr))
 			return g_strdup(addr);
 	}
 	return NULL;
@@ -185,7 +215,9 @@ static int field_addrs(const struct field *f, struct sm_header_result *r)
 
 	g_free(v);
 	if (n < 0) {
-		snprintf(r->error, sizeof(r->error), "the %.*s: field holds no address that can be read",
+		snprintf(r->error, sizeof(r->error), n == -2 ?
+		         "the %.*s: field holds an address with a control character" :
+		         "the %.*s: field holds no address that can be read",
 		         (int)f->name_len, f->name);
 		return -1;
 	}

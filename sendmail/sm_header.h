@@ -30,11 +30,16 @@
  *	sm_addrs_add() parses an address list (a header value, a command
  *	line argument) and appends each addr-spec to v (g_free'd strings),
  *	skipping those already there (compared case-insensitively). It
- *	returns the number of mailboxes read (0 for an empty group), or -1
- *	when the text holds no address GMime can read.
+ *	returns the number of mailboxes read (0 for an empty group), -1
+ *	when the text holds no address GMime can read, or -2 (and appends
+ *	nothing) when an address of it holds a control character (a bare CR
+ *	in a quoted local part: GMime keeps it). No address given out, in
+ *	r->rcpts or r->from_addr, holds one; a From: mailbox that does is
+ *	passed over.
  * DIAGNOSTICS
  *	sm_header_process() returns 0, or -1 with a sentence in r->error
- *	(an address field that cannot be read).
+ *	(an address field that cannot be read, or that holds an address
+ *	with a control character).
  * TOUCHES
  *	Nothing: bytes in, strings out. Needs g_mime_init().
  */

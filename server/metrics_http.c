@@ -17,6 +17,15 @@
  * request has taken longer than REQUEST_MS is shut down (shutdown(2),
  * not close(2): MHD still owns the descriptor and closes it itself when
  * it sees the end of the stream).
+ *
+ * metrics_http_start_unbound() starts the same daemon with
+ * MHD_USE_NO_LISTEN_SOCKET, for fuzz/fuzz_metrics_http.c: its
+ * connections come from MHD_add_connection() (metrics_http_add_connection())
+ * and get every bound above (the per-address one by the address given).
+ *
+ * libmicrohttpd 0.9.75 closes the connection after any response queued
+ * at the handler's first call (it will not read a body or a next
+ * request after it), so each connection carries one request.
  */
 #include "server/metrics_http.h"
 
@@ -26,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 #include <uv.h>
@@ -389,17 +399,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---- start and stop ------------------------------------------------- */
 
-int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
-                       const struct config_listen *addr, struct metrics_http **out,
-                       char *err, size_t errlen)
+/* The daemon on addr, or with no listening socket at all (addr NULL:
+ * connections come from metrics_http_add_connection()). Either way the
+ * same handler, bounds and loop integration. */
+static int start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
+                 const struct config_listen *addr, struct metrics_http **out, char *err,
+                 size_t errlen)
 {
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-	bool v6 = strchr(addr->host, ':') != NULL;
-	int rc;
+	bool v6 = addr && strchr(addr->host, ':') != NULL;
+	int rc = 0;
 
 	memset(&ss, 0, sizeof(ss));
-	if (v6) {
+	if (!addr) {
+		flags |= MHD_USE_NO_LISTEN_SOCKET;
+		ss.ss_family = AF_INET;         /* MHD keeps it, opens nothing */
+	} else if (v6) {
 		rc = uv_ip6_addr(addr->host, addr->port, (struct sockaddr_in6 *)&ss);
 		flags |= MHD_USE_IPv6;
 	} else {
@@ -417,12 +433,13 @@ int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
 	h->loop = loop;
 	h->srv = srv;
 	h->reg = reg;
-	h->addr = *addr;
+	if (addr)
+		h->addr = *addr;
 	h->supp_entries = -1;
 	err[0] = '\0';
 	h->start_err = err;
 	h->start_errlen = errlen;
-	h->mhd = MHD_start_daemon(flags, addr->port, NULL, NULL, on_request, h,
+	h->mhd = MHD_start_daemon(flags, addr ? addr->port : 0, NULL, NULL, on_request, h,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_PER_ADDRESS,
@@ -438,8 +455,11 @@ int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
 	if (!di) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", err[0] ? err : strerror(errno));
-		snprintf(err, errlen, "[metrics] cannot listen on %s%s%s:%u: %s", v6 ? "[" : "",
-		         addr->host, v6 ? "]" : "", (unsigned)addr->port, why);
+		if (addr)
+			snprintf(err, errlen, "[metrics] cannot listen on %s%s%s:%u: %s", v6 ? "[" : "",
+			         addr->host, v6 ? "]" : "", (unsigned)addr->port, why);
+		else
+			snprintf(err, errlen, "[metrics] cannot start: %s", why);
 		if (h->mhd)
 			MHD_stop_daemon(h->mhd);
 		free(h);
@@ -455,10 +475,50 @@ int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
 	/* MHD's first round, and the first count of the suppression list,
 	 * once the loop runs: srv may not be set up before that. */
 	uv_timer_start(&h->timer, on_timer, 0, 0);
-	fprintf(stderr, "hikyaku: metrics on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", addr->host,
-	        v6 ? "]" : "", (unsigned)addr->port);
 	*out = h;
 	return 0;
+}
+
+int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
+                       const struct config_listen *addr, struct metrics_http **out,
+                       char *err, size_t errlen)
+{
+	if (start(loop, srv, reg, addr, out, err, errlen) < 0)
+		return -1;
+	bool v6 = strchr(addr->host, ':') != NULL;
+	fprintf(stderr, "hikyaku: metrics on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", addr->host,
+	        v6 ? "]" : "", (unsigned)addr->port);
+	return 0;
+}
+
+int metrics_http_start_unbound(uv_loop_t *loop, struct server *srv, struct metrics *reg,
+                               struct metrics_http **out, char *err, size_t errlen)
+{
+	return start(loop, srv, reg, NULL, out, err, errlen);
+}
+
+int metrics_http_add_connection(struct metrics_http *h, int fd, const struct sockaddr *addr,
+                                socklen_t addrlen)
+{
+	if (h->closing) {
+		close(fd);
+		return -1;
+	}
+	/* MHD owns fd from here on, and closes it itself when it refuses it. */
+	if (MHD_add_connection(h->mhd, fd, addr, addrlen) != MHD_YES)
+		return -1;
+	/* Its first read comes from MHD's ready list, not from an epoll
+	 * event: a round on the next loop iteration. */
+	uv_timer_start(&h->timer, on_timer, 0, 0);
+	return 0;
+}
+
+unsigned metrics_http_connections(const struct metrics_http *h)
+{
+	unsigned n = 0;
+	for (const struct hconn *hc = h->conns; hc; hc = hc->next)
+		n++;
+	return n;
 }
 
 void metrics_http_close(struct metrics_http *h)

@@ -30,6 +30,16 @@
  *	address moves the listener (the old one stays when the new one
  *	cannot be bound: -1 and the reason), empty closes it.
  *	metrics_http_close() stops serving at once (NULL: nothing).
+ *
+ *	For fuzz/fuzz_metrics_http.c (the seam: no port, no accept):
+ *	metrics_http_start_unbound() is the same server without a listening
+ *	socket (MHD_USE_NO_LISTEN_SOCKET), on the same loop; its only
+ *	connections are the ones metrics_http_add_connection() hands it, a
+ *	connected stream socket (say one end of a socketpair(2)) served as if
+ *	accepted from the client at addr: the bounds above hold for it, and
+ *	the daemon owns fd from then on (it closes it, also when it refuses
+ *	it: -1). metrics_http_connections() counts the connections open now,
+ *	from MHD's STARTED notification to its CLOSED one.
  * TOUCHES
  *	One listening socket and its connections; reads struct server and
  *	the runner's gauges; the suppression list (a count, on the thread
@@ -39,6 +49,7 @@
 #define HK_SERVER_METRICS_HTTP_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "config/config.h"
 #include "server/server.h"
@@ -52,5 +63,11 @@ int metrics_http_start(uv_loop_t *loop, struct server *srv, struct metrics *reg,
 int metrics_http_reload(struct metrics_http **h, struct server *srv, struct metrics *reg,
                         const struct config_hostport *listen, char *err, size_t errlen);
 void metrics_http_close(struct metrics_http *h);
+
+int metrics_http_start_unbound(uv_loop_t *loop, struct server *srv, struct metrics *reg,
+                               struct metrics_http **out, char *err, size_t errlen);
+int metrics_http_add_connection(struct metrics_http *h, int fd, const struct sockaddr *addr,
+                                socklen_t addrlen);
+unsigned metrics_http_connections(const struct metrics_http *h);
 
 #endif
