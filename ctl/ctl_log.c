@@ -33,7 +33,7 @@
 
 static const char *const event_names[] = {
 	"received", "delivered", "deferred", "bounced", "expired",
-	"suppressed", "rejected", "deleted", "learned",
+	"suppressed", "rejected", "deleted", "learned", "delayed",
 };
 #define NEVENTS (sizeof(event_names) / sizeof(event_names[0]))
 
