@@ -22,7 +22,8 @@
  * idle connection gives its slot up, so that no domain of the policy
  * waits behind another's stream of mail. A connection we close counts
  * against the limit until its QUIT is done (closing): the carriers count
- * TCP sessions, not our bookkeeping.
+ * TCP sessions, not our bookkeeping. And a policy's connection carries at
+ * most POLICY_SESSION_RCPTS recipients before a new session begins.
  *
  * A connection (struct dconn) does DNS, then tries the hosts in order:
  * at most MX_ADDRESS_LIMIT addresses and MX_SESSION_LIMIT SMTP sessions
@@ -691,6 +692,14 @@ void dconn_run(struct dconn *dc)
 	unsigned chunk = dest_chunk(&pol);
 	if (n > chunk)
 		n = chunk;
+	if (d->policy && dc->session_rcpts && dc->session_rcpts + n > POLICY_SESSION_RCPTS) {
+		/* This session has carried its share: the job goes on a new one. */
+		dc->job = NULL;
+		dest_push_job(d, job, true);
+		dconn_close(dc);
+		dest_kick(d);
+		return;
+	}
 	if (pol.rate_per_sec > 0) {
 		bucket_refill(d, pol.rate_per_sec);
 		if (d->tokens < n) {
@@ -746,6 +755,8 @@ void dconn_run(struct dconn *dc)
 		return;
 	}
 	dc->used = true;
+	if (rc == 0)
+		dc->session_rcpts += n;
 	if (rc < 0) {
 		outcome_set(&rep, OUT_SEND_FAILED, dc->relay);
 		dconn_fail_job(dc, OUTCOME_DEFERRED, &rep);

@@ -84,6 +84,11 @@
 #define ROUND_BYTES_MAX ((uint64_t)64 << 20)
 #define MX_ADDRESS_LIMIT 5          /* addresses one delivery attempt tries at most */
 #define MX_SESSION_LIMIT 2          /* SMTP sessions one delivery attempt has at most */
+/* A [destination NAME] policy's connection carries at most this many
+ * recipients over all its transactions, then a new session begins:
+ * docomo accepts 100 recipients per SMTP session ("1SMTPセッションあたり
+ * 100宛先まで", docs/delivery.md), and a reused connection is one session. */
+#define POLICY_SESSION_RCPTS 100
 
 struct runner;
 struct dest;
@@ -111,6 +116,7 @@ struct dconn {
 	struct smtp_reply last_fail;
 	uint64_t idle_since;        /* 0 while busy */
 	unsigned sent_rcpts;        /* in the current transaction */
+	unsigned session_rcpts;     /* in all its transactions (POLICY_SESSION_RCPTS) */
 	char relay[300];
 	/* This delivery attempt (SPEC §5, as Postfix's smtp_mx_address_limit
 	 * and smtp_mx_session_limit): addresses tried, SMTP sessions had,

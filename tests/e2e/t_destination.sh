@@ -12,7 +12,8 @@
 #      at once: the two MX hosts never see 2 sessions at a time;
 #   3. rate = 2/s (set by a reload) spreads 8 recipients over both
 #      domains across at least 3 s; a reload changes
-#      max_recipients_per_message;
+#      max_recipients_per_message; a session carries at most 100
+#      recipients;
 #   4. a 421 from carrier-a.test's host pauses both domains (deferred with
 #      "temporarily suspended", no attempt) while other.test is delivered;
 #      after the pause each mail is delivered once; status and the gauge
@@ -212,6 +213,17 @@ check "after a reload, 6 recipients arrive" wait_rcpt b t6@carrier-b.test
 sleep 0.3
 check "... in 2 transactions of 3 (max_recipients_per_message = 3 from the reload)" upstream_check b \
 	'ms = [m for m in msgs if any(r.startswith("t") for r in m["rcpt_tos"])]; len(ms) == 2 and all(len(m["rcpt_tos"]) == 3 for m in ms)'
+
+# A session carries at most 100 recipients (docomo's limit per SMTP
+# session): 120 recipients in transactions of 3 need a second session.
+rcpts=$(for i in $(seq 1 120); do printf 'big%d@carrier-b.test,' "$i"; done)
+send "${rcpts%,}" --header 'To: undisclosed-recipients:;'
+check "120 recipients arrive" wait_rcpt b big120@carrier-b.test 30
+sleep 0.5
+kill -HUP "$HPID"   # closes the idle connection: its session is recorded
+sleep 1
+check "no session carried more than 100 recipients; the 120 took 2 sessions" upstream_check b \
+	'ss = [x for x in sessions if any(c.upper().startswith("RCPT TO:<BIG") for c in x["commands"])]; n = [sum(1 for c in x["commands"] if c.upper().startswith("RCPT")) for x in ss]; big = sum(1 for x in ss for c in x["commands"] if c.upper().startswith("RCPT TO:<BIG")); print(n, big); len(ss) == 2 and max(n) <= 100 and big == 120'
 
 # ---- 4. a 421 pauses the whole policy; other.test goes on -----------------
 stop_upstream a
