@@ -806,11 +806,32 @@ static void txn_done(struct smtp_client *c, void *arg, const struct smtp_client_
 	txn_finish(t);
 }
 
+/* Whether an idle connection (other than but) serves DOMAIN: the job at
+ * the head goes to it, no slot needs to be freed for it. */
+static bool dest_idle_for(const struct dest *d, const char *domain, const struct dconn *but)
+{
+	for (guint i = 0; i < d->conns->len; i++) {
+		const struct dconn *dc = g_ptr_array_index(d->conns, i);
+		if (dc != but && dc->c && !dc->job && dc->idle_since && strcmp(dc->domain, domain) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A policy at its limit whose oldest waiting job has no connection of its
+ * domain: an idle connection of another domain should make room. */
+static bool dest_needs_room(const struct dest *d, const struct dconn *idle)
+{
+	const struct job *head = d->jobs.head ? d->jobs.head->data : NULL;
+	return head && d->policy && dest_at_limit(d) && strcmp(head->domain, idle->domain) != 0 &&
+	       !dest_idle_for(d, head->domain, idle);
+}
+
 /*
  * The next job for an idle connection: the oldest waiting one of its
- * domain. For a policy, only while the oldest of all is of its domain or
- * a slot is left for that one; NULL otherwise (the caller then closes the
- * connection when the slots are all taken, to make room).
+ * domain. For a policy, only while the oldest of all is of its domain, or
+ * a slot or an idle connection is left for that one; NULL otherwise (the
+ * caller then closes the connection, dest_needs_room).
  */
 static struct job *dconn_next_job(struct dconn *dc)
 {
@@ -820,7 +841,7 @@ static struct job *dconn_next_job(struct dconn *dc)
 		return NULL;
 	if (!d->policy || strcmp(head->domain, dc->domain) == 0)
 		return dest_pop_job(d);
-	if (dest_at_limit(d))
+	if (dest_at_limit(d) && !dest_idle_for(d, head->domain, dc))
 		return NULL;
 	return dest_take_job(d, dc->domain);
 }
@@ -860,7 +881,7 @@ void dconn_after_txn(struct dconn *dc, bool reusable)
 		dconn_run(dc);
 		return;
 	}
-	if (!g_queue_is_empty(&d->jobs) && dest_at_limit(d)) {
+	if (dest_needs_room(d, dc)) {
 		dconn_close(dc); /* room for another domain of the policy */
 		return;
 	}
@@ -908,9 +929,9 @@ void dest_kick(struct dest *d)
 			dconn_run(dc);
 			return; /* dconn_run may have changed d->conns; kick again later */
 		}
-		if (dest_at_limit(d)) {
-			/* Its domain has nothing waiting and every slot is taken:
-			 * room for the others (the freed connection wakes us). */
+		if (dest_needs_room(d, dc)) {
+			/* Every slot is taken and none serves the oldest job's
+			 * domain: room for it (the freed connection wakes us). */
 			dconn_close(dc);
 			continue;
 		}
