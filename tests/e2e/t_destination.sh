@@ -19,7 +19,8 @@
 #      after the pause each mail is delivered once; status and the gauge
 #      show the pause;
 #   5. a long pause (after a 421 from carrier-b.test's host) is lifted by
-#      hikyakuctl queue retry --all.
+#      hikyakuctl queue retry --all;
+#   6. a reload with a shorter pause ends a pause under way.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_upstream.sh"
 DEFAULT_DIRECT=""
@@ -305,6 +306,25 @@ expect_not "status: the pause is lifted" "$T/status5b.out" 'PAUSED'
 check "hikyaku_destination_paused is 0 after the retry" test "$(metric 'hikyaku_destination_paused{destination="carriers"}')" = 0
 sleep 1
 check "q1 and q2 exactly once" test "$(got b q1@carrier-b.test)$(got a q2@carrier-a.test)" = 11
+
+# ---- 6. a reload shortens a pause under way --------------------------------
+stop_upstream a
+start_upstream a --addr 127.0.0.2 --port "$P" --fail-first '1=421 4.7.0 Slow down' || { finish; exit 1; }
+sleep 0.5
+send w1@carrier-a.test
+check "a 421 pauses the policy for the hour again" wait_log deferred "e['to'] == 'w1@carrier-a.test' and e['response'].startswith('421')" 1 20
+send w2@carrier-b.test
+check "w2@carrier-b.test waits" \
+	wait_log deferred "e['to'] == 'w2@carrier-b.test' and 'temporarily suspended' in e['response']" 1 10
+t_cut=$(date +%s.%N)
+conf "max_connections = 1
+max_recipients_per_message = 3
+pause = 3s"
+kill -HUP "$HPID"
+check "after a reload with pause = 3s, w1 is delivered" wait_rcpt a w1@carrier-a.test 15
+check "... and w2" wait_rcpt b w2@carrier-b.test 10
+took=$($PY -c "import time; print(round(time.time() - $t_cut, 1))")
+check "within seconds of the reload (${took} s), not the hour" $PY -c "import sys; sys.exit(0 if $took < 8 else 1)"
 
 # The whole log: the policy never leaked into other.test, every deferral
 # of the pause carries the fields of SPEC §7.
