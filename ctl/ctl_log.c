@@ -33,7 +33,7 @@
 
 static const char *const event_names[] = {
 	"received", "delivered", "deferred", "bounced", "expired",
-	"suppressed", "rejected", "deleted", "learned",
+	"suppressed", "rejected", "deleted", "learned", "delayed",
 };
 #define NEVENTS (sizeof(event_names) / sizeof(event_names[0]))
 
@@ -110,7 +110,7 @@ static bool add_events(struct filter *f, const char *list)
 		if (i < 0) {
 			fprintf(stderr, "hikyakuctl: log: unknown event \"%s\" (one of received, "
 			        "delivered, deferred, bounced, expired, suppressed, rejected, "
-			        "deleted, learned).\n", esc_tmp(tok));
+			        "deleted, learned, delayed).\n", esc_tmp(tok));
 			ok = false;
 			break;
 		}

@@ -237,6 +237,12 @@ static int print_mail(const json_t *m)
 	field("Attempts:", line);
 	g_free(last);
 	g_free(next);
+	char *warned = local_time(jstr(m, "delay_warning"));
+	if (warned) {
+		snprintf(line, sizeof(line), "a delay warning was sent to the sender %s", warned);
+		field("Delayed:", line);
+		g_free(warned);
+	}
 	printf("Recipients:\n");
 	const json_t *rc = json_object_get(m, "rcpts");
 	size_t wt = 0, ws = 0, k;
@@ -414,16 +420,35 @@ static int print_status(const json_t *a)
 	const json_t *s = json_object_get(a, "service");
 	if (!json_is_object(s)) {
 		printf("%-14snone configured: every mail goes direct\n", "service:");
-		return 0;
+	} else {
+		printf("%-14s%s, %lld connection%s, %lld waiting", "service:", jstr(s, "host"),
+		       jint(s, "connections"), jint(s, "connections") == 1 ? "" : "s",
+		       jint(s, "waiting"));
+		if (jstr(s, "paused_until")) {
+			char *until = local_time(jstr(s, "paused_until"));
+			printf(", PAUSED until %s: %s", until,
+			       jstr(s, "pause_reason") ? jstr(s, "pause_reason") : "");
+			g_free(until);
+		}
+		putchar('\n');
 	}
-	printf("%-14s%s, %lld connection%s, %lld waiting", "service:", jstr(s, "host"),
-	       jint(s, "connections"), jint(s, "connections") == 1 ? "" : "s", jint(s, "waiting"));
-	if (jstr(s, "paused_until")) {
-		char *until = local_time(jstr(s, "paused_until"));
-		printf(", PAUSED until %s: %s", until, jstr(s, "pause_reason") ? jstr(s, "pause_reason") : "");
-		g_free(until);
+	/* SPEC §3 [destination NAME]: one line per policy. */
+	const json_t *ds = json_object_get(a, "destinations");
+	size_t i;
+	json_t *d;
+	json_array_foreach(ds, i, d) {
+		printf("%-14s[%s] %lld connection%s (limit %lld), %lld waiting", "destination:",
+		       jstr(d, "name") ? jstr(d, "name") : "?", jint(d, "connections"),
+		       jint(d, "connections") == 1 ? "" : "s", jint(d, "max_connections"),
+		       jint(d, "waiting"));
+		if (jstr(d, "paused_until")) {
+			char *until = local_time(jstr(d, "paused_until"));
+			printf(", PAUSED until %s: %s", until,
+			       jstr(d, "pause_reason") ? jstr(d, "pause_reason") : "");
+			g_free(until);
+		}
+		putchar('\n');
 	}
-	putchar('\n');
 	return 0;
 }
 

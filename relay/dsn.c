@@ -210,6 +210,18 @@ static const char *status_of(const struct dsn_rcpt *r)
 	return strcmp(action_of(r), "delayed") == 0 ? "4.0.0" : "5.0.0";
 }
 
+/* The diagnostic-type (RFC 3464 §2.3.6: an atom, e.g. "smtp", "X-Postfix"). */
+static const char *diag_type_of(const struct dsn_rcpt *r)
+{
+	const char *t = r->diagnostic_type;
+	if (!t || !*t || strlen(t) > 32)
+		return "smtp";
+	for (const char *p = t; *p; p++)
+		if (!g_ascii_isalnum(*p) && *p != '-')
+			return "smtp";
+	return t;
+}
+
 /*
  * The host name of a Remote-MTA. The runner knows the server as
  * "host[ip]:port"; RFC 3464 §2.3.5 wants "dns; host". With keep_ip the
@@ -487,11 +499,22 @@ static void text_part(struct w *w, const struct dsn_info *info, const struct dsn
 	char date[64];
 
 	putf(w, "This is the mail system at host %s.\n\n", info->hostname);
-	if (any_failed)
+	if (any_failed) {
 		puts_(w, "Your message could not be delivered to one or more recipients.\n");
-	else
-		puts_(w, "Your message has not been delivered yet to one or more recipients.\n"
-		         "The mail system will keep trying.\n");
+	} else {
+		uint64_t until = 0;
+		for (size_t i = 0; i < n; i++)
+			if (rcpts[i].will_retry_until_ms > until)
+				until = rcpts[i].will_retry_until_ms;
+		puts_(w, "Your message has not been delivered yet to one or more recipients.\n");
+		if (until) {
+			rfc5322_date(date, until);
+			putf(w, "The mail system will keep trying until %s.\n", date);
+		} else {
+			puts_(w, "The mail system will keep trying.\n");
+		}
+		puts_(w, "This is a warning only: you do not need to send the message again.\n");
+	}
 	puts_(w, "\n");
 	if (subject)
 		put_wrapped(w, "  Subject:  ", "            ", subject);
@@ -591,7 +614,7 @@ static void status_part(struct w *w, const struct dsn_info *info, const struct d
 			free(v);
 		}
 		if (*diag) {
-			if (asprintf(&v, "smtp; %s", diag) < 0)
+			if (asprintf(&v, "%s; %s", diag_type_of(r), diag) < 0)
 				goto oom;
 			put_field(w, "Diagnostic-Code", v);
 			free(v);
@@ -599,6 +622,11 @@ static void status_part(struct w *w, const struct dsn_info *info, const struct d
 		if (r->last_attempt_ms) {
 			rfc5322_date(date, r->last_attempt_ms);
 			put_field(w, "Last-Attempt-Date", date);
+		}
+		/* RFC 3464 §2.3.7: only for a delayed recipient. */
+		if (r->will_retry_until_ms && strcmp(action_of(r), "delayed") == 0) {
+			rfc5322_date(date, r->will_retry_until_ms);
+			put_field(w, "Will-Retry-Until", date);
 		}
 		goto next;
 oom:

@@ -16,9 +16,16 @@
  *	Reporting-MTA: dns; HOSTNAME, X-Hikyaku-Queue-ID / Original-Envelope-Id,
  *	Arrival-Date; per-recipient Final-Recipient: rfc822; ADDR, Action,
  *	Status, Remote-MTA: dns; HOST (when known), Diagnostic-Code: smtp;
- *	TEXT (when known), Last-Attempt-Date), and text/rfc822-headers with
- *	the original message's header section. The caller queues it with the
+ *	TEXT (when known), Last-Attempt-Date, and for a "delayed" recipient
+ *	Will-Retry-Until when known), and text/rfc822-headers with the
+ *	original message's header section. The caller queues it with the
  *	null sender.
+ *
+ *	A report whose recipients are all "delayed" is a delay warning
+ *	(SPEC §5 delay_warning): Subject "Delayed Mail (still being
+ *	retried)", and the readable part says that this is a warning only,
+ *	that nothing needs to be sent again, and until when the mail system
+ *	keeps trying.
  * TOUCHES
  *	Memory only.
  */
@@ -36,8 +43,12 @@ struct dsn_rcpt {
 	const char *status;        /* enhanced status, e.g. "5.1.1" */
 	const char *remote_mta;    /* host name of the server that answered, or NULL */
 	const char *diagnostic;    /* the server's reply, e.g. "550 5.1.1 no such user", or NULL */
+	const char *diagnostic_type; /* its RFC 3464 §2.3.6 type: NULL "smtp"; "X-Hikyaku" for a
+	                              * text of hikyaku's own (an atom, else "smtp" is used) */
 	const char *reason;        /* one plain sentence for the readable part */
 	uint64_t last_attempt_ms;  /* 0: unknown */
+	uint64_t will_retry_until_ms; /* "delayed": when the mail system gives up (RFC 3464
+	                               * §2.3.7 Will-Retry-Until); 0: not said */
 };
 
 struct dsn_info {

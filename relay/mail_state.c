@@ -43,7 +43,7 @@ static char *state_serialize(struct qmail *m)
 		json_object_set_new(e, "at", json_integer((json_int_t)f->last_attempt_ms));
 		json_array_append_new(nt, e);
 	}
-	struct queue_state st = { m->attempts, m->next_ms, m->last_ms, nt };
+	struct queue_state st = { m->attempts, m->next_ms, m->last_ms, nt, m->warned_ms };
 	char *s = queue_state_dump(&m->env, &st);
 	json_decref(nt);
 	return s;

@@ -35,11 +35,19 @@ static const struct outcome_synthetic table[OUT_COUNT] = {
 	[OUT_SHUTDOWN] = { "4.3.2", OUTCOME_DEFERRED, "hikyaku is shutting down; the mail stays queued" },
 	[OUT_EXPIRED] = { "4.4.7", OUTCOME_BOUNCED,
 	                  "delivery time expired: the mail stayed in the queue for its whole lifetime" },
+	[OUT_DEST_PAUSED] = { "4.7.0", OUTCOME_DEFERRED,
+	                      "delivery temporarily suspended: [destination %s] is paused (one of its "
+	                      "hosts answered %.280s)" },
 };
 
 bool outcome_throttle_or_auth(int code)
 {
 	return code == 421 || code == 454 || code == 530 || code == 535;
+}
+
+bool outcome_policy_pause(int code)
+{
+	return code == 421;
 }
 
 enum outcome_verdict outcome_classify(bool service, const struct smtp_reply *rep)

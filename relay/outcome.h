@@ -14,7 +14,9 @@
  *	reply bounces.
  *
  *	outcome_throttle_or_auth() is the service's pause rule (421, 454,
- *	530, 535). outcome_unverified_identity() recognises the service's
+ *	530, 535); outcome_policy_pause() a [destination NAME] policy's
+ *	(421: the host closes the session and asks the sender to wait,
+ *	RFC 5321 §3.8, which is how the carriers say "too much, too fast"). outcome_unverified_identity() recognises the service's
  *	554 for an identity that is not verified (logged loudly).
  *
  *	outcome_suppresses() is THE suppression predicate: an enhanced
@@ -63,6 +65,7 @@ enum outcome_why {
 	OUT_SUSPENDED_DOWN,     /* 4.4.1: held back without an attempt (down) */
 	OUT_SHUTDOWN,           /* 4.3.2 */
 	OUT_EXPIRED,            /* 4.4.7: the queue lifetime is over */
+	OUT_DEST_PAUSED,        /* 4.7.0: a [destination NAME] policy is paused (after a 421) */
 	OUT_COUNT,
 };
 
@@ -83,6 +86,7 @@ struct outcome_synthetic {
 
 enum outcome_verdict outcome_classify(bool service, const struct smtp_reply *rep);
 bool outcome_throttle_or_auth(int code);
+bool outcome_policy_pause(int code);
 bool outcome_unverified_identity(const struct smtp_reply *rep);
 bool outcome_suppresses(const char *status);
 const struct outcome_synthetic *outcome_synthetic(enum outcome_why why);

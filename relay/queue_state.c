@@ -65,6 +65,8 @@ char *queue_state_dump(const struct queue_envelope *env, const struct queue_stat
 	json_object_set_new(o, "rcpts", a);
 	json_object_set_new(o, "last", l);
 	json_object_set_new(o, "notify", st->notify ? json_incref(st->notify) : json_array());
+	if (st->warned_ms)
+		json_object_set_new(o, "warned_ms", json_integer((json_int_t)st->warned_ms));
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;
@@ -90,6 +92,7 @@ int queue_state_parse(const char *text, size_t len, struct queue_envelope *env,
 	st->attempts = at > UINT_MAX ? UINT_MAX : (unsigned)at;
 	st->next_ms = get_u64(o, "next_ms");
 	st->last_ms = get_u64(o, "last_ms");
+	st->warned_ms = get_u64(o, "warned_ms");
 	json_t *a = json_object_get(o, "rcpts");
 	json_t *l = json_object_get(o, "last");
 	if (json_is_array(a) && json_array_size(a) == env->nrcpts) {
@@ -160,6 +163,7 @@ json_t *queue_view(const struct queue_envelope *env, const struct queue_state *s
 	json_object_set_new(o, "attempts", json_integer(st->attempts));
 	json_object_set_new(o, "last_try", time_or_null(st->last_ms));
 	json_object_set_new(o, "next_try", time_or_null(st->next_ms));
+	json_object_set_new(o, "delay_warning", time_or_null(st->warned_ms));
 	json_t *rc = json_array();
 	unsigned pending = 0;
 	for (size_t i = 0; i < env->nrcpts; i++) {

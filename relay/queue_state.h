@@ -8,12 +8,14 @@
  *	  {"attempts":2,"next_ms":...,"last_ms":...,
  *	   "rcpts":["pending","delivered"],
  *	   "last":["451 4.3.0 Try later",null],
- *	   "notify":[...]}
+ *	   "notify":[...],"warned_ms":...}
  *
  *	rcpts and last run parallel to the envelope's recipients; notify is
  *	the runner's own record of failures still to be reported to the
- *	sender (kept opaque here). A mail without a state file has never
- *	been tried.
+ *	sender (kept opaque here); warned_ms when the one delay warning
+ *	(SPEC §5) was queued, so that a restart does not send it again (absent
+ *	in files written before it existed: read as 0). A mail without a state
+ *	file has never been tried.
  *
  *	This module reads and writes that form, and builds the view of a
  *	mail that the control socket sends and hikyakuctl prints, so that a
@@ -30,7 +32,8 @@
  *	file is not an error (the mail has not been tried).
  *
  *	queue_view() is the JSON view of a mail: its envelope, attempts,
- *	next and last try, and its recipients (only the pending ones when
+ *	next and last try, when the delay warning went (delay_warning), and
+ *	its recipients (only the pending ones when
  *	!all). Times are RFC 3339 UTC strings, null when not set.
  *
  *	queue_spool_read() reads every mail in DIR (without a daemon):
@@ -56,6 +59,8 @@ struct queue_state {
 	uint64_t next_ms;           /* the next attempt planned; 0: as soon as possible */
 	uint64_t last_ms;           /* the last attempt; 0: never tried */
 	json_t *notify;             /* the runner's pending failure reports, or NULL */
+	uint64_t warned_ms;         /* when the delay warning was sent (SPEC §5 delay_warning);
+	                               0: not yet. Last: older files without it read as 0 */
 };
 
 const char *queue_rcpt_state_name(enum queue_rcpt_state s);

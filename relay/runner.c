@@ -25,8 +25,10 @@ static bool mail_done(const struct qmail *m);
 static void expired_logged(struct qmail *m, void *arg);
 static void suppressed_logged(struct qmail *m, void *arg);
 static void round_read_done(uv_work_t *w, int status);
-static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until);
-static void round_skip(struct qmail *m, struct dest *d, uint64_t now, uint64_t until);
+static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until,
+                                 struct dest_down **down);
+static void round_skip(struct qmail *m, struct dest *d, const struct dest_down *down, uint64_t now,
+                       uint64_t until);
 static GPtrArray *mail_dests(struct qmail *m);
 static void round_release_dests(struct qmail *m);
 static void round_start(struct qmail *m);
@@ -119,6 +121,7 @@ static void job_free(struct job *job)
 {
 	job->d->njobs--;
 	g_array_free(job->rcpts, TRUE);
+	free(job->domain);
 	dest_unpark(job->d);
 	free(job);
 }
@@ -173,10 +176,19 @@ void round_finish(struct qmail *m)
 	} else if (mail_done(m)) {
 		mail_delete(m);
 	} else {
-		uint64_t next = clock_now_ms() + runner_backoff_ms(r->cfg, m->attempts);
-		struct dest *sd = g_hash_table_lookup(r->dests, "service");
-		if (m->env.route && strcmp(m->env.route, "service") == 0 && sd && sd->paused_until > next)
-			next = sd->paused_until;
+		uint64_t now = clock_now_ms(), until;
+		uint64_t next = now + runner_backoff_ms(r->cfg, m->attempts);
+		struct dest_down *down;
+		/* Paused (the service, or a policy holding every pending
+		 * recipient): nothing can go before the pause ends. */
+		struct dest *held = mail_held_by(m, now, &until, &down);
+		if (held && held->paused_until > now && until > next)
+			next = until;
+		/* The delay warning is sent at the end of a round: give the mail
+		 * one at the moment it is due (SPEC §5 delay_warning). */
+		uint64_t warn = delay_warning_at(m);
+		if (warn > now && warn < next)
+			next = warn;
 		schedule_mail(m, next);
 	}
 	runner_arm(r);
@@ -188,7 +200,7 @@ void round_end(struct qmail *m)
 	/* A mail an administrator deleted meanwhile owes its sender nothing. */
 	if (m->delete_requested && m->failures)
 		g_array_set_size(m->failures, 0);
-	if (!round_send_dsn(m))
+	if (!round_send_dsn(m) && !round_send_delay_warning(m))
 		round_finish(m);
 }
 
@@ -302,23 +314,29 @@ static void round_read_done(uv_work_t *w, int status)
 			g_ptr_array_add(bj->tags, g_strndup(tag ? tag : "", tag_len));
 			continue;
 		}
-		char *key = service ? strdup("service") : rcpt_dest_key(m->env.rcpts[i].addr);
+		/* One job per recipient domain; a policy's domains share
+		 * its destination (relay/dest.c). */
+		char *dom = service ? strdup("service") : rcpt_domain_key(m->env.rcpts[i].addr);
+		char *key = !dom ? NULL : service ? strdup("service") : dest_key_for_domain(r->cfg, dom);
 		if (!key) {
+			free(dom);
 			g_array_append_val(bad, i);
 			continue;
 		}
-		struct job *job = g_hash_table_lookup(groups, key);
+		struct job *job = g_hash_table_lookup(groups, dom);
 		if (!job) {
 			job = calloc(1, sizeof(*job));
 			job->m = m;
 			job->d = dest_get(r, key, service);
 			job->d->njobs++;
+			job->domain = strdup(dom);
 			job->rcpts = g_array_new(FALSE, FALSE, sizeof(unsigned));
-			g_hash_table_insert(groups, key, job);
+			g_hash_table_insert(groups, dom, job);
 			g_ptr_array_add(jobs, job);
 		} else {
-			free(key);
+			free(dom);
 		}
+		free(key);
 		g_array_append_val(job->rcpts, i);
 	}
 	g_hash_table_destroy(groups);
@@ -340,6 +358,7 @@ static void round_read_done(uv_work_t *w, int status)
 		job->m = m;
 		job->d = dest_get(r, "invalid", false);
 		job->d->njobs++;
+		job->domain = strdup("invalid");
 		job->rcpts = bad;
 		outcome_set(&rep, OUT_BAD_DOMAIN);
 		job_fail(job, NULL, OUTCOME_BOUNCED, &rep);
@@ -356,31 +375,45 @@ static void round_read_done(uv_work_t *w, int status)
 }
 
 /* The destination that holds the mail back: every destination of its
- * pending recipients is down or paused now. NULL: try it. */
-static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until)
+ * pending recipients is down or paused now (a policy: paused, or down for
+ * that recipient's domain; *down: that domain's state, or NULL when the
+ * holder is paused). NULL: try it. */
+static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until,
+                                 struct dest_down **down)
 {
 	struct runner *r = m->r;
 	struct dest *held = NULL;
 	*until = UINT64_MAX;
+	*down = NULL;
 	if (m->env.route && strcmp(m->env.route, "service") == 0) {
 		struct dest *d = g_hash_table_lookup(r->dests, "service");
-		uint64_t u = d ? (d->down_until > d->paused_until ? d->down_until : d->paused_until) : 0;
+		uint64_t u = d ? (d->down.until > d->paused_until ? d->down.until : d->paused_until) : 0;
 		if (u <= now)
 			return NULL;
 		*until = u;
+		*down = d->paused_until > now ? NULL : &d->down;
 		return d;
 	}
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != RCPT_PENDING)
 			continue;
-		char *key = rcpt_dest_key(m->env.rcpts[i].addr);
+		char *dom = rcpt_domain_key(m->env.rcpts[i].addr);
+		char *key = dom ? dest_key_for_domain(r->cfg, dom) : NULL;
 		struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
+		struct dest_down *x = d ? dest_down_of(d, dom, false) : NULL;
 		free(key);
-		if (!d || d->down_until <= now)
+		free(dom);
+		if (!d)
 			return NULL;
-		if (d->down_until < *until)
-			*until = d->down_until;
+		uint64_t u = d->paused_until;
+		if (x && x->until > u)
+			u = x->until;
+		if (u <= now)
+			return NULL;
+		if (u < *until)
+			*until = u;
 		held = d;
+		*down = d->paused_until > now ? NULL : x;
 	}
 	return held;
 }
@@ -391,16 +424,19 @@ static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until)
  * comes back when the destination may be tried again, spread over a
  * tenth of the wait so that a large queue does not return all at once.
  */
-static void round_skip(struct qmail *m, struct dest *d, uint64_t now, uint64_t until)
+static void round_skip(struct qmail *m, struct dest *d, const struct dest_down *down, uint64_t now,
+                       uint64_t until)
 {
 	struct runner *r = m->r;
 	struct smtp_reply rep;
-	if (d->paused_until > now)
+	if (!down && d->service)
 		outcome_set(&rep, OUT_SUSPENDED_PAUSED, d->pause_reason);
+	else if (!down)
+		dest_paused_reply(d, &rep);
 	else {
-		outcome_set(&rep, OUT_SUSPENDED_DOWN, d->down_rep.text);
-		if (d->down_rep.status[0])
-			snprintf(rep.status, sizeof(rep.status), "%s", d->down_rep.status);
+		outcome_set(&rep, OUT_SUSPENDED_DOWN, down->rep.text);
+		if (down->rep.status[0])
+			snprintf(rep.status, sizeof(rep.status), "%s", down->rep.status);
 	}
 	uint64_t spread = (until - now) / 10;
 	if (spread > INT32_MAX)
@@ -433,7 +469,7 @@ static GPtrArray *mail_dests(struct qmail *m)
 		if (m->env.rcpts[i].state != RCPT_PENDING ||
 		    config_is_bounce_address(r->cfg, m->env.rcpts[i].addr, NULL, NULL))
 			continue;
-		char *key = rcpt_dest_key(m->env.rcpts[i].addr);
+		char *key = rcpt_dest_key(r->cfg, m->env.rcpts[i].addr);
 		if (!key)
 			continue;
 		struct dest *d = dest_get(r, key, false);
@@ -465,10 +501,14 @@ static void round_start(struct qmail *m)
 	struct runner *r = m->r;
 	uint64_t now = clock_now_ms(), until;
 	struct dest *held;
+	struct dest_down *down;
 	bool live = now < m->env.arrival_ms + r->cfg->queue.lifetime_ms && !m->delete_requested &&
 	            !(m->failures && m->failures->len);
-	if (live && (held = mail_held_by(m, now, &until))) {
-		round_skip(m, held, now, until);
+	/* A mail whose delay warning is due has a round even when it is held
+	 * back: the warning goes at its end (its jobs fail at once). */
+	uint64_t warn = delay_warning_at(m);
+	if (live && !(warn && warn <= now) && (held = mail_held_by(m, now, &until, &down))) {
+		round_skip(m, held, down, now, until);
 		return;
 	}
 	GPtrArray *ds = mail_dests(m);
@@ -569,22 +609,8 @@ static void sweep_cb(uv_timer_t *t)
 	g_hash_table_iter_init(&it, r->dests);
 	while (g_hash_table_iter_next(&it, &k, &v)) {
 		struct dest *d = v;
-		for (guint i = 0; i < d->conns->len;) {
-			struct dconn *dc = g_ptr_array_index(d->conns, i);
-			if (dc->c && !dc->job && dc->idle_since &&
-			    (now - dc->idle_since >= IDLE_CONN_MS || !smtp_client_alive(dc->c))) {
-				dconn_close(dc);
-				continue;
-			}
-			i++;
-		}
-		if (!g_queue_is_empty(&d->jobs))
-			dest_kick(d);
-		/* A destination with nothing left to do is forgotten, so that a
-		 * long uptime over many recipient domains does not accumulate. */
-		if (d->njobs == 0 && d->conns->len == 0 && d->paused_until <= now &&
-		    d->down_until <= now && !d->rate_timer_on && d->starting == 0 &&
-		    g_queue_is_empty(&d->parked)) {
+		dest_sweep(d, now);
+		if (dest_idle(d, now)) {
 			g_hash_table_iter_remove(&it);
 			uv_close((uv_handle_t *)&d->rate_timer, dest_closed);
 		}
@@ -668,6 +694,7 @@ static void load_after(uv_work_t *w, int status)
 		queue_tag_ref(r->tag_key, m->env.id, m->ref);
 		m->attempts = it->st.attempts;
 		m->last_ms = it->st.last_ms;
+		m->warned_ms = it->st.warned_ms;
 		size_t k;
 		json_t *e;
 		json_array_foreach(it->st.notify, k, e) {
@@ -850,25 +877,54 @@ int runner_reload(struct runner *r, const struct config *cfg)
 	 * TLS policy, ports): new ones use the new. */
 	GHashTableIter hit;
 	gpointer hk, hv;
+	uint64_t now = clock_now_ms();
+	GPtrArray *cut = g_ptr_array_new(); /* policies whose pause ends sooner now */
 	g_hash_table_iter_init(&hit, r->dests);
 	while (g_hash_table_iter_next(&hit, &hk, &hv)) {
 		struct dest *d = hv;
-		dest_close_idle(d);
+		uint64_t was = d->paused_until;
+		dest_reload(d); /* a policy's new pause length; none once its section is gone */
+		if (d->policy && was > now && d->paused_until < was)
+			g_ptr_array_add(cut, d);
 	}
 	/* SPEC §3: a reload lifts the pause; the service's mail goes now. */
 	struct dest *sd = g_hash_table_lookup(r->dests, "service");
 	if (sd)
 		sd->paused_until = 0;
+	/* The mails that wait out a pause go when it ends now: the service's
+	 * at once, a policy's when its shorter pause is over. */
 	GPtrArray *due = g_ptr_array_new();
+	GArray *when = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 	for (GSequenceIter *it = g_sequence_get_begin_iter(r->schedule); !g_sequence_iter_is_end(it);
 	     it = g_sequence_iter_next(it)) {
 		struct qmail *m = g_sequence_get(it);
-		if (m->env.route && strcmp(m->env.route, "service") == 0)
-			g_ptr_array_add(due, m);
+		uint64_t w = now;
+		if (!(m->env.route && strcmp(m->env.route, "service") == 0)) {
+			bool mine = false;
+			for (size_t i = 0; cut->len && m->next_ms > now && !mine && i < m->env.nrcpts; i++) {
+				if (m->env.rcpts[i].state != RCPT_PENDING)
+					continue;
+				char *key = rcpt_dest_key(r->cfg, m->env.rcpts[i].addr);
+				struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
+				free(key);
+				mine = d && g_ptr_array_find(cut, d, NULL);
+			}
+			if (!mine)
+				continue;
+			uint64_t until;
+			struct dest_down *down;
+			if (mail_held_by(m, now, &until, &down))
+				w = until;
+			if (w >= m->next_ms)
+				continue;
+		}
+		g_ptr_array_add(due, m);
+		g_array_append_val(when, w);
 	}
-	uint64_t now = clock_now_ms();
 	for (guint i = 0; i < due->len; i++)
-		schedule_mail(g_ptr_array_index(due, i), now);
+		schedule_mail(g_ptr_array_index(due, i), g_array_index(when, uint64_t, i));
+	g_array_free(when, TRUE);
+	g_ptr_array_free(cut, TRUE);
 	g_ptr_array_free(due, TRUE);
 	runner_arm(r);
 	return 0;
@@ -938,13 +994,8 @@ void runner_free(struct runner *r)
 	gpointer k, v;
 	if (r->dests) {
 		g_hash_table_iter_init(&it, r->dests);
-		while (g_hash_table_iter_next(&it, &k, &v)) {
-			struct dest *d = v;
-			g_queue_clear(&d->jobs);
-			g_ptr_array_free(d->conns, TRUE);
-			free(d->key);
-			free(d);
-		}
+		while (g_hash_table_iter_next(&it, &k, &v))
+			dest_free(v);
 		g_hash_table_destroy(r->dests);
 	}
 	if (r->mails) {

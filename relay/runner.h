@@ -14,7 +14,8 @@
  *	mail found (after a restart: nothing delivered is sent again).
  *	runner_add() schedules a mail the listener has just committed.
  *	runner_reload() takes a new configuration (a pause of the service
- *	route is lifted). runner_stop() closes idle connections and stops
+ *	route is lifted; a [destination NAME] policy's pause keeps its start
+ *	and takes the new length, and ends with the section). runner_stop() closes idle connections and stops
  *	scheduling; deliveries under way finish.
  *
  *	Each recipient's state (pending, delivered, bounced, expired) is kept
@@ -82,13 +83,15 @@ void runner_free(struct runner *r);
  *	delivery round is under way; runner_queue_show() one mail with all
  *	its recipients, NULL when there is none.
  *	runner_queue_retry() schedules the mail (id NULL: every mail) now
- *	and lifts a pause of the service route; it returns the number of
- *	mails, or -ENOENT.
+ *	and lifts a pause of the service route or of the [destination NAME]
+ *	policies of its recipients (id NULL: every pause); it returns the
+ *	number of mails, or -ENOENT.
  *	runner_queue_delete() removes a mail without a DSN and logs
  *	"deleted": 0 done, 1 done once the delivery under way ends,
  *	-ENOENT no such mail.
- *	runner_status() is the queue's size, the counts since start and
- *	the service route's state.
+ *	runner_status() is the queue's size, the counts since start, the
+ *	service route's state and each [destination NAME] policy's
+ *	("destinations": limits, connections, jobs waiting, pause).
  */
 json_t *runner_queue_list(struct runner *r);
 json_t *runner_queue_show(struct runner *r, const char *id);
@@ -118,6 +121,9 @@ struct runner_gauges {
 	bool service_paused;
 };
 void runner_gauges(const struct runner *r, struct runner_gauges *g);
+/* Whether the [destination NAME] policy is paused now (SPEC §9
+ * hikyaku_destination_paused). */
+bool runner_destination_paused(const struct runner *r, const char *name);
 struct supp;
 struct supp *runner_suppression(struct runner *r, uv_mutex_t **lock);
 

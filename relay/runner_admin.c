@@ -8,12 +8,14 @@
 static json_t *mail_view(const struct qmail *m, bool all);
 static gint mail_id_cmp(gconstpointer a, gconstpointer b);
 static void service_unpause(struct runner *r);
+static void policies_unpause(struct runner *r, const struct qmail *m);
 static bool mail_retry(struct qmail *m, uint64_t now);
 /* ---- administration (the control socket, SPEC §8) -------------------- */
 
 static json_t *mail_view(const struct qmail *m, bool all)
 {
-	struct queue_state st = { m->attempts, m->in_round ? 0 : m->next_ms, m->last_ms, NULL };
+	struct queue_state st = { m->attempts, m->in_round ? 0 : m->next_ms, m->last_ms, NULL,
+	                          m->warned_ms };
 	json_t *v = queue_view(&m->env, &st, all);
 	json_object_set_new(v, "active", json_boolean(m->in_round));
 	return v;
@@ -52,11 +54,37 @@ json_t *runner_queue_show(struct runner *r, const char *id)
 static void service_unpause(struct runner *r)
 {
 	struct dest *d = g_hash_table_lookup(r->dests, "service");
-	if (!d || d->paused_until == 0)
-		return;
-	d->paused_until = 0;
-	d->pause_reason[0] = '\0';
-	dest_kick(d);
+	if (d)
+		dest_unpause(d);
+}
+
+/* The same for the [destination NAME] policies: those of the mail's
+ * pending recipients, or (m NULL) all of them. */
+static void policies_unpause(struct runner *r, const struct qmail *m)
+{
+	GPtrArray *ds = g_ptr_array_new();
+	GHashTableIter it;
+	gpointer k, v;
+	if (!m) {
+		g_hash_table_iter_init(&it, r->dests);
+		while (g_hash_table_iter_next(&it, &k, &v))
+			if (((struct dest *)v)->policy)
+				g_ptr_array_add(ds, v);
+	} else if (!(m->env.route && strcmp(m->env.route, "service") == 0)) {
+		for (size_t i = 0; i < m->env.nrcpts; i++) {
+			if (m->env.rcpts[i].state != RCPT_PENDING)
+				continue;
+			char *key = rcpt_dest_key(r->cfg, m->env.rcpts[i].addr);
+			struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
+			free(key);
+			if (d && d->policy && !g_ptr_array_find(ds, d, NULL))
+				g_ptr_array_add(ds, d);
+		}
+	}
+	/* dest_kick (in dest_unpause) never removes a destination. */
+	for (guint i = 0; i < ds->len; i++)
+		dest_unpause(g_ptr_array_index(ds, i));
+	g_ptr_array_free(ds, TRUE);
 }
 
 static bool mail_retry(struct qmail *m, uint64_t now)
@@ -77,9 +105,12 @@ int runner_queue_retry(struct runner *r, const char *id)
 			return -ENOENT;
 		if (m->env.route && strcmp(m->env.route, "service") == 0)
 			service_unpause(r);
+		else
+			policies_unpause(r, m);
 		return 1;
 	}
 	service_unpause(r);
+	policies_unpause(r, NULL);
 	int n = 0;
 	GHashTableIter it;
 	gpointer k, v;
@@ -132,6 +163,49 @@ int runner_queue_delete(struct runner *r, const char *id)
 	return 0;
 }
 
+/* The [destination NAME] policies in force, each with its limits, its
+ * connections (those still closing too), the jobs waiting and its pause. */
+static json_t *destinations_status(struct runner *r)
+{
+	const struct config *cfg = r->cfg;
+	uint64_t now = clock_now_ms();
+	json_t *a = json_array();
+	for (size_t i = 0; i < cfg->ndestinations; i++) {
+		const struct config_destination *p = &cfg->destinations[i];
+		char key[80], ts[40] = "";
+		snprintf(key, sizeof(key), "destination %s", p->name);
+		const struct dest *d = g_hash_table_lookup(r->dests, key);
+		bool paused = d && d->paused_until > now;
+		if (paused)
+			clock_rfc3339(d->paused_until, ts, sizeof(ts));
+		json_t *o = json_object(), *doms = json_array();
+		for (size_t j = 0; j < p->ndomains; j++)
+			json_array_append_new(doms, jstr(p->domains[j].ascii));
+		json_object_set_new(o, "name", jstr(p->name));
+		json_object_set_new(o, "domains", doms);
+		json_object_set_new(o, "max_connections", json_integer(p->max_connections));
+		json_object_set_new(o, "max_recipients_per_message",
+		                    json_integer(p->max_recipients_per_message));
+		if (p->rate_count) {
+			char rate[40];
+			snprintf(rate, sizeof(rate), "%u/%s", p->rate_count,
+			         p->rate_period_s == 1 ? "s" : p->rate_period_s == 60 ? "m" : "h");
+			json_object_set_new(o, "rate", json_string(rate));
+		} else {
+			json_object_set_new(o, "rate", json_null());
+		}
+		json_object_set_new(o, "pause_s", json_integer((json_int_t)(p->pause_ms / 1000)));
+		json_object_set_new(o, "connections",
+		                    json_integer(d ? (json_int_t)(d->conns->len + d->closing) : 0));
+		json_object_set_new(o, "waiting",
+		                    json_integer(d ? (json_int_t)d->jobs.length : 0));
+		json_object_set_new(o, "paused_until", paused ? json_string(ts) : json_null());
+		json_object_set_new(o, "pause_reason", paused ? jstr(d->pause_reason) : json_null());
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
 json_t *runner_status(struct runner *r)
 {
 	uint64_t rcpts = 0, bytes = 0;
@@ -168,11 +242,12 @@ json_t *runner_status(struct runner *r)
 		svc = json_object();
 		json_object_set_new(svc, "host", json_string(hp));
 		json_object_set_new(svc, "connections", json_integer(d ? (json_int_t)d->conns->len : 0));
-		json_object_set_new(svc, "waiting", json_integer(d ? (json_int_t)g_queue_get_length(&d->jobs) : 0));
+		json_object_set_new(svc, "waiting", json_integer(d ? (json_int_t)d->jobs.length : 0));
 		json_object_set_new(svc, "paused_until", paused ? json_string(ts) : json_null());
 		json_object_set_new(svc, "pause_reason", paused ? jstr(d->pause_reason) : json_null());
 	}
 	json_object_set_new(o, "service", svc);
+	json_object_set_new(o, "destinations", destinations_status(r));
 	json_object_set_new(o, "suppression", supp_status_json(r->supp, r->cfg->suppression.db));
 	return o;
 }

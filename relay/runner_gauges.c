@@ -11,7 +11,8 @@
  *	gauges_add() goes beside every "queued_bytes +=" (a mail enters the
  *	index), gauges_remove() beside "queued_bytes -=". rcpt_set_state() is
  *	the one way a recipient's state changes once its mail is indexed.
- *	runner_gauges() copies the figures out (relay/runner.h);
+ *	runner_gauges() copies the figures out (relay/runner.h),
+ *	runner_destination_paused() a policy's pause;
  *	runner_suppression() hands out the list and its lock for read-only
  *	work on the thread pool (the entry count).
  * TOUCHES
@@ -95,6 +96,14 @@ void runner_gauges(const struct runner *r, struct runner_gauges *g)
 		if (d->service && d->paused_until > now)
 			g->service_paused = true;
 	}
+}
+
+bool runner_destination_paused(const struct runner *r, const char *name)
+{
+	char key[80];
+	snprintf(key, sizeof(key), "destination %s", name);
+	const struct dest *d = g_hash_table_lookup(r->dests, key);
+	return d && d->paused_until > clock_now_ms();
 }
 
 struct supp *runner_suppression(struct runner *r, uv_mutex_t **lock)

@@ -12,7 +12,7 @@
  *	relay/runner_learn.c what deliveries tell the suppression list
  *	relay/runner_bounce.c reports arriving for bounce_address (read by
  *	                     relay/bounce_in.c, shared with hikyakuctl)
- *	relay/dsn_queue.c    queueing DSNs and notices
+ *	relay/dsn_queue.c    queueing DSNs, delay warnings and notices
  *	relay/runner_admin.c the control socket's queue requests
  *	relay/runner_outcome.c what a transaction's outcomes do to the mail
  *	relay/outcome.c      (pure) what a reply means; the synthetic statuses
@@ -25,8 +25,10 @@
  *	  round                    one delivery attempt of a mail: its message is
  *	                           read (thread pool), its pending recipients are
  *	                           grouped into jobs, one per destination.
- *	  job                      a mail's recipients for one destination.
- *	  destination (struct dest) the delivery service, or one recipient domain
+ *	  job                      a mail's recipients for one destination and
+ *	                           domain (a policy's domains: one job each).
+ *	  destination (struct dest) the delivery service, one recipient domain, or
+ *	                           a [destination NAME] policy covering several
  *	                           (relay/dest.c).
  *	  connection (struct dconn) DNS, then one smtp_client to the first host
  *	                           that answers; it runs jobs one after another.
@@ -83,6 +85,11 @@
 #define ROUND_BYTES_MAX ((uint64_t)64 << 20)
 #define MX_ADDRESS_LIMIT 5          /* addresses one delivery attempt tries at most */
 #define MX_SESSION_LIMIT 2          /* SMTP sessions one delivery attempt has at most */
+/* A [destination NAME] policy's connection carries at most this many
+ * recipients over all its transactions, then a new session begins:
+ * docomo accepts 100 recipients per SMTP session ("1SMTPセッションあたり
+ * 100宛先まで", docs/delivery.md), and a reused connection is one session. */
+#define POLICY_SESSION_RCPTS 100
 
 struct runner;
 struct dest;
@@ -92,6 +99,8 @@ struct qmail;
 struct job {
 	struct qmail *m;
 	struct dest *d;
+	char *domain;               /* its recipients' domain (A-label), what DNS asks for;
+	                               "service" on the service route */
 	GArray *rcpts;              /* unsigned: indexes into m->env.rcpts */
 	unsigned next;              /* first recipient not yet sent */
 };
@@ -99,6 +108,8 @@ struct job {
 
 struct dconn {
 	struct dest *d;
+	char *domain;               /* the recipient domain its hosts serve (its first job's):
+	                               it carries only jobs of that domain */
 	struct smtp_client *c;      /* NULL while resolving or connecting */
 	struct job *job;
 	struct dns_result *dns;     /* candidate hosts */
@@ -106,6 +117,7 @@ struct dconn {
 	struct smtp_reply last_fail;
 	uint64_t idle_since;        /* 0 while busy */
 	unsigned sent_rcpts;        /* in the current transaction */
+	unsigned session_rcpts;     /* in all its transactions (POLICY_SESSION_RCPTS) */
 	char relay[300];
 	/* This delivery attempt (SPEC §5, as Postfix's smtp_mx_address_limit
 	 * and smtp_mx_session_limit): addresses tried, SMTP sessions had,
@@ -114,26 +126,39 @@ struct dconn {
 	char refused_what[120];
 	bool tls;
 	bool used;                  /* has carried a transaction */
-	bool closing;
+};
+
+
+/* Down: no host of a recipient domain could be reached (connection
+ * refused, timeout, TLS, a 4xx greeting). Until "until" the mails for it
+ * are deferred without a connection, a file read or a disk write; the
+ * wait doubles with each failure in a row, from retry_min up to
+ * retry_max. */
+struct dest_down {
+	uint64_t until;
+	unsigned count;
+	struct smtp_reply rep;
 };
 
 
 struct dest {
 	struct runner *r;
-	char *key;                  /* "service" or the recipient domain */
+	char *key;                  /* "service", the recipient domain, or "destination NAME" */
+	char *policy;               /* a [destination NAME] policy (SPEC §3): NAME; else NULL */
 	bool service;
 	GQueue jobs;                /* struct job * waiting for a connection */
 	GPtrArray *conns;           /* struct dconn *, busy and idle */
+	unsigned closing;           /* connections closed by us whose QUIT is still under way:
+	                               they count against the limit until they are gone */
 	uint64_t paused_until;
+	uint64_t paused_at;         /* when the pause began (a reload may change its length) */
 	char pause_reason[300];
-	/* Down: no host could be reached (connection refused, timeout, TLS,
-	 * a 4xx greeting). Until down_until the mails for it are deferred
-	 * without a connection, a file read or a disk write; the wait doubles
-	 * with each failure in a row, from retry_min up to retry_max. */
-	uint64_t down_until;
-	unsigned down_count;
-	struct smtp_reply down_rep;
-	double tokens;              /* rate bucket (service) */
+	/* The service and a plain domain are one destination: down. A policy
+	 * covers several domains, each with its own hosts: downs holds one
+	 * struct dest_down per domain that is down (domain -> malloc'd). */
+	struct dest_down down;
+	GHashTable *downs;
+	double tokens;              /* rate bucket (service, policy) */
 	uint64_t tokens_at;
 	uv_timer_t rate_timer;
 	bool rate_timer_on;
@@ -158,6 +183,7 @@ struct qmail {
 	struct runner *r;
 	struct queue_envelope env;
 	char ref[QUEUE_REF_MAX + 1];  /* QUEUEID-TAG: its VERP tag and ENVID */
+	uint64_t warned_ms;         /* its delay warning was queued then (state file); 0: not */
 	uint64_t next_ms;
 	uint64_t last_ms;           /* the last attempt, 0: never tried */
 	unsigned attempts;
@@ -424,7 +450,18 @@ bool round_send_dsn(struct qmail *m);
 void log_deleted(struct qmail *m);
 void round_finish(struct qmail *m);
 void round_end(struct qmail *m);
-char *rcpt_dest_key(const char *addr);
+char *rcpt_dest_key(const struct config *cfg, const char *addr);
+char *rcpt_domain_key(const char *addr);
+char *dest_key_for_domain(const struct config *cfg, const char *domain);
+struct dest_down *dest_down_of(struct dest *d, const char *domain, bool make);
+void dest_paused_reply(const struct dest *d, struct smtp_reply *rep);
+void dest_unpause(struct dest *d);
+void dest_reload(struct dest *d);
+void dest_free(struct dest *d);
+void dest_sweep(struct dest *d, uint64_t now);
+bool dest_idle(const struct dest *d, uint64_t now);
+uint64_t delay_warning_at(const struct qmail *m);
+bool round_send_delay_warning(struct qmail *m);
 void bounce_work(uv_work_t *w);
 void bounce_after(uv_work_t *w, int status);
 void dest_closed(uv_handle_t *h);

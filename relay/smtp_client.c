@@ -165,6 +165,8 @@ struct smtp_client {
 
 	smtp_client_open_cb open_cb;
 	void *open_arg;
+	void (*freed_cb)(void *arg);   /* smtp_client_on_freed() */
+	void *freed_arg;
 	struct txn txn;
 };
 
@@ -1131,7 +1133,11 @@ static void client_free(struct smtp_client *c)
 	SSL_CTX_free(c->tls_ctx);
 	if (c->io && c->io->freed)
 		c->io->freed(c->io_arg);
+	void (*cb)(void *) = c->freed_cb;
+	void *arg = c->freed_arg;
 	free(c);
+	if (cb)
+		cb(arg);
 }
 
 static void client_on_close(struct conn *cn)
@@ -1453,6 +1459,12 @@ void smtp_client_close(struct smtp_client *c)
 		return;
 	}
 	close_conn(c);
+}
+
+void smtp_client_on_freed(struct smtp_client *c, void (*cb)(void *arg), void *arg)
+{
+	c->freed_cb = cb;
+	c->freed_arg = arg;
 }
 
 bool smtp_client_tls_active(const struct smtp_client *c)

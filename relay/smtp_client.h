@@ -39,7 +39,11 @@
  *	5 min per reply, 10 min after the final dot.
  *
  *	smtp_client_close() says QUIT when the connection is idle and closes;
- *	the memory is freed later, on the loop.
+ *	the memory is freed later, on the loop. smtp_client_on_freed() asks
+ *	for a call when that happens: the connection is closed then, so a
+ *	caller that limits its connections counts one as open until it runs
+ *	(the QUIT and its 221 still hold the server's slot). It may run inside
+ *	smtp_client_close() when the connection was already closed.
  *
  *	The replies are struct smtp_reply of proto/smtp_reply.h, read by its
  *	parser; the message is dot-stuffed by proto/smtp_stuff.h.
@@ -109,6 +113,7 @@ int smtp_client_open(uv_loop_t *loop, const struct smtp_client_params *p,
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
                      smtp_client_done_cb cb, void *arg);
 void smtp_client_close(struct smtp_client *c);
+void smtp_client_on_freed(struct smtp_client *c, void (*cb)(void *arg), void *arg);
 bool smtp_client_tls_active(const struct smtp_client *c);
 bool smtp_client_has(const struct smtp_client *c, const char *ext);
 uint64_t smtp_client_size_limit(const struct smtp_client *c); /* 0: none advertised */

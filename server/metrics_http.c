@@ -316,8 +316,17 @@ static void gather(struct metrics_http *h, struct metrics_gauges *g)
 			g->queue_oldest_seconds = (double)(now - rg.oldest_arrival_ms) / 1000.0;
 		g->connections_out = rg.conns_out;
 		g->service_paused = rg.service_paused;
-		/* [destination NAME] policies (issue 11): their pause state goes
-		 * into g->destinations here once the runner has them. */
+		/* Each [destination NAME] policy in force, paused or not (SPEC §9
+		 * hikyaku_destination_paused); freed by the caller. */
+		const struct config *cfg = srv->set->cfg;
+		struct metrics_destination *ds =
+			cfg->ndestinations ? calloc(cfg->ndestinations, sizeof(*ds)) : NULL;
+		for (size_t i = 0; ds && i < cfg->ndestinations; i++) {
+			ds[i].name = cfg->destinations[i].name;
+			ds[i].paused = runner_destination_paused(srv->runner, ds[i].name);
+		}
+		g->destinations = ds;
+		g->ndestinations = ds ? cfg->ndestinations : 0;
 	}
 	g->connections_in = srv->nsessions;
 	g->suppression_entries = h->supp_entries;
@@ -384,6 +393,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		size_t len;
 		gather(h, &g);
 		char *body = metrics_render(h->reg, &g, &len);
+		free((void *)g.destinations);
 		supp_refresh(h);
 		if (!body)
 			return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");

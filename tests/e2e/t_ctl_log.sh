@@ -39,6 +39,9 @@ add(7200, "received", queue_id=QA, session="S1", client="127.0.0.1", helo="shop"
 out(7190, "delivered", QA, "alice@example.com", resp="250 2.0.0 Ok: queued as " + "x" * 80)
 out(7180, "deferred", QA, "bob@example.com", status="4.4.1", resp="421 4.4.1 try later",
     next_retry=ts(6000))
+# SPEC §7 "delayed": the delay warning, naming the recipients still pending.
+add(3600 * 1.5, "delayed", queue_id=QA, to=["bob@example.com", "Alice@Example.com"],
+    response="421 4.4.1 try later")
 out(600, "bounced", QA, "bob@example.com", status="5.1.1", resp="550 5.1.1 no such user")
 # Non-ASCII (SMTPUTF8) recipient and response.
 QU = "0000000000000000BB"
@@ -85,6 +88,9 @@ open(log, "w", encoding="utf-8").write("\n".join(lines) + "\n")
 
 # The expected answers.
 ds = [d for _, d in ev]
+def tos(d):   # "to" is one address, or a list of them ("deleted", "delayed")
+    t = d.get("to") or []
+    return [x.lower() for x in (t if isinstance(t, list) else [t])]
 agos = [a for a, _ in ev]
 rcv_from = {}
 def from_ok(d, addr):
@@ -94,8 +100,9 @@ def from_ok(d, addr):
 expect = {"all": len(ds), "since1h": sum(1 for a in agos if a <= 3600),
           "since1d": sum(1 for a in agos if a <= 86400),
           "qa": sum(1 for d in ds if d.get("queue_id") == QA),
-          "alice": sum(1 for d in ds if (d.get("to") or "").lower() == "alice@example.com"),
-          "carol": sum(1 for d in ds if (d.get("to") or "").lower() == "carol@example.org"),
+          "alice": sum(1 for d in ds if "alice@example.com" in tos(d)),
+          "carol": sum(1 for d in ds if "carol@example.org" in tos(d)),
+          "delayed": sum(1 for d in ds if d["event"] == "delayed"),
           "events": sum(1 for d in ds if d["event"] in ("bounced", "expired", "suppressed")),
           "alice_delivered_1d": sum(1 for a, d in ev if a <= 86400 and d["event"] == "delivered"
                                     and d.get("to") == "alice@example.com")}
@@ -111,7 +118,7 @@ for k, v in expect.items():
 PY
 exp() { cat "$T/exp_$1"; }
 check "the log was generated with every event type" \
-	bash -c "for e in received delivered deferred bounced expired suppressed rejected deleted learned; do grep -q \"\\\"event\\\":\\\"\$e\\\"\" '$LOG' || exit 1; done"
+	bash -c "for e in received delivered deferred bounced expired suppressed rejected deleted learned delayed; do grep -q \"\\\"event\\\":\\\"\$e\\\"\" '$LOG' || exit 1; done"
 
 # --- The table ---
 TZ=Asia/Tokyo ctl >"$T/table.out" 2>"$T/table.err"
@@ -184,6 +191,11 @@ expect "--from includes the bounce of QA" "$T/from.json" '"event":"bounced","que
 expect_not "--from excludes other senders" "$T/from.json" '"from":"(shop|news)@example\.jp"'
 n=$(ctl --json --event bounced,expired --event suppressed | wc -l)
 check "--event, repeated and comma-separated ($n, want $(exp events))" test "$n" -eq "$(exp events)"
+n=$(ctl --json --event delayed | wc -l)
+check "--event delayed ($n, want $(exp delayed))" test "$n" -eq "$(exp delayed)"
+ctl --event delayed >"$T/delayed.out"
+expect "a delayed row lists its recipients and the last response" "$T/delayed.out" \
+	'0000000000000000AA +delayed +bob@example\.com,Alice@Example\.com .*421 4\.4\.1 try later'
 n=$(ctl --json --to alice@example.com --event delivered --since 1d | wc -l)
 check "filters combine ($n, want $(exp alice_delivered_1d))" test "$n" -eq "$(exp alice_delivered_1d)"
 ctl --queue-id 0000000000000000AA --event delivered >"$T/one.out"

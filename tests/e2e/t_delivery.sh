@@ -147,12 +147,19 @@ check "a 550 5.1.1 bounces: the DSN reaches the sender's MX" wait_rcpt sender sh
 check "the DSN is a delivery-status report naming the recipient" upstream_check sender 'd=data(msgs[-1]); "multipart/report" in d and "report-type=delivery-status" in d and "bad@dest.test" in d and "Status: 5.1.1" in d'
 check "the DSN comes from MAILER-DAEMON with the null sender" upstream_check sender 'msgs[-1]["mail_from"] == "" and "MAILER-DAEMON@relay.test.example" in data(msgs[-1])'
 
-# A bounce (null sender) that fails is never bounced again.
+# A bounce (null sender) that fails is never bounced again. (swaks --from ''
+# sends root@HOST, not the null sender: '<>' is.)
 n0=$(upstream_count sender)
-swaks --server 127.0.0.1 --port "$PORT" --from '' --to bad@dest.test --timeout 20 >"$T/null.out" 2>&1
+dsn_count() { $PY -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if (e := json.loads(l))["event"] == "received" and e["session"] is None))' "$T/log.jsonl"; }
+d0=$(dsn_count)
+swaks --server 127.0.0.1 --port "$PORT" --from '<>' --to bad@dest.test --timeout 20 >"$T/null.out" 2>&1
 expect "a mail from the null sender is queued" "$T/null.out" 'queued as'
-sleep 2
-check "its failure sends no DSN" test "$(upstream_count sender)" -eq "$n0"
+nqid=$(grep -oE 'queued as [0-9A-F]{18}' "$T/null.out" | awk '{print $3}')
+check "it really has the null sender (received: from \"\")" grep -q "\"event\":\"received\",\"queue_id\":\"$nqid\".*\"from\":\"\"," "$T/log.jsonl"
+for _ in $(seq 1 100); do grep -q "\"event\":\"bounced\",\"queue_id\":\"$nqid\"" "$T/log.jsonl" && break; sleep 0.1; done
+expect "its recipient bounces (550 5.1.1)" "$T/log.jsonl" "\"event\":\"bounced\",\"queue_id\":\"$nqid\",\"to\":\"bad@dest.test\".*\"status\":\"5.1.1\""
+sleep 1.5
+check "its failure sends no DSN (none queued, none at the MX)" test "$(dsn_count) $(upstream_count sender)" = "$d0 $n0"
 
 # Null MX and a domain that does not exist bounce at once.
 n0=$(upstream_count sender)

@@ -11,7 +11,8 @@
  *	recipient's fields, the original headers); long diagnostics and
  *	header lines; UTF-8 addresses (message/global-delivery-status,
  *	"utf-8;" addresses); missing original headers; missing optional
- *	fields; delayed recipients; header injection through a server's
+ *	fields; delayed recipients and the delay warning (Will-Retry-Until,
+ *	the diagnostic type); header injection through a server's
  *	reply; a boundary that occurs in the content; bad arguments and a
  *	buffer that is too small.
  * DIAGNOSTICS
@@ -524,6 +525,104 @@ START_TEST(test_delayed)
 	ck_assert_int_eq(status_blocks(status, &blk), 2);
 	EXPECT_FIELD(blk[1], "Action", "delayed");
 	EXPECT_FIELD(blk[1], "Status", "4.0.0");
+	EXPECT_NO_FIELD(blk[1], "Will-Retry-Until");    /* not given: not said */
+	g_strfreev(blk);
+	g_free(status);
+	g_object_unref(m);
+	buf_free(&b);
+}
+END_TEST
+
+/*
+ * The delay warning the runner sends (SPEC §5 delay_warning): every
+ * recipient "delayed", its 4.x.x status and last response, the end of
+ * the lifetime as Will-Retry-Until (RFC 3464 §2.3.7), and a readable
+ * part that says it is only a warning. A response of hikyaku's own (no
+ * server said it) goes with its own diagnostic type.
+ */
+START_TEST(test_delay_warning)
+{
+	uint64_t until = NOW + 4ULL * 86400 * 1000 + 3600000;  /* arrival + 5 days */
+	struct dsn_rcpt r[2] = {
+		{ .addr = "a@x.example", .action = "delayed", .status = "4.3.0",
+		  .diagnostic = "451 4.3.0 Mailbox busy, try later",
+		  .reason = "the mail system could not deliver it yet and keeps trying.",
+		  .last_attempt_ms = NOW - 60000, .will_retry_until_ms = until },
+		{ .addr = "b@y.example", .action = "delayed", .status = "4.7.0",
+		  .diagnostic = "delivery temporarily suspended: [destination docomo] is paused",
+		  .diagnostic_type = "X-Hikyaku",
+		  .reason = "the mail system could not deliver it yet and keeps trying.",
+		  .will_retry_until_ms = until },
+	};
+	struct dsn_info in = info_for(orig_headers);
+	buf_t b;
+
+	buf_init(&b, 1 << 20);
+	ck_assert_int_eq(dsn_build(&in, r, 2, &b), 0);
+	check_wire(&b);
+	GMimeMessage *m = parse(&b);
+	ck_assert_str_eq(g_mime_message_get_subject(m), "Delayed Mail (still being retried)");
+	InternetAddress *ia = internet_address_list_get_address(g_mime_message_get_to(m), 0);
+	ck_assert_str_eq(INTERNET_ADDRESS_MAILBOX(ia)->addr, "shop@interfactory1.co.jp");
+	GMimeMultipart *mp = report_of(m, "delivery-status");
+	ck_assert_int_eq(g_mime_multipart_get_count(mp), 3);
+
+	char *text = content_of(g_mime_multipart_get_part(mp, 0));
+	ck_assert_ptr_nonnull(strstr(text, "has not been delivered yet to one or more recipients"));
+	ck_assert_ptr_nonnull(strstr(text, "This is a warning only: you do not need to send the "
+	                                   "message again."));
+	ck_assert_ptr_nonnull(strstr(text, "The mail system will keep trying until "));
+	ck_assert_ptr_null(strstr(text, "could not be delivered to"));
+	ck_assert_ptr_nonnull(strstr(text, "<a@x.example>: "));
+	ck_assert_ptr_nonnull(strstr(text, "451 4.3.0 Mailbox busy"));
+	ck_assert_ptr_nonnull(strstr(text, "<b@y.example>: "));
+	g_free(text);
+
+	char *status = content_of(g_mime_multipart_get_part(mp, 1)), **blk = NULL;
+	ck_assert_int_eq(status_blocks(status, &blk), 3);
+	EXPECT_FIELD(blk[1], "Final-Recipient", "rfc822; a@x.example");
+	EXPECT_FIELD(blk[1], "Action", "delayed");
+	EXPECT_FIELD(blk[1], "Status", "4.3.0");
+	EXPECT_FIELD(blk[1], "Diagnostic-Code", "smtp; 451 4.3.0 Mailbox busy, try later");
+	ck_assert_ptr_nonnull(strstr(blk[1], "\nLast-Attempt-Date: "));
+	char *wru = field(blk[1], "Will-Retry-Until");
+	ck_assert_ptr_nonnull(wru);
+	/* an RFC 5322 date-time of that moment */
+	GDateTime *t = g_mime_utils_header_decode_date(wru);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(g_date_time_to_unix(t), (gint64)(until / 1000));
+	g_date_time_unref(t);
+	g_free(wru);
+	/* the order of RFC 3464 §2.3: Will-Retry-Until after Last-Attempt-Date */
+	ck_assert(strstr(blk[1], "Last-Attempt-Date") < strstr(blk[1], "Will-Retry-Until"));
+	EXPECT_FIELD(blk[2], "Action", "delayed");
+	EXPECT_FIELD(blk[2], "Status", "4.7.0");
+	EXPECT_FIELD(blk[2], "Diagnostic-Code",
+	             "X-Hikyaku; delivery temporarily suspended: [destination docomo] is paused");
+	EXPECT_NO_FIELD(blk[2], "Last-Attempt-Date");
+	ck_assert_ptr_nonnull(strstr(blk[2], "\nWill-Retry-Until: "));
+	g_strfreev(blk);
+	g_free(status);
+	g_object_unref(m);
+	buf_free(&b);
+
+	/* Will-Retry-Until belongs to delayed recipients only (RFC 3464
+	 * §2.3.7); a diagnostic type that is not an atom is not copied. */
+	r[0].action = "failed";
+	r[0].status = "5.1.1";
+	r[1].diagnostic_type = "x; Action: delivered";
+	buf_init(&b, 1 << 20);
+	ck_assert_int_eq(dsn_build(&in, r, 2, &b), 0);
+	m = parse(&b);
+	ck_assert_str_eq(g_mime_message_get_subject(m), "Undelivered Mail Returned to Sender");
+	mp = report_of(m, "delivery-status");
+	status = content_of(g_mime_multipart_get_part(mp, 1));
+	ck_assert_int_eq(status_blocks(status, &blk), 3);
+	EXPECT_NO_FIELD(blk[1], "Will-Retry-Until");
+	ck_assert_ptr_nonnull(strstr(blk[2], "\nWill-Retry-Until: "));
+	EXPECT_FIELD(blk[2], "Diagnostic-Code",
+	             "smtp; delivery temporarily suspended: [destination docomo] is paused");
+	ck_assert_ptr_null(strstr(status, "Action: delivered"));
 	g_strfreev(blk);
 	g_free(status);
 	g_object_unref(m);
@@ -661,6 +760,7 @@ static Suite *dsn_suite(void)
 	tcase_add_test(tc, test_no_original_headers);
 	tcase_add_test(tc, test_optional_fields_missing);
 	tcase_add_test(tc, test_delayed);
+	tcase_add_test(tc, test_delay_warning);
 	tcase_add_test(tc, test_injection);
 	tcase_add_test(tc, test_boundary_in_content);
 	tcase_add_test(tc, test_bad_arguments);

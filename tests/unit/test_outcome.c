@@ -95,6 +95,14 @@ START_TEST(synthetic_table_is_complete)
 	ck_assert_str_eq(r.text, "the message is larger than mx[192.0.2.1]:25 accepts (1000 bytes)");
 	outcome_set(&r, OUT_ADDR_REFUSED, "x.test", "private", "127.0.0.1 (loopback) of mx.x.test", "");
 	ck_assert_str_eq(r.status, "5.4.4");
+	outcome_set(&r, OUT_DEST_PAUSED, "docomo", "421 4.7.0 Too many connections");
+	ck_assert_str_eq(r.status, "4.7.0");
+	ck_assert_str_eq(r.text, "delivery temporarily suspended: [destination docomo] is paused "
+	                 "(one of its hosts answered 421 4.7.0 Too many connections)");
+	ck_assert_int_eq(outcome_classify(false, &r), OUTCOME_DEFERRED);
+	ck_assert(outcome_policy_pause(421));
+	ck_assert(!outcome_policy_pause(451));
+	ck_assert(!outcome_policy_pause(454));
 	outcome_set(&r, OUT_EXPIRED);
 	ck_assert_str_eq(r.status, "4.4.7");
 	ck_assert_int_eq(outcome_classify(false, &r), OUTCOME_DEFERRED); /* code 0 */

@@ -1,7 +1,8 @@
 /*
  * test_queue_state - a queued mail's delivery state (relay/queue_state.h):
- * the state line round trip, malformed lines, and the view hikyakuctl
- * prints, read from a real spool written by queue_commit().
+ * the state line round trip, malformed lines, the delay warning's record
+ * (and state files written before it), and the view hikyakuctl prints,
+ * read from a real spool written by queue_commit().
  */
 #include <check.h>
 #include <ftw.h>
@@ -42,7 +43,7 @@ START_TEST(test_dump_parse_roundtrip)
 	e.rcpts[1].last = strdup("451 4.3.0 Greylisted");
 	e.rcpts[2].state = RCPT_SUPPRESSED;
 	json_t *nt = json_pack("[{s:i,s:s}]", "i", 2, "status", "5.1.1");
-	struct queue_state st = { 3, 1764000600000ULL, 1764000300000ULL, nt };
+	struct queue_state st = { 3, 1764000600000ULL, 1764000300000ULL, nt, 0 };
 	char *line = queue_state_dump(&e, &st);
 	ck_assert_ptr_nonnull(line);
 	ck_assert_ptr_null(strchr(line, '\n'));
@@ -59,11 +60,64 @@ START_TEST(test_dump_parse_roundtrip)
 	ck_assert_str_eq(f.rcpts[1].last, "451 4.3.0 Greylisted");
 	ck_assert_ptr_null(f.rcpts[2].last);
 	ck_assert(json_equal(got.notify, nt));
+	ck_assert_uint_eq(got.warned_ms, 0);
+	ck_assert_ptr_null(strstr(line, "warned_ms"));  /* not warned: not written */
 	json_decref(got.notify);
 	json_decref(nt);
 	free(line);
 	queue_envelope_free(&e);
 	queue_envelope_free(&f);
+}
+END_TEST
+
+/* The delay warning (SPEC §5 delay_warning) is recorded, so that a restart
+ * does not send it again; a file written before the field existed reads
+ * as "not warned", everything else in it as before. */
+START_TEST(test_warned)
+{
+	struct queue_envelope e = make_env("0006612A164A2B81AA", 2);
+	e.rcpts[0].state = RCPT_DELIVERED;
+	e.rcpts[1].last = strdup("451 4.3.0 Try later");
+	struct queue_state st = { 4, 1764000900000ULL, 1764000800000ULL, NULL, 1764000700000ULL };
+	char *line = queue_state_dump(&e, &st);
+	ck_assert_ptr_nonnull(line);
+	/* the new field is the last one */
+	ck_assert_ptr_nonnull(strstr(line, ",\"warned_ms\":1764000700000}"));
+	struct queue_envelope f = make_env("0006612A164A2B81AA", 2);
+	struct queue_state got;
+	ck_assert_int_eq(queue_state_parse(line, strlen(line), &f, &got), 0);
+	ck_assert_uint_eq(got.warned_ms, 1764000700000ULL);
+	ck_assert_uint_eq(got.attempts, 4);
+	ck_assert_int_eq(f.rcpts[0].state, RCPT_DELIVERED);
+	json_t *v = queue_view(&f, &got, true);
+	ck_assert_str_eq(json_string_value(json_object_get(v, "delay_warning")),
+	                 "2025-11-24T16:11:40.000Z");
+	json_decref(v);
+	free(line);
+	queue_envelope_free(&f);
+
+	/* A state line of an older hikyaku, byte for byte as it wrote them. */
+	static const char old[] = "{\"attempts\":2,\"next_ms\":1764000600000,\"last_ms\":"
+	                          "1764000300000,\"rcpts\":[\"delivered\",\"pending\"],\"last\":"
+	                          "[\"250 2.0.0 Ok\",\"451 4.3.0 Later\"],\"notify\":[]}";
+	f = make_env("0006612A164A2B81AA", 2);
+	ck_assert_int_eq(queue_state_parse(old, strlen(old), &f, &got), 0);
+	ck_assert_uint_eq(got.warned_ms, 0);
+	ck_assert_uint_eq(got.attempts, 2);
+	ck_assert_uint_eq(got.next_ms, 1764000600000ULL);
+	ck_assert_int_eq(f.rcpts[0].state, RCPT_DELIVERED);
+	ck_assert_str_eq(f.rcpts[1].last, "451 4.3.0 Later");
+	v = queue_view(&f, &got, true);
+	ck_assert(json_is_null(json_object_get(v, "delay_warning")));
+	json_decref(v);
+	queue_envelope_free(&f);
+	/* malformed values read as 0 */
+	static const char odd[] = "{\"rcpts\":[\"pending\",\"pending\"],\"warned_ms\":\"soon\"}";
+	f = make_env("0006612A164A2B81AA", 2);
+	ck_assert_int_eq(queue_state_parse(odd, strlen(odd), &f, &got), 0);
+	ck_assert_uint_eq(got.warned_ms, 0);
+	queue_envelope_free(&f);
+	queue_envelope_free(&e);
 }
 END_TEST
 
@@ -102,7 +156,7 @@ START_TEST(test_view)
 	struct queue_envelope e = make_env("0006612A164A2B81AA", 2);
 	e.rcpts[0].state = RCPT_DELIVERED;
 	e.rcpts[1].last = strdup("451 4.3.0 Later");
-	struct queue_state st = { 1, 0, 1764000300000ULL, NULL };
+	struct queue_state st = { 1, 0, 1764000300000ULL, NULL, 0 };
 	json_t *v = queue_view(&e, &st, false);
 	ck_assert_str_eq(json_string_value(json_object_get(v, "queue_id")), "0006612A164A2B81AA");
 	ck_assert_str_eq(json_string_value(json_object_get(v, "arrival")), "2025-11-24T16:00:00.000Z");
@@ -205,6 +259,7 @@ static Suite *queue_state_suite(void)
 	tcase_add_test(tc, test_dump_parse_roundtrip);
 	tcase_add_test(tc, test_parse_malformed);
 	tcase_add_test(tc, test_view);
+	tcase_add_test(tc, test_warned);
 	tcase_add_test(tc, test_spool_read);
 	suite_add_tcase(s, tc);
 	return s;
