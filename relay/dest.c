@@ -4,7 +4,7 @@
  * A destination is where a job's recipients go: the delivery service, one
  * recipient domain on the direct route, or a [destination NAME] policy
  * (SPEC §3) covering several domains. rcpt_dest_key() is the one place
- * that maps a recipient to its destination ("service", the domain, or
+ * that maps a recipient to its destination (DEST_KEY_SERVICE, the domain, or
  * "destination NAME": no domain has a space), and dest_policy() the one
  * place that reads its limits: connections, recipients per transaction,
  * rate, pause. A destination owns its job queue, its connections (busy and

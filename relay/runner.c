@@ -317,7 +317,7 @@ static void round_read_done(uv_work_t *w, int status)
 		/* One job per recipient domain; a policy's domains share
 		 * its destination (relay/dest.c). */
 		char *dom = service ? strdup("service") : rcpt_domain_key(m->env.rcpts[i].addr);
-		char *key = !dom ? NULL : service ? strdup("service") : dest_key_for_domain(r->cfg, dom);
+		char *key = !dom ? NULL : service ? strdup(DEST_KEY_SERVICE) : dest_key_for_domain(r->cfg, dom);
 		if (!key) {
 			free(dom);
 			g_array_append_val(bad, i);
@@ -356,7 +356,7 @@ static void round_read_done(uv_work_t *w, int status)
 	if (bad->len) {
 		struct job *job = calloc(1, sizeof(*job));
 		job->m = m;
-		job->d = dest_get(r, "invalid", false);
+		job->d = dest_get(r, DEST_KEY_INVALID, false);
 		job->d->njobs++;
 		job->domain = strdup("invalid");
 		job->rcpts = bad;
@@ -386,7 +386,7 @@ static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until,
 	*until = UINT64_MAX;
 	*down = NULL;
 	if (m->env.route && strcmp(m->env.route, "service") == 0) {
-		struct dest *d = g_hash_table_lookup(r->dests, "service");
+		struct dest *d = g_hash_table_lookup(r->dests, DEST_KEY_SERVICE);
 		uint64_t u = d ? (d->down.until > d->paused_until ? d->down.until : d->paused_until) : 0;
 		if (u <= now)
 			return NULL;
@@ -462,7 +462,7 @@ static GPtrArray *mail_dests(struct qmail *m)
 	struct runner *r = m->r;
 	GPtrArray *out = g_ptr_array_new();
 	if (m->env.route && strcmp(m->env.route, "service") == 0) {
-		g_ptr_array_add(out, dest_get(r, "service", true));
+		g_ptr_array_add(out, dest_get(r, DEST_KEY_SERVICE, true));
 		return out;
 	}
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
@@ -888,7 +888,7 @@ int runner_reload(struct runner *r, const struct config *cfg)
 			g_ptr_array_add(cut, d);
 	}
 	/* SPEC §3: a reload lifts the pause; the service's mail goes now. */
-	struct dest *sd = g_hash_table_lookup(r->dests, "service");
+	struct dest *sd = g_hash_table_lookup(r->dests, DEST_KEY_SERVICE);
 	if (sd)
 		sd->paused_until = 0;
 	/* The mails that wait out a pause go when it ends now: the service's

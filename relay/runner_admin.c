@@ -53,7 +53,7 @@ json_t *runner_queue_show(struct runner *r, const char *id)
  * operator has looked at the cause (SPEC §3 lifts it on reload too). */
 static void service_unpause(struct runner *r)
 {
-	struct dest *d = g_hash_table_lookup(r->dests, "service");
+	struct dest *d = g_hash_table_lookup(r->dests, DEST_KEY_SERVICE);
 	if (d)
 		dest_unpause(d);
 }
@@ -232,7 +232,7 @@ json_t *runner_status(struct runner *r)
 	                    "deleted", (json_int_t)r->stats.deleted));
 	json_t *svc = json_null();
 	if (r->cfg->service.host) {
-		struct dest *d = g_hash_table_lookup(r->dests, "service");
+		struct dest *d = g_hash_table_lookup(r->dests, DEST_KEY_SERVICE);
 		uint64_t now = clock_now_ms();
 		bool paused = d && d->paused_until > now;
 		char hp[300], ts[40] = "";

@@ -73,6 +73,11 @@
 #include "relay/bounce_in.h"
 #include "relay/password_file.h"
 
+/* The keys of the delivery service's destination and of the one that
+ * bounces invalid recipient domains: with a blank, so that no recipient
+ * domain (x@service) can name them. */
+#define DEST_KEY_SERVICE " service"
+#define DEST_KEY_INVALID " invalid"
 #define IDLE_CONN_MS 5000           /* an idle connection is kept this long */
 #define SWEEP_MS 1000
 #define DNS_TIMEOUT_MS 5000

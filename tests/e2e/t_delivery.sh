@@ -81,6 +81,16 @@ send test@testinterfactory1.co.jp row4@dest.test
 check "row 1: test@interfactory1.co.jp goes through the service" wait_rcpt svc row1@dest.test
 check "row 2: test@example.com goes direct" wait_rcpt mx row2@dest.test
 
+# A recipient domain spelled like the service's destination is a domain
+# like any other: the direct route's mail to it never reaches the service.
+# (From the null sender: they wait, unreachable, and their expiry later
+# must not send notices that other checks would count.)
+send '<>' x@service
+send '<>' y@invalid
+for _ in $(seq 1 50); do grep -q '"to":"y@invalid"' "$T/log.jsonl" && grep -q '"to":"x@service"' "$T/log.jsonl" && break; sleep 0.1; done
+check "x@service (direct route) is not sent to the delivery service" upstream_check svc 'not any(r in ("x@service", "y@invalid") for m in msgs for r in m["rcpt_tos"])'
+expect "x@service is tried on the direct route" "$T/log.jsonl" '"to":"x@service","route":"direct"'
+
 # A quoted local part with a space (RFC 5321 Quoted-string) is taken by
 # the listener, and sent on as it is, next to a plain recipient.
 send test@example.com '"john doe"@dest.test' --to '"john doe"@dest.test,plain@dest.test'
