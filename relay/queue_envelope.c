@@ -8,6 +8,7 @@
  *	as the end of the envelope line.
  */
 #include "relay/queue.h"
+#include "relay/queue_state.h"   /* the recipients' state names */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,15 +19,6 @@
 #include <unistd.h>
 
 #include "util/buf.h"
-
-static const char *const rcpt_state_name[] = {
-	[RCPT_PENDING] = "pending",
-	[RCPT_DELIVERED] = "delivered",
-	[RCPT_BOUNCED] = "bounced",
-	[RCPT_EXPIRED] = "expired",
-	[RCPT_SUPPRESSED] = "suppressed",
-};
-#define RCPT_STATE_COUNT (sizeof(rcpt_state_name) / sizeof(rcpt_state_name[0]))
 
 static json_t *jstr_or_null(const char *s)
 {
@@ -50,14 +42,18 @@ json_t *queue_envelope_to_json(const struct queue_envelope *env)
 
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct queue_rcpt *rc = &env->rcpts[i];
+		const char *state = queue_rcpt_state_name(rc->state);
+		enum queue_rcpt_state back;
 		json_t *e;
 
-		if (!rc->addr || (unsigned)rc->state >= RCPT_STATE_COUNT)
+		/* One of the states (a name for any other value reads back as
+		 * another state). */
+		if (!rc->addr || queue_rcpt_state_parse(state, &back) < 0 || back != rc->state)
 			goto fail;
 		e = json_object();
 		if (!e || json_array_append_new(rcpts, e) ||
 		    json_object_set_new(e, "addr", json_string(rc->addr)) ||
-		    json_object_set_new(e, "state", json_string(rcpt_state_name[rc->state])))
+		    json_object_set_new(e, "state", json_string(state)))
 			goto fail;
 	}
 
@@ -155,7 +151,7 @@ static int get_rcpts(const json_t *j, struct queue_envelope *e)
 	for (size_t i = 0; i < n; i++) {
 		const json_t *o = json_array_get(a, i);
 		const char *addr, *state;
-		size_t s;
+		enum queue_rcpt_state s;
 
 		if (!json_is_object(o))
 			return -EINVAL;
@@ -163,15 +159,12 @@ static int get_rcpts(const json_t *j, struct queue_envelope *e)
 		state = json_cstr(json_object_get(o, "state"));
 		if (!addr || !state)
 			return -EINVAL;
-		for (s = 0; s < RCPT_STATE_COUNT; s++)
-			if (!strcmp(state, rcpt_state_name[s]))
-				break;
-		if (s == RCPT_STATE_COUNT)
+		if (queue_rcpt_state_parse(state, &s) < 0)
 			return -EINVAL;
 		e->rcpts[i].addr = strdup(addr);
 		if (!e->rcpts[i].addr)
 			return -ENOMEM;
-		e->rcpts[i].state = (enum queue_rcpt_state)s;
+		e->rcpts[i].state = s;
 		/* Counted as we go, so queue_envelope_free() frees exactly these. */
 		e->nrcpts = i + 1;
 	}
