@@ -650,7 +650,9 @@ START_TEST(test_appends)
 END_TEST
 
 /* The dates (RFC 5322 §3.3) in the header, the readable part and the
- * status part, byte for byte, in the local zone. */
+ * status part, byte for byte, in the local zone: smtp_date_format()'s
+ * form (the day in two digits), as in the Received: and Date: fields
+ * the listener adds. */
 START_TEST(test_dates)
 {
 	/* 2026-12-01 00:00:00 UTC is 09:00 in Tokyo. */
@@ -665,16 +667,16 @@ START_TEST(test_dates)
 	in.now_ms = 1796083205000ULL;
 	buf_init(&b, 1 << 20);
 	ck_assert_int_eq(dsn_build(&in, &r, 1, &b), 0);
-	ck_assert_ptr_nonnull(memmem(b.data, b.len, "\r\nDate: Tue, 1 Dec 2026 09:00:05 +0900\r\n",
-	                             strlen("\r\nDate: Tue, 1 Dec 2026 09:00:05 +0900\r\n")));
+	ck_assert_ptr_nonnull(memmem(b.data, b.len, "\r\nDate: Tue, 01 Dec 2026 09:00:05 +0900\r\n",
+	                             strlen("\r\nDate: Tue, 01 Dec 2026 09:00:05 +0900\r\n")));
 	GMimeMessage *m = parse(&b);
 	GMimeMultipart *mp = report_of(m, "delivery-status");
 	char *text = content_of(g_mime_multipart_get_part(mp, 0));
-	ck_assert_msg(strstr(text, "  Received: Tue, 1 Dec 2026 08:00:00 +0900\r\n"), "%s", text);
+	ck_assert_msg(strstr(text, "  Received: Tue, 01 Dec 2026 08:00:00 +0900\r\n"), "%s", text);
 	char *status = content_of(g_mime_multipart_get_part(mp, 1)), **blk = NULL;
 	ck_assert_int_eq(status_blocks(status, &blk), 2);
-	EXPECT_FIELD(blk[0], "Arrival-Date", "Tue, 1 Dec 2026 08:00:00 +0900");
-	EXPECT_FIELD(blk[1], "Last-Attempt-Date", "Tue, 1 Dec 2026 09:00:01 +0900");
+	EXPECT_FIELD(blk[0], "Arrival-Date", "Tue, 01 Dec 2026 08:00:00 +0900");
+	EXPECT_FIELD(blk[1], "Last-Attempt-Date", "Tue, 01 Dec 2026 09:00:01 +0900");
 	g_strfreev(blk);
 	g_free(status);
 	g_free(text);
