@@ -1,5 +1,5 @@
 /*
- * fuzz_queue - the queue's envelope reader (relay/queue.c):
+ * fuzz_queue - the queue's envelope reader (relay/queue_envelope.c):
  * queue_envelope_from_json() and queue_read_envelope().
  *
  * The input is used twice: as JSON text (parsed with jansson as

@@ -4,6 +4,7 @@
  */
 #include "proto/smtp_header.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <glib.h>
@@ -18,12 +19,29 @@ const char *smtp_received_protocol(bool esmtp, bool tls, bool auth, bool smtputf
 	return tls ? (auth ? "ESMTPSA" : "ESMTPS") : (auth ? "ESMTPA" : "ESMTP");
 }
 
+/* RFC 5322 §3.3 date-time, local time with its numeric offset: the form
+ * GMime's g_mime_utils_header_format_date() writes too. */
 void smtp_date_format(char *out, size_t cap, time_t t)
 {
-	struct tm tm;
-	localtime_r(&t, &tm);
-	if (strftime(out, cap, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 && cap)
-		out[0] = '\0';
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm = { 0 };
+
+	if (!cap)
+		return;
+	if (!localtime_r(&t, &tm)) {
+		gmtime_r(&t, &tm);
+		tm.tm_gmtoff = 0;
+	}
+	long off = tm.tm_gmtoff / 60;
+	char sign = off < 0 ? '-' : '+';
+	if (off < 0)
+		off = -off;
+	/* Names by hand: strftime's %a and %b follow the locale. */
+	snprintf(out, cap, "%s, %02d %s %d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday % 7],
+	         tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+	         tm.tm_sec, sign, off / 60, off % 60);
 }
 
 int smtp_header_build(buf_t *out, const struct smtp_header_info *h)

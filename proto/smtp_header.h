@@ -12,7 +12,10 @@
  *	RFC 6531 §3.7.3 for a session (ESMTPSA, UTF8SMTPS, ...).
  *
  *	smtp_date_format() formats a Unix time as an RFC 5322 date in the
- *	local time zone ("Tue, 01 Dec 2026 09:00:00 +0900").
+ *	local time zone ("Tue, 01 Dec 2026 09:00:00 +0900"; English names
+ *	whatever the locale, the day in two digits, as GMime writes it), cut
+ *	to fit cap. The one date format of hikyaku's mail: the Received: and
+ *	Date: fields here, and the DSNs' dates (relay/dsn.c).
  *
  *	smtp_header_build() appends to out, in this order: "Received: from
  *	HELO ([IP])", "(using TLS)" when tls is set, "by HOST (hikyaku)

@@ -22,6 +22,13 @@
  * already finished, destroys the channel and closes the handles; the
  * struct itself goes when the last handle's close callback has run, so
  * the loop must be run after it for the memory to be released.
+ *
+ * Why one file of about 1,000 lines: the lookups (addresses, MX, the
+ * implicit MX), their completion queue and the c-ares/libuv glue all
+ * work on one struct dns_resolver and one life cycle of a lookup, which
+ * the ownership rules above describe as a whole; the one pure part, the
+ * MX order of RFC 5321 §5.1 (dns_mx_order()), is public and unit-tested
+ * (tests/unit/test_dns.c) where it is.
  */
 #include "relay/dns.h"
 

@@ -32,6 +32,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "proto/smtp_header.h"   /* smtp_date_format() */
+
 /* RFC 5322 §2.1.1: lines SHOULD be at most 78 characters, MUST be 998. */
 #define DSN_FOLD 78
 #define DSN_LINE_MAX 998
@@ -152,24 +154,7 @@ static char *one_line(const char *s)
 /* RFC 5322 §3.3 date-time, local time with its numeric offset. */
 static void rfc5322_date(char out[64], uint64_t ms)
 {
-	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	if (!localtime_r(&t, &tm)) {
-		gmtime_r(&t, &tm);
-		tm.tm_gmtoff = 0;
-	}
-	long off = tm.tm_gmtoff / 60;
-	char sign = off < 0 ? '-' : '+';
-	if (off < 0)
-		off = -off;
-	/* Names by hand: strftime's %a and %b follow the locale. */
-	snprintf(out, 64, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday % 7],
-	         tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	         tm.tm_sec, sign, off / 60, off % 60);
+	smtp_date_format(out, 64, (time_t)(ms / 1000));
 }
 
 /* status-code = class "." subject "." detail (RFC 3463 §2). */

@@ -34,7 +34,8 @@
  *
  *	queue_envelope_to_json() / queue_envelope_from_json() convert the
  *	envelope; queue_read_envelope() reads the envelope of a queued mail
- *	and the offset at which its message bytes start.
+ *	and the offset at which its message bytes start (these three:
+ *	relay/queue_envelope.c).
  * DIAGNOSTICS
  *	Functions return 0 or a negative errno.
  * TOUCHES
@@ -53,6 +54,9 @@
 
 #define QUEUE_ID_LEN 18
 #define QUEUE_MAGIC "HIKYAKU-QUEUE 1"
+#define QUEUE_MAGIC_LEN (sizeof(QUEUE_MAGIC) - 1)
+/* The envelope line of a queue file may not be longer than this. */
+#define QUEUE_ENVELOPE_MAX (1024 * 1024)
 
 enum queue_rcpt_state {
 	RCPT_PENDING = 0,

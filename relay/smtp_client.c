@@ -20,6 +20,16 @@
  * tests and fuzz/fuzz_smtp_client.c, behind the io_*() helpers; the
  * state machine is the same either way.
  *
+ * Why one file of about 1,400 lines: it is one state machine. Every
+ * handler reads and changes the same struct smtp_client and ends in the
+ * same few moves (await_reply(), client_abort(), txn_done(),
+ * close_conn()); connection setup, the transaction and the conn
+ * callbacks are rows and edges of the one step table, and a state's
+ * handler reads right only beside its neighbours (OpenSMTPD keeps its
+ * mta_session.c whole for the same reason). What is pure lives in
+ * proto/: the reply parser (smtp_reply), the dot-stuffing (smtp_stuff)
+ * and the EHLO reply's keywords (smtp_ehlo).
+ *
  * Memory: the client is freed in conn's on_close once the caller has let
  * go of it (smtp_client_close(), or a failed open). A callback that the
  * caller still waits for when the connection ends runs from on_close, so
@@ -28,17 +38,16 @@
 #include "relay/smtp_client.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "proto/smtp_ehlo.h"
 #include "proto/smtp_stuff.h"
 #include "util/buf.h"
 #include "util/conn.h"
@@ -77,33 +86,6 @@ enum client_state {
 	CS_QUIT,
 	CS_CLOSED,
 };
-
-enum {
-	EXT_PIPELINING = 1u << 0,
-	EXT_SIZE = 1u << 1,
-	EXT_8BITMIME = 1u << 2,
-	EXT_SMTPUTF8 = 1u << 3,
-	EXT_STARTTLS = 1u << 4,
-	EXT_AUTH = 1u << 5,
-	EXT_DSN = 1u << 6,
-	EXT_ENHANCEDSTATUSCODES = 1u << 7,
-};
-
-static const struct {
-	const char *name;
-	unsigned bit;
-} ext_names[] = {
-	{ "PIPELINING", EXT_PIPELINING },
-	{ "SIZE", EXT_SIZE },
-	{ "8BITMIME", EXT_8BITMIME },
-	{ "SMTPUTF8", EXT_SMTPUTF8 },
-	{ "STARTTLS", EXT_STARTTLS },
-	{ "AUTH", EXT_AUTH },
-	{ "DSN", EXT_DSN },
-	{ "ENHANCEDSTATUSCODES", EXT_ENHANCEDSTATUSCODES },
-};
-
-enum { MECH_PLAIN = 1u << 0, MECH_LOGIN = 1u << 1 };
 
 /* One transaction (smtp_client_send() to done_cb). */
 struct txn {
@@ -145,10 +127,7 @@ struct smtp_client {
 	uint64_t data_timeout_ms;
 	char relay[320];
 
-	/* what the server offers (from the last EHLO) */
-	unsigned ext;
-	unsigned mechs;
-	uint64_t size_limit;
+	struct smtp_ehlo ehlo;     /* what the server offers (from the last EHLO) */
 
 	bool conn_open;            /* conn_init() done, on_close not yet run */
 	bool tls_on;
@@ -475,9 +454,7 @@ static void client_abort(struct smtp_client *c, const struct smtp_reply *why)
 
 static void send_ehlo(struct smtp_client *c)
 {
-	c->ext = 0;
-	c->mechs = 0;
-	c->size_limit = 0;
+	smtp_ehlo_init(&c->ehlo);
 	send_line(c, CS_EHLO, "EHLO %s", c->helo);
 }
 
@@ -502,9 +479,7 @@ static int client_connect(struct smtp_client *c)
 	c->conn_open = true;
 	c->state = CS_CONNECT;
 	c->tls_on = false;
-	c->ext = 0;
-	c->mechs = 0;
-	c->size_limit = 0;
+	smtp_ehlo_init(&c->ehlo);
 	buf_reset(&c->in);
 	smtp_reply_parser_init(&c->parser);
 	io_timeout(c, c->connect_timeout_ms);
@@ -560,12 +535,12 @@ static void auth_start(struct smtp_client *c)
 		client_abort(c, &r);
 		return;
 	}
-	if (!(c->ext & EXT_AUTH)) {
+	if (!(c->ehlo.ext & SMTP_EXT_AUTH)) {
 		smtp_reply_none(&r, SMTP_NOREPLY_AUTH, "the server does not offer AUTH");
 		client_abort(c, &r);
 		return;
 	}
-	if (c->mechs & MECH_PLAIN) {
+	if (c->ehlo.mechs & SMTP_MECH_PLAIN) {
 		/* RFC 4954 §4: the credentials as the initial response. */
 		unsigned char raw[PLAIN_MAX];
 		unsigned char b64[B64_MAX];
@@ -575,7 +550,7 @@ static void auth_start(struct smtp_client *c)
 		OPENSSL_cleanse(b64, sizeof(b64));
 		return;
 	}
-	if (c->mechs & MECH_LOGIN) {
+	if (c->ehlo.mechs & SMTP_MECH_LOGIN) {
 		send_line(c, CS_AUTH_LOGIN, "AUTH LOGIN");
 		return;
 	}
@@ -597,7 +572,7 @@ static void after_ehlo(struct smtp_client *c)
 	bool want_tls = (c->tls == SCT_MAY && !c->plain_fallback) || c->tls == SCT_ENCRYPT ||
 	                c->tls == SCT_VERIFY;
 	if (!c->tls_on && want_tls) {
-		if (c->ext & EXT_STARTTLS) {
+		if (c->ehlo.ext & SMTP_EXT_STARTTLS) {
 			send_line(c, CS_STARTTLS, "STARTTLS");
 			return;
 		}
@@ -610,52 +585,6 @@ static void after_ehlo(struct smtp_client *c)
 		}
 	}
 	auth_start(c);
-}
-
-/* One EHLO keyword line (RFC 5321 §4.1.1.1): "KEYWORD [params]". */
-static void ext_parse(struct smtp_client *c, const char *p, size_t n)
-{
-	size_t kl = 0;
-
-	while (n > 0 && p[n - 1] == ' ')
-		n--;
-	while (kl < n && p[kl] != ' ' && p[kl] != '=')
-		kl++;
-	const char *args = p + kl;
-	size_t an = n - kl;
-	if (an > 0) {           /* "AUTH=LOGIN PLAIN": the old form of AUTH */
-		args++;
-		an--;
-	}
-	unsigned bit = 0;
-	for (size_t i = 0; i < sizeof(ext_names) / sizeof(ext_names[0]); i++) {
-		if (strlen(ext_names[i].name) == kl && strncasecmp(p, ext_names[i].name, kl) == 0)
-			bit = ext_names[i].bit;
-	}
-	c->ext |= bit;
-	if (bit == EXT_SIZE) {
-		/* RFC 1870 §4: "SIZE" [SP number]; 0 or none: no fixed limit. */
-		uint64_t v = 0;
-		size_t i = 0;
-		while (i < an && i < 19 && isdigit((unsigned char)args[i]))
-			v = v * 10 + (uint64_t)(args[i++] - '0');
-		if (i == an)
-			c->size_limit = v;
-	} else if (bit == EXT_AUTH) {
-		while (an > 0) {
-			size_t ml = 0;
-			while (ml < an && args[ml] != ' ')
-				ml++;
-			if (ml == 5 && strncasecmp(args, "PLAIN", 5) == 0)
-				c->mechs |= MECH_PLAIN;
-			else if (ml == 5 && strncasecmp(args, "LOGIN", 5) == 0)
-				c->mechs |= MECH_LOGIN;
-			while (ml < an && args[ml] == ' ')
-				ml++;
-			args += ml;
-			an -= ml;
-		}
-	}
 }
 
 static void on_greeting(struct smtp_client *c, const struct smtp_reply *r)
@@ -675,9 +604,7 @@ static void on_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 	}
 	/* RFC 5321 §3.2: a server that does not know EHLO answers 5xx; try HELO. */
 	if (r->code >= 500) {
-		c->ext = 0;
-		c->mechs = 0;
-		c->size_limit = 0;
+		smtp_ehlo_init(&c->ehlo);
 		send_line(c, CS_HELO, "HELO %s", c->helo);
 		return;
 	}
@@ -1005,7 +932,7 @@ static void client_line(struct smtp_client *c, const char *line, size_t len)
 		return;
 	}
 	if (c->state == CS_EHLO && c->parser.nlines > 1 && c->parser.r.code == 250 && len > 4)
-		ext_parse(c, line + 4, len - 4);
+		smtp_ehlo_line(&c->ehlo, line + 4, len - 4);
 	if (rc == 0)
 		return;
 	r = c->parser.r;
@@ -1378,13 +1305,13 @@ static int txn_build(struct smtp_client *c, struct txn *t, const struct smtp_cli
 	}
 	rc |= buf_appendf(&t->cmds, "MAIL FROM:<%s>", m->from);
 	/* RFC 1870 §6, RFC 6152 §2, RFC 6531 §3.4, RFC 3461 §4.4. */
-	if (c->ext & EXT_SIZE)
+	if (c->ehlo.ext & SMTP_EXT_SIZE)
 		rc |= buf_appendf(&t->cmds, " SIZE=%zu", m->len);
-	if (m->body_8bit && (c->ext & EXT_8BITMIME))
+	if (m->body_8bit && (c->ehlo.ext & SMTP_EXT_8BITMIME))
 		rc |= buf_appends(&t->cmds, " BODY=8BITMIME");
 	if (m->smtputf8)
 		rc |= buf_appends(&t->cmds, " SMTPUTF8");
-	if (m->envid && (c->ext & EXT_DSN)) {
+	if (m->envid && (c->ehlo.ext & SMTP_EXT_DSN)) {
 		rc |= buf_appends(&t->cmds, " ENVID=");
 		rc |= append_xtext(&t->cmds, m->envid);
 	}
@@ -1425,7 +1352,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
 	t.len = m->len;
 	t.nrcpts = m->nrcpts;
 	/* RFC 2920 §3.1: MAIL, RCPT and DATA in one group; DATA ends it. */
-	t.pipelined = (c->ext & EXT_PIPELINING) != 0;
+	t.pipelined = (c->ehlo.ext & SMTP_EXT_PIPELINING) != 0;
 	size_t n = t.pipelined ? t.cmds.len : t.off[1];
 	rc = io_write(c, t.cmds.data, n);
 	if (rc < 0) {
@@ -1474,15 +1401,12 @@ bool smtp_client_tls_active(const struct smtp_client *c)
 
 bool smtp_client_has(const struct smtp_client *c, const char *ext)
 {
-	for (size_t i = 0; i < sizeof(ext_names) / sizeof(ext_names[0]); i++)
-		if (strcasecmp(ext, ext_names[i].name) == 0)
-			return (c->ext & ext_names[i].bit) != 0;
-	return false;
+	return (c->ehlo.ext & smtp_ehlo_ext(ext)) != 0;
 }
 
 uint64_t smtp_client_size_limit(const struct smtp_client *c)
 {
-	return c->size_limit;
+	return c->ehlo.size_limit;
 }
 
 const char *smtp_client_relay(const struct smtp_client *c)

@@ -46,7 +46,8 @@
  *	smtp_client_close() when the connection was already closed.
  *
  *	The replies are struct smtp_reply of proto/smtp_reply.h, read by its
- *	parser; the message is dot-stuffed by proto/smtp_stuff.h.
+ *	parser; the keywords of the reply to EHLO are read by
+ *	proto/smtp_ehlo.h; the message is dot-stuffed by proto/smtp_stuff.h.
  * DIAGNOSTICS
  *	A reply with code 0 means there was none: connection refused or
  *	lost, TLS failed, timeout; text then says what happened in one line,

@@ -5,7 +5,8 @@
  *	struct supp (suppression.c) is a backend and its handle. A backend is
  *	a table of functions, as OpenSMTPD's table backends are: the SQLite
  *	file (suppression_sqlite.c, the embedded default) and PostgreSQL
- *	(suppression_pg.c, db = postgresql://..., shared by several relays).
+ *	(suppression_pg.c and its parts behind suppression_pg_int.h,
+ *	db = postgresql://..., shared by several relays).
  *	suppression.c keeps what is the same for both: the address check,
  *	the CSV import's parser and the export's writer, the time format.
  * DESCRIPTION

@@ -49,7 +49,7 @@ static void auth_db_free(struct auth_db *db)
 	free(db);
 }
 
-void auth_db_ref(struct auth_db *db)
+static void auth_db_ref(struct auth_db *db)
 {
 	db->refs++;
 }

@@ -40,7 +40,6 @@ typedef void (*auth_diag_fn)(void *arg, const char *msg);
 typedef void (*auth_result_cb)(void *arg, bool ok);
 
 struct auth_db *auth_db_load(const char *path, auth_diag_fn diag, void *arg);
-void auth_db_ref(struct auth_db *db);
 void auth_db_unref(struct auth_db *db);
 int auth_verify(uv_loop_t *loop, struct auth_db *db, const char *user, const char *pass,
                 auth_result_cb cb, void *arg);

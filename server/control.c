@@ -101,7 +101,8 @@ static json_t *cmd_status(struct control *c)
 	return ok(o);
 }
 
-json_t *control_handle(struct control *c, const json_t *req)
+/* Answers one request. */
+static json_t *control_handle(struct control *c, const json_t *req)
 {
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
 	const char *id = json_string_value(json_object_get(req, "id"));

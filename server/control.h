@@ -21,7 +21,6 @@
  *	answers on), binds and listens; it fails, with the reason in err,
  *	when another daemon answers on the path or it cannot bind.
  *	control_close() stops listening, drops clients and unlinks the path.
- *	control_handle() answers one request (exposed for tests).
  * TOUCHES
  *	The socket path and its directory (created 0750 when missing); reads
  *	the server's and the runner's state; the runner's retry and delete.
@@ -43,6 +42,5 @@ int control_open(uv_loop_t *loop, const char *path, struct server *srv, struct c
                  char *err, size_t errlen);
 void control_close(struct control *c);
 const char *control_path(const struct control *c);
-json_t *control_handle(struct control *c, const json_t *req);
 
 #endif

@@ -14,7 +14,7 @@
  *	fields; delayed recipients and the delay warning (Will-Retry-Until,
  *	the diagnostic type); header injection through a server's
  *	reply; a boundary that occurs in the content; bad arguments and a
- *	buffer that is too small.
+ *	buffer that is too small; the dates, byte for byte.
  * DIAGNOSTICS
  *	Exit status 0 when every test passed, 1 otherwise.
  * TOUCHES
@@ -748,6 +748,42 @@ START_TEST(test_appends)
 }
 END_TEST
 
+/* The dates (RFC 5322 §3.3) in the header, the readable part and the
+ * status part, byte for byte, in the local zone: smtp_date_format()'s
+ * form (the day in two digits), as in the Received: and Date: fields
+ * the listener adds. */
+START_TEST(test_dates)
+{
+	/* 2026-12-01 00:00:00 UTC is 09:00 in Tokyo. */
+	struct dsn_rcpt r = { .addr = "a@x.example", .action = "failed", .status = "5.1.1",
+	                      .last_attempt_ms = 1796083201000ULL };
+	struct dsn_info in = info_for(orig_headers);
+	buf_t b;
+
+	setenv("TZ", "JST-9", 1);
+	tzset();
+	in.arrival_ms = 1796079600000ULL;
+	in.now_ms = 1796083205000ULL;
+	buf_init(&b, 1 << 20);
+	ck_assert_int_eq(dsn_build(&in, &r, 1, &b), 0);
+	ck_assert_ptr_nonnull(memmem(b.data, b.len, "\r\nDate: Tue, 01 Dec 2026 09:00:05 +0900\r\n",
+	                             strlen("\r\nDate: Tue, 01 Dec 2026 09:00:05 +0900\r\n")));
+	GMimeMessage *m = parse(&b);
+	GMimeMultipart *mp = report_of(m, "delivery-status");
+	char *text = content_of(g_mime_multipart_get_part(mp, 0));
+	ck_assert_msg(strstr(text, "  Received: Tue, 01 Dec 2026 08:00:00 +0900\r\n"), "%s", text);
+	char *status = content_of(g_mime_multipart_get_part(mp, 1)), **blk = NULL;
+	ck_assert_int_eq(status_blocks(status, &blk), 2);
+	EXPECT_FIELD(blk[0], "Arrival-Date", "Tue, 01 Dec 2026 08:00:00 +0900");
+	EXPECT_FIELD(blk[1], "Last-Attempt-Date", "Tue, 01 Dec 2026 09:00:01 +0900");
+	g_strfreev(blk);
+	g_free(status);
+	g_free(text);
+	g_object_unref(m);
+	buf_free(&b);
+}
+END_TEST
+
 static Suite *dsn_suite(void)
 {
 	Suite *s = suite_create("dsn");
@@ -765,6 +801,7 @@ static Suite *dsn_suite(void)
 	tcase_add_test(tc, test_boundary_in_content);
 	tcase_add_test(tc, test_bad_arguments);
 	tcase_add_test(tc, test_appends);
+	tcase_add_test(tc, test_dates);
 	suite_add_tcase(s, tc);
 	return s;
 }
