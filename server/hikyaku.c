@@ -195,6 +195,18 @@ static void on_hup(uv_signal_t *h, int signum)
 	sd_notify(0, "READY=1");
 }
 
+/* A start that fails after the runner and the server exist stops them
+ * as a shutdown does, with nothing to wait for. */
+static void startup_server_stopped(struct server *srv)
+{
+	(void)srv;
+}
+
+static void startup_runner_stopped(void *arg)
+{
+	(void)arg;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -294,12 +306,14 @@ int main(int argc, char **argv)
 	}
 	if (server_init(&d.srv, d.loop, cfg, d.queue, d.log, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hikyaku: %s\n", err);
-		return 1;
+		goto fail_server;
 	}
+	cfg = NULL; /* the server's settings hold it now */
 	d.srv.runner = d.runner;
 	if (server_listen(&d.srv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hikyaku: %s\n", err);
-		return 1;
+		server_stop(&d.srv, startup_server_stopped);
+		goto fail_server;
 	}
 	runner_load(d.runner);
 	open_control(&d, d.srv.set->cfg->control.socket);
@@ -344,7 +358,23 @@ int main(int argc, char **argv)
 	fprintf(stderr, "hikyaku: stopped\n");
 	return 0;
 
-	/* Before the loop runs: nothing to drain, release in reverse. */
+	/* Before the loop runs: nothing to drain, release in reverse. The
+	 * runner's handles and threads (the PostgreSQL store's sync thread)
+	 * are stopped and closed before anything is freed. */
+fail_server:
+	runner_stop(d.runner, startup_runner_stopped, NULL);
+	metrics_http_close(d.http);
+	d.http = NULL;
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	server_free(&d.srv);
+	runner_free(d.runner);
+	queue_close(d.queue);
+	evlog_close(d.log);
+	uv_loop_close(d.loop);
+	metrics_free(d.metrics);
+	config_free(cfg);
+	free(d.config_path);
+	return 1;
 fail_runner:
 	metrics_http_close(d.http);
 	uv_run(d.loop, UV_RUN_NOWAIT);  /* its handles close */

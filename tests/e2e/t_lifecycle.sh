@@ -65,4 +65,22 @@ stop_hikyaku
 wait $rawpid
 check "SIGTERM tells an idle session 421" test $? -eq 0
 
+
+# A listen port in use at start: exit 1 with the reason, and everything
+# already started (the PostgreSQL store's sync thread among them) is
+# stopped first: no sanitizer report (finish checks), no crash.
+$PY -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(15)' "$PORT" &
+BLOCK_PID=$!
+sleep 0.5
+write_config
+sed 's#^db = .*#db = postgresql://hikyaku@127.0.0.1:1/hikyaku#' "$T/hikyaku.conf" >"$T/inuse.conf"
+timeout 20 "$HIKYAKU" -c "$T/inuse.conf" >"$T/inuse.out" 2>&1
+rc=$?
+kill "$BLOCK_PID" 2>/dev/null; wait "$BLOCK_PID" 2>/dev/null
+check "the SMTP port in use at start: exit 1 (got $rc)" test "$rc" -eq 1
+expect "with a clear message" "$T/inuse.out" "cannot listen on 127\.0\.0\.1:$PORT: address already in use"
+
 finish
