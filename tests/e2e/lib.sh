@@ -61,8 +61,20 @@ session() {
 	fi
 }
 
+# free_port [:]: a loopback TCP port free now (":" for [::1]), never one
+# this script was given before (they are bound later, so the kernel could
+# hand out the same one twice: $T/ports remembers them).
 free_port() {
-	$PY -c 'import socket,sys; s=socket.socket(socket.AF_INET6 if sys.argv[1]==":" else socket.AF_INET); s.bind(("::1" if sys.argv[1]==":" else "127.0.0.1",0)); print(s.getsockname()[1])' "${1:-.}"
+	local p _
+	for _ in $(seq 1 50); do
+		p=$($PY -c 'import socket,sys; s=socket.socket(socket.AF_INET6 if sys.argv[1]==":" else socket.AF_INET); s.bind(("::1" if sys.argv[1]==":" else "127.0.0.1",0)); print(s.getsockname()[1])' "${1:-.}")
+		if ! grep -qx "$p" "$T/ports" 2>/dev/null; then
+			echo "$p" >>"$T/ports"
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
 }
 
 PORT=$(free_port)
