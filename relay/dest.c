@@ -98,6 +98,7 @@ static void dest_mark_down(struct dest *d, const char *domain, const struct smtp
 static void dconn_try_next(struct dconn *dc);
 static void dns_done(void *arg, struct dns_result *res);
 static void dconn_open(struct dest *d, struct job *job);
+static void dconn_run(struct dconn *dc);
 static void txn_done(struct smtp_client *c, void *arg, const struct smtp_client_result *res);
 
 /* The destination's one timer: the rate bucket's wait, or a wake-up
@@ -657,7 +658,7 @@ static void dconn_open(struct dest *d, struct job *job)
 }
 
 /* Sends the next transaction of dc->job. */
-void dconn_run(struct dconn *dc)
+static void dconn_run(struct dconn *dc)
 {
 	struct job *job = dc->job;
 	struct qmail *m = job->m;

@@ -440,7 +440,6 @@ void job_fail(struct job *job, struct dconn *dc, enum outcome_verdict v,
               const struct smtp_reply *rep);
 void dconn_close(struct dconn *dc);
 void dest_close_idle(struct dest *d);
-void dconn_run(struct dconn *dc);
 void dconn_after_txn(struct dconn *dc, bool reusable);
 void dest_kick(struct dest *d);
 void dest_push_job(struct dest *d, struct job *job, bool head);
