@@ -688,18 +688,33 @@ static void dconn_run(struct dconn *dc)
 		dconn_after_txn(dc, true);
 		return;
 	}
+	if (d->paused_until > clock_now_ms()) {
+		/* Paused (a 421 from another of its hosts) while this
+		 * connection was opening: the job waits out the pause. */
+		dest_paused_reply(d, &rep);
+		dc->job = NULL;
+		job_fail(job, NULL, OUTCOME_DEFERRED, &rep);
+		dc->idle_since = clock_now_ms();
+		return;
+	}
 	unsigned n = job->rcpts->len - job->next;
 	struct dest_policy pol = dest_policy(d);
 	unsigned chunk = dest_chunk(&pol);
 	if (n > chunk)
 		n = chunk;
-	if (d->policy && dc->session_rcpts && dc->session_rcpts + n > POLICY_SESSION_RCPTS) {
-		/* This session has carried its share: the job goes on a new one. */
-		dc->job = NULL;
-		dest_push_job(d, job, true);
-		dconn_close(dc);
-		dest_kick(d);
-		return;
+	if (d->policy) {
+		/* At most POLICY_SESSION_RCPTS recipients on one session, in
+		 * one transaction or several. */
+		if (dc->session_rcpts >= POLICY_SESSION_RCPTS) {
+			/* This session has carried its share: a new one goes on. */
+			dc->job = NULL;
+			dest_push_job(d, job, true);
+			dconn_close(dc);
+			dest_kick(d);
+			return;
+		}
+		if (n > POLICY_SESSION_RCPTS - dc->session_rcpts)
+			n = POLICY_SESSION_RCPTS - dc->session_rcpts;
 	}
 	if (pol.rate_per_sec > 0) {
 		bucket_refill(d, pol.rate_per_sec);
@@ -873,6 +888,17 @@ void dconn_after_txn(struct dconn *dc, bool reusable)
 		return;
 	}
 	if (dc->job) {
+		if (dest_needs_room(d, dc)) {
+			/* The rest of a split job goes behind the policy's other
+			 * domains that wait for a slot: one stream of mail does not
+			 * hold them up. */
+			struct job *job = dc->job;
+			dc->job = NULL;
+			dest_push_job(d, job, false);
+			dconn_close(dc);
+			dest_kick(d);
+			return;
+		}
 		dconn_run(dc);
 		return;
 	}
@@ -897,6 +923,15 @@ void dest_kick(struct dest *d)
 	const struct config *cfg = r->cfg;
 	struct smtp_reply rep;
 	uint64_t now = clock_now_ms();
+	if (r->stopping) {
+		/* Shutting down: what still waits (the rest of a split job, a
+		 * job whose connection went) is deferred, never started. */
+		outcome_set(&rep, OUT_SHUTDOWN);
+		struct job *job;
+		while ((job = dest_pop_job(d)))
+			job_fail(job, NULL, OUTCOME_DEFERRED, &rep);
+		return;
+	}
 	if (d->service && !cfg->service.host) {
 		/* A reload removed the service: its mail waits (SPEC §4). */
 		outcome_set(&rep, OUT_NO_SERVICE);
@@ -972,6 +1007,13 @@ void dest_sweep(struct dest *d, uint64_t now)
  * uptime over many recipient domains does not accumulate. */
 bool dest_idle(const struct dest *d, uint64_t now)
 {
+	/* A bucket that is not full again would start full in a new
+	 * destination: keep it until it is (a slow rate holds otherwise). */
+	struct dest_policy pol = dest_policy(d);
+	if (pol.rate_per_sec > 0 && d->tokens >= 0 &&
+	    d->tokens + (double)(now - d->tokens_at) / 1000.0 * pol.rate_per_sec <
+	            bucket_capacity(pol.rate_per_sec))
+		return false;
 	return d->njobs == 0 && d->conns->len == 0 && d->closing == 0 && d->paused_until <= now &&
 	       d->down.until <= now && (!d->downs || g_hash_table_size(d->downs) == 0) &&
 	       !d->rate_timer_on && d->starting == 0 && d->parked.length == 0;

@@ -106,6 +106,7 @@ void mail_unref(struct qmail *m)
 		return;
 	queue_envelope_free(&m->env);
 	free(m->data);
+	free(m->held_by);
 	if (m->failures)
 		g_array_free(m->failures, TRUE);
 	if (m->strings)
@@ -444,6 +445,8 @@ static void round_skip(struct qmail *m, struct dest *d, const struct dest_down *
 	uint64_t next = until + (spread ? (uint64_t)g_random_int_range(0, (gint32)spread) : 0);
 	char line[600];
 	outcome_reply_line(&rep, line, sizeof(line));
+	free(m->held_by);
+	m->held_by = strdup(d->key);
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != RCPT_PENDING)
 			continue;
@@ -900,7 +903,12 @@ int runner_reload(struct runner *r, const struct config *cfg)
 		struct qmail *m = g_sequence_get(it);
 		uint64_t w = now;
 		if (!(m->env.route && strcmp(m->env.route, "service") == 0)) {
+			/* Held by a cut policy: by its key when the mail was put
+			 * off (a policy whose section is gone maps none of its
+			 * domains now), or by what its recipients map to now. */
 			bool mine = false;
+			for (guint k = 0; m->held_by && m->next_ms > now && !mine && k < cut->len; k++)
+				mine = strcmp(((struct dest *)g_ptr_array_index(cut, k))->key, m->held_by) == 0;
 			for (size_t i = 0; cut->len && m->next_ms > now && !mine && i < m->env.nrcpts; i++) {
 				if (m->env.rcpts[i].state != RCPT_PENDING)
 					continue;

@@ -204,6 +204,8 @@ struct qmail {
 	int queued_jobs;
 	bool waiting_round;
 	struct dest *parked_on;     /* waiting for a slot of this destination */
+	char *held_by;              /* the key of the destination whose pause or down
+	                             * state put the mail off last (round_skip) */
 	GList park_link;
 	GPtrArray *starting;        /* struct dest *: their "starting" counts this round */
 	char *data;                 /* the message, during a round */

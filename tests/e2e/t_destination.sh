@@ -326,6 +326,45 @@ check "... and w2" wait_rcpt b w2@carrier-b.test 10
 took=$($PY -c "import time; print(round(time.time() - $t_cut, 1))")
 check "within seconds of the reload (${took} s), not the hour" $PY -c "import sys; sys.exit(0 if $took < 8 else 1)"
 
+# ---- 7. at most 100 recipients on a policy's session, one transaction too --
+conf "max_connections = 1
+max_recipients_per_message = 150
+pause = 3s"
+kill -HUP "$HPID"
+sleep 0.5
+rcpts=$(for i in $(seq 1 150); do printf 'one%d@carrier-b.test,' "$i"; done)
+send "${rcpts%,}" --header 'To: undisclosed-recipients:;'
+check "150 recipients with max_recipients_per_message = 150 arrive" wait_rcpt b one150@carrier-b.test 30
+sleep 0.5
+kill -HUP "$HPID"   # closes the idle connection: its session is recorded
+sleep 1
+check "... never more than 100 on one session, even in its first transaction" upstream_check b \
+	'ss = [x for x in sessions if any(c.upper().startswith("RCPT TO:<ONE") for c in x["commands"])]; n = [sum(1 for c in x["commands"] if c.upper().startswith("RCPT")) for x in ss]; print(n); len(ss) == 2 and max(n) <= 100 and sum(n) == 150'
+
+# ---- 8. a slow rate holds across idle gaps ---------------------------------
+# 360/h is one recipient every 10 s; the policy's destination goes idle in
+# between (its connection closes after 5 s), and its bucket must not start
+# full again.
+conf "max_connections = 1
+max_recipients_per_message = 3
+rate = 360/h
+pause = 3s"
+kill -HUP "$HPID"
+sleep 0.5
+send slow1@carrier-b.test
+check "slow1 is delivered" wait_rcpt b slow1@carrier-b.test 15
+sleep 7
+send slow2@carrier-a.test
+check "slow2 is delivered" wait_rcpt a slow2@carrier-a.test 20
+gap=$($PY - "$(upstream_file a)" "$(upstream_file b)" <<'PYEOF'
+import json, sys
+ts = {r: json.loads(l)["ts"] for f in sys.argv[1:] for l in open(f) for r in json.loads(l)["rcpt_tos"]}
+print(round(ts["slow2@carrier-a.test"] - ts["slow1@carrier-b.test"], 2))
+PYEOF
+)
+check "rate = 360/h: slow2 waits for its token, 10 s after slow1 (${gap} s), though the first connection had closed" \
+	$PY -c "import sys; sys.exit(0 if $gap >= 9.5 else 1)"
+
 # The whole log: the policy never leaked into other.test, every deferral
 # of the pause carries the fields of SPEC §7.
 $PY - "$T/log.jsonl" >"$T/log.out" 2>&1 <<'PYEOF'
@@ -343,4 +382,26 @@ assert not [e for e in ev if e["event"] == "deferred" and "other.test" in e["to"
 print("log ok")
 PYEOF
 if grep -q 'log ok' "$T/log.out"; then ok "the suspended deferrals carry SPEC §7's fields and name the policy"; else nok "the suspended deferrals carry SPEC §7's fields and name the policy" "$T/log.out"; fi
+
+# ---- 9. SIGTERM while a split mail is being delivered ----------------------
+# The rest of the split job is deferred, not left waiting for a connection
+# slot until the 40 s deadline.
+conf "max_connections = 1
+max_recipients_per_message = 1
+pause = 3s"
+kill -HUP "$HPID"
+sleep 0.5
+stop_upstream b
+start_upstream b --addr 127.0.0.3 --port "$P" --delay 1.5 || { finish; exit 1; }
+sleep 0.3
+send "k1@carrier-b.test,k2@carrier-b.test,k3@carrier-b.test,k4@carrier-b.test"
+wait_log delivered "e['to'] == 'k1@carrier-b.test'" 1 20
+sleep 0.3   # k2's transaction is under way (its DATA takes 1.5 s), k3 and k4 wait
+t_stop=$(date +%s.%N)
+stop_hikyaku
+took=$($PY -c "import time; print(round(time.time() - $t_stop, 1))")
+check "SIGTERM during a split delivery: the daemon stops in ${took} s (not the 40 s deadline)" \
+	$PY -c "import sys; sys.exit(0 if $took < 10 else 1)"
+expect_not "... without forcing its way out" "$T/hikyaku.out" 'still under way'
+
 finish
