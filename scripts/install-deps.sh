@@ -27,12 +27,13 @@ scdoc clang libclang-rt-14-dev llvm
 # tests: swaks and the Perl modules behind its TLS, IPv6 and AUTH; the
 # Python peers (aiosmtpd, dnspython, the independent DKIM verifier with
 # PyNaCl for Ed25519); dnsmasq; a PostgreSQL server; PHP with mbstring for
-# mail(); promtool; systemd-analyze and man for the installation test.
+# mail(); promtool; systemd-analyze and man for the installation test;
+# GNU time for the peak memory of a process.
 TEST="
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
 libauthen-sasl-perl libdigest-hmac-perl
 python3 python3-aiosmtpd python3-dnspython python3-dkim python3-nacl
-dnsmasq-base procps whois util-linux
+dnsmasq-base procps whois util-linux time
 postgresql postgresql-client
 php-cli php-mbstring
 prometheus
@@ -109,6 +110,7 @@ need "python3 has aiosmtpd" /usr/bin/python3 -c 'import aiosmtpd.controller'
 need "python3 has dnspython" /usr/bin/python3 -c 'import dns.resolver'
 need "python3 has dkim with Ed25519 (PyNaCl)" /usr/bin/python3 -c 'import dkim, nacl.signing'
 need "dnsmasq runs" dnsmasq --version
+need "/usr/bin/time reports the peak RSS (GNU time)" sh -c '/usr/bin/time -v true 2>&1 | grep -q "Maximum resident set size"'
 need "openssl makes Ed25519 and RSA keys" sh -c 'openssl genpkey -algorithm ed25519 && openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:1024'
 need "php has mb_send_mail (mbstring)" php -r 'exit(function_exists("mb_send_mail") ? 0 : 1);'
 need "promtool checks metrics" sh -c 'printf "# HELP x_total A counter.\n# TYPE x_total counter\nx_total 1\n" | promtool check metrics'
