@@ -30,6 +30,10 @@
  * per attempt, never an address internal_destinations refuses, never
  * hikyaku itself; then it runs jobs one transaction after another.
  * Part of the runner (relay/runner_int.h).
+ *
+ * About 1,000 lines: the connection pool, the bucket, the pause and the
+ * down state are one object's, and every path of a connection (DNS,
+ * hosts, transactions, close) reads and changes all of them.
  */
 #include "relay/runner_int.h"
 
