@@ -209,7 +209,14 @@ bool dest_full(const struct dest *d)
  * their own due time (so ahead of mail that became due later). */
 void dest_unpark(struct dest *d)
 {
-	while (!g_queue_is_empty(&d->parked) && !dest_full(d)) {
+	/* As many as there is room for now: a mail let go is counted only
+	 * when its round starts, so "until full" would let every parked mail
+	 * go at each finished job, and all but a few park again (with
+	 * thousands parked, the loop did little else). */
+	unsigned max = 2 * dest_max_conns(d), used = d->njobs + d->starting;
+	unsigned room = used < max ? max - used : 0;
+	while (room > 0 && !g_queue_is_empty(&d->parked)) {
+		room--;
 		GList *l = g_queue_pop_head_link(&d->parked);
 		struct qmail *m = l->data;
 		m->parked_on = NULL;

@@ -517,6 +517,8 @@ static void round_start(struct qmail *m)
 		round_skip(m, held, down, now, until);
 		return;
 	}
+	free(m->held_by); /* not held now: a reload has nothing to bring forward */
+	m->held_by = NULL;
 	GPtrArray *ds = mail_dests(m);
 	bool full = live && ds->len > 0;
 	for (guint k = 0; full && k < ds->len; k++)
