@@ -149,6 +149,30 @@ smtp() {
 		--from shop@example.jp --to user@example.com --timeout 20 "$@"
 }
 
+# log_count EVENT COND: the relay log's EVENT lines for which the Python
+# expression COND on e (the line as a dict) holds, counted.
+#   log_count deferred "e['to'] == 'a@x.test' and 'suspended' in e['response']"
+log_count() {
+	$PY - "$T/log.jsonl" "$1" "$2" <<'PYEOF'
+import json, sys
+n = 0
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e.get("event") == sys.argv[2] and eval(sys.argv[3], {"e": e}):
+        n += 1
+print(n)
+PYEOF
+}
+# wait_log EVENT COND N SECONDS: until log_count EVENT COND reaches N (1 on timeout).
+wait_log() {
+	local i
+	for ((i = 0; i < $4 * 10; i++)); do
+		[ "$(log_count "$1" "$2")" -ge "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 queued_ids() { ls "$T/queue/mail" 2>/dev/null | grep -E '^[0-9A-F]{18}$' || true; }
 queued_count() { queued_ids | wc -l; }
 

@@ -13,25 +13,6 @@
 DEFAULT_DIRECT=""
 
 ctl() { "$HIKYAKUCTL" -c "$T/hikyaku.conf" "$@"; }
-log_count() { # log_count EVENT PY-CONDITION-ON-e
-	$PY - "$T/log.jsonl" "$1" "$2" <<'PYEOF'
-import json, sys
-n = 0
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e.get("event") == sys.argv[2] and eval(sys.argv[3], {"e": e}):
-        n += 1
-print(n)
-PYEOF
-}
-wait_log() { # wait_log EVENT COND N SECONDS
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(log_count "$1" "$2")" -ge "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 qid_of() { grep -oE 'queued as [0-9A-F]{18}' "$1" | awk '{print $3}'; }
 got() { upstream_rcpts "$1" | grep -cx "$2"; }
 wait_rcpt() { # wait_rcpt UPSTREAM ADDR [SECONDS]

@@ -30,25 +30,6 @@ MPORT=$(free_port)
 ctl() { "$HIKYAKUCTL" -c "$T/hikyaku.conf" "$@"; }
 metric() { $TOOL get 127.0.0.1 "$MPORT" /metrics | grep -F "$1 " | awk '{print $2}'; }
 
-log_count() { # log_count EVENT PY-CONDITION-ON-e
-	$PY - "$T/log.jsonl" "$1" "$2" <<'PYEOF'
-import json, sys
-n = 0
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e.get("event") == sys.argv[2] and eval(sys.argv[3], {"e": e}):
-        n += 1
-print(n)
-PYEOF
-}
-wait_log() { # wait_log EVENT COND N SECONDS
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(log_count "$1" "$2")" -ge "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # The log lines of the recipients matching a regular expression, for the
 # record (the issue's closing note quotes them).
 show_log() {

@@ -19,27 +19,7 @@ HOSTILE_MAILS=${HOSTILE_MAILS:-600}
 
 ctl() { "$HIKYAKUCTL" -c "$T/hikyaku.conf" "$@"; }
 
-# wait_log EVENT JQ-LIKE-PY-CONDITION N SECONDS: waits until the log has N
-# events EVENT for which the Python condition on e holds.
-log_count() {
-	$PY - "$T/log.jsonl" "$1" "$2" <<'PYEOF'
-import json, sys
-n = 0
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e.get("event") == sys.argv[2] and eval(sys.argv[3], {"e": e}):
-        n += 1
-print(n)
-PYEOF
-}
-wait_log() {
-	local i
-	for ((i = 0; i < $4 * 10; i++)); do
-		[ "$(log_count "$1" "$2")" -ge "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+# log_count and wait_log: tests/e2e/lib.sh.
 
 # ---- 1. one holding MX, hundreds of mails; a healthy domain on time ----
 start_fault_peer hold --addr 127.0.0.9 --mode stall-dot --stall 20 || { finish; exit 1; }
