@@ -53,6 +53,10 @@ extern const struct supp_backend supp_sqlite_backend;
 extern const struct supp_backend supp_pg_backend;
 
 int supp_sqlite_open(const char *path, void **h);
+/* An SQLite result code as 0 or a negative errno (the PostgreSQL store's
+ * local copy uses it too). */
+struct sqlite3;
+int supp_sqlite_errno(struct sqlite3 *db, int rc);
 /* local_dir NULL: every call goes to the server (hikyakuctl). Otherwise
  * the daemon's mode: a local copy and journal in local_dir, and a thread
  * that keeps them in step with the server. */

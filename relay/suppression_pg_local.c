@@ -53,30 +53,7 @@ static const char local_schema[] =
 
 int spg_lerr(sqlite3 *db, int rc)
 {
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_CANTOPEN: {
-		int e = db ? sqlite3_system_errno(db) : 0;
-		return e > 0 ? -e : -EACCES;
-	}
-	case SQLITE_NOTADB:
-	case SQLITE_CORRUPT:
-		return -EBADMSG;
-	default:
-		return -EIO;
-	}
+	return supp_sqlite_errno(db, rc);
 }
 
 int spg_lexec(sqlite3 *db, const char *sql)

@@ -131,7 +131,7 @@ struct supp_sqlite {
 };
 
 
-static int sqlite_errno(sqlite3 *db, int rc)
+int supp_sqlite_errno(sqlite3 *db, int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -171,7 +171,7 @@ static int sqlite_errno(sqlite3 *db, int rc)
 
 static int exec(struct supp_sqlite *s, const char *sql)
 {
-	return sqlite_errno(s->db, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+	return supp_sqlite_errno(s->db, sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
 static int pragma_int(struct supp_sqlite *s, const char *sql, int64_t *out)
@@ -180,14 +180,14 @@ static int pragma_int(struct supp_sqlite *s, const char *sql, int64_t *out)
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
-		return sqlite_errno(s->db, rc);
+		return supp_sqlite_errno(s->db, rc);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int64(st, 0);
 	else if (rc == SQLITE_DONE)
 		*out = 0;
 	rc = sqlite3_finalize(st);
-	return sqlite_errno(s->db, rc);
+	return supp_sqlite_errno(s->db, rc);
 }
 
 /* Brings the schema to SUPP_SCHEMA_VERSION, in one write transaction so
@@ -263,11 +263,11 @@ int supp_sqlite_open(const char *path, void **out)
 		return -ENOMEM;
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		rc = sqlite_errno(s->db, rc);
+		rc = supp_sqlite_errno(s->db, rc);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
-	rc = sqlite_errno(s->db, sqlite3_busy_timeout(s->db, SUPP_BUSY_TIMEOUT_MS));
+	rc = supp_sqlite_errno(s->db, sqlite3_busy_timeout(s->db, SUPP_BUSY_TIMEOUT_MS));
 	if (rc)
 		goto fail;
 	/* Reading the schema is the first access: a file that is not a
@@ -282,7 +282,7 @@ int supp_sqlite_open(const char *path, void **out)
 		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 		                        &s->st[i], NULL);
 		if (rc != SQLITE_OK) {
-			rc = sqlite_errno(s->db, rc);
+			rc = supp_sqlite_errno(s->db, rc);
 			goto fail;
 		}
 	}
@@ -316,7 +316,7 @@ static int step_done(struct supp_sqlite *s, sqlite3_stmt *st)
 
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	return rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc ? rc : SQLITE_ERROR);
+	return rc == SQLITE_DONE ? 0 : supp_sqlite_errno(s->db, rc ? rc : SQLITE_ERROR);
 }
 
 static int begin(struct supp_sqlite *s)
@@ -374,7 +374,7 @@ static int bind_entry(struct supp_sqlite *s, sqlite3_stmt *st, const struct supp
 		rc = sqlite3_bind_int64(st, 8, e->count);
 	if (rc != SQLITE_OK) {
 		sqlite3_clear_bindings(st);
-		return sqlite_errno(s->db, rc);
+		return supp_sqlite_errno(s->db, rc);
 	}
 	return 0;
 }
@@ -408,12 +408,12 @@ static int sq_lookup(void *h, const char *address, struct supp_entry *e)
 	st = s->st[ST_LOOKUP];
 	rc = sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
 	if (rc != SQLITE_OK)
-		return sqlite_errno(s->db, rc);
+		return supp_sqlite_errno(s->db, rc);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		rc = 0;
 	} else if (rc != SQLITE_ROW) {
-		rc = sqlite_errno(s->db, rc);
+		rc = supp_sqlite_errno(s->db, rc);
 	} else if (!e) {
 		rc = 1;
 	} else {
@@ -481,7 +481,7 @@ static int sq_remove(void *h, const char *address)
 	st = s->st[ST_DELETE];
 	rc = sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
 	if (rc != SQLITE_OK)
-		return sqlite_errno(s->db, rc);
+		return supp_sqlite_errno(s->db, rc);
 	/* One statement in autocommit mode is its own short transaction. */
 	rc = step_done(s, st);
 	if (rc)
@@ -509,7 +509,7 @@ static int sq_list(void *h, const char *search,
 		rc = sqlite3_bind_text(st, 1, pattern, -1, SQLITE_STATIC);
 		if (rc != SQLITE_OK) {
 			free(pattern);
-			return sqlite_errno(s->db, rc);
+			return supp_sqlite_errno(s->db, rc);
 		}
 	} else {
 		st = s->st[ST_LIST];
@@ -526,7 +526,7 @@ static int sq_list(void *h, const char *search,
 		}
 		n++;
 	}
-	rc = rc == SQLITE_DONE ? n : sqlite_errno(s->db, rc);
+	rc = rc == SQLITE_DONE ? n : supp_sqlite_errno(s->db, rc);
 out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -545,7 +545,7 @@ static int64_t sq_data_version(void *h)
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return sqlite_errno(s->db, rc);
+		return supp_sqlite_errno(s->db, rc);
 	}
 	dv = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
@@ -586,7 +586,7 @@ static int sq_merge(void *h, struct supp_entry *rows, size_t n, bool *fresh, siz
 static int one_shot(struct supp_sqlite *s, const char *sql, sqlite3_stmt **st)
 {
 	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-	return rc == SQLITE_OK ? 0 : sqlite_errno(s->db, rc);
+	return rc == SQLITE_OK ? 0 : supp_sqlite_errno(s->db, rc);
 }
 
 static int sq_sent_add(void *h, const char *queue_id, const char *rcpt, const char *sender,
@@ -607,7 +607,7 @@ static int sq_sent_add(void *h, const char *queue_id, const char *rcpt, const ch
 		sqlite3_bind_null(st, 4);
 	sqlite3_bind_int64(st, 5, now_ms);
 	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
+	rc = rc == SQLITE_DONE ? 0 : supp_sqlite_errno(s->db, rc);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -639,7 +639,7 @@ static int sq_sent_find(void *h, const char *queue_id, const char *service_id,
 		*qid = strdup((const char *)sqlite3_column_text(st, 1));
 		rc = *sender && *qid ? 1 : -ENOMEM;
 	} else {
-		rc = rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
+		rc = rc == SQLITE_DONE ? 0 : supp_sqlite_errno(s->db, rc);
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -654,7 +654,7 @@ static int sq_sent_prune(void *h, int64_t before_ms)
 		return rc;
 	sqlite3_bind_int64(st, 1, before_ms);
 	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? sqlite3_changes(s->db) : sqlite_errno(s->db, rc);
+	rc = rc == SQLITE_DONE ? sqlite3_changes(s->db) : supp_sqlite_errno(s->db, rc);
 	sqlite3_finalize(st);
 	return rc;
 }
