@@ -1071,6 +1071,40 @@ char *rcpt_dest_key(const struct config *cfg, const char *addr)
 	return k;
 }
 
+/* Marks "made, and none" in m->rcpt_dom. */
+static char rcpt_dom_none[] = "";
+
+const char *mail_rcpt_domain(struct qmail *m, size_t i)
+{
+	if (i >= m->env.nrcpts)
+		return NULL;
+	if (!m->rcpt_dom) {
+		m->rcpt_dom = calloc(m->env.nrcpts, sizeof(*m->rcpt_dom));
+		if (!m->rcpt_dom)
+			return NULL;
+	}
+	if (!m->rcpt_dom[i]) {
+		char *d = rcpt_domain_key(m->env.rcpts[i].addr);
+		m->rcpt_dom[i] = d ? d : rcpt_dom_none;
+	}
+	return m->rcpt_dom[i] == rcpt_dom_none ? NULL : m->rcpt_dom[i];
+}
+
+char *mail_rcpt_dest_key(struct qmail *m, size_t i)
+{
+	const char *dom = mail_rcpt_domain(m, i);
+	return dom ? dest_key_for_domain(m->r->cfg, dom) : NULL;
+}
+
+void mail_rcpt_domains_free(struct qmail *m)
+{
+	for (size_t i = 0; m->rcpt_dom && i < m->env.nrcpts; i++)
+		if (m->rcpt_dom[i] != rcpt_dom_none)
+			free(m->rcpt_dom[i]);
+	free(m->rcpt_dom);
+	m->rcpt_dom = NULL;
+}
+
 void dest_free(struct dest *d)
 {
 	g_queue_clear(&d->jobs);

@@ -19,8 +19,9 @@
  *	queue_fs_remove() removes mails: for each id the message first, then
  *	its state file (a state file without its mail is an orphan that the
  *	next start removes; the reverse would resend), then one fsync of
- *	each directory for all of them (a removal a power loss can undo
- *	would bring a finished mail back). status[i] gets 0 or a negative
+ *	DIR/mail for all of them (a removal a power loss can undo would
+ *	bring a finished mail back; a state file it brings back is such an
+ *	orphan, so DIR/state is not synced). status[i] gets 0 or a negative
  *	errno for ids[i]; a failed directory fsync fails every id.
  *
  *	queue_fs_list() returns (in a GPtrArray of g_malloc'd strings) the

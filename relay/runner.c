@@ -107,6 +107,7 @@ void mail_unref(struct qmail *m)
 {
 	if (--m->refs > 0)
 		return;
+	mail_rcpt_domains_free(m);
 	queue_envelope_free(&m->env);
 	free(m->data);
 	free(m->held_by);
@@ -320,7 +321,8 @@ static void round_read_done(uv_work_t *w, int status)
 		}
 		/* One job per recipient domain; a policy's domains share
 		 * its destination (relay/dest.c). */
-		char *dom = service ? strdup("service") : rcpt_domain_key(m->env.rcpts[i].addr);
+		const char *d0 = service ? NULL : mail_rcpt_domain(m, i);
+		char *dom = service ? strdup("service") : d0 ? strdup(d0) : NULL;
 		char *key = !dom ? NULL : service ? strdup(DEST_KEY_SERVICE) : dest_key_for_domain(r->cfg, dom);
 		if (!key) {
 			free(dom);
@@ -401,12 +403,11 @@ static struct dest *mail_held_by(struct qmail *m, uint64_t now, uint64_t *until,
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != RCPT_PENDING)
 			continue;
-		char *dom = rcpt_domain_key(m->env.rcpts[i].addr);
+		const char *dom = mail_rcpt_domain(m, i);
 		char *key = dom ? dest_key_for_domain(r->cfg, dom) : NULL;
 		struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
 		struct dest_down *x = d ? dest_down_of(d, dom, false) : NULL;
 		free(key);
-		free(dom);
 		if (!d)
 			return NULL;
 		uint64_t u = d->paused_until;
@@ -475,7 +476,7 @@ static GPtrArray *mail_dests(struct qmail *m)
 		if (m->env.rcpts[i].state != RCPT_PENDING ||
 		    config_is_bounce_address(r->cfg, m->env.rcpts[i].addr, NULL, NULL))
 			continue;
-		char *key = rcpt_dest_key(r->cfg, m->env.rcpts[i].addr);
+		char *key = mail_rcpt_dest_key(m, i);
 		if (!key)
 			continue;
 		struct dest *d = dest_get(r, key, false);
@@ -917,7 +918,7 @@ int runner_reload(struct runner *r, const struct config *cfg)
 			for (size_t i = 0; cut->len && m->next_ms > now && !mine && i < m->env.nrcpts; i++) {
 				if (m->env.rcpts[i].state != RCPT_PENDING)
 					continue;
-				char *key = rcpt_dest_key(r->cfg, m->env.rcpts[i].addr);
+				char *key = mail_rcpt_dest_key(m, i);
 				struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
 				free(key);
 				mine = d && g_ptr_array_find(cut, d, NULL);

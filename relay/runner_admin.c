@@ -8,7 +8,7 @@
 static json_t *mail_view(const struct qmail *m, bool all);
 static gint mail_id_cmp(gconstpointer a, gconstpointer b);
 static void service_unpause(struct runner *r);
-static void policies_unpause(struct runner *r, const struct qmail *m);
+static void policies_unpause(struct runner *r, struct qmail *m);
 static bool mail_retry(struct qmail *m, uint64_t now);
 /* ---- administration (the control socket, SPEC §8) -------------------- */
 
@@ -60,7 +60,7 @@ static void service_unpause(struct runner *r)
 
 /* The same for the [destination NAME] policies: those of the mail's
  * pending recipients, or (m NULL) all of them. */
-static void policies_unpause(struct runner *r, const struct qmail *m)
+static void policies_unpause(struct runner *r, struct qmail *m)
 {
 	GPtrArray *ds = g_ptr_array_new();
 	GHashTableIter it;
@@ -74,7 +74,7 @@ static void policies_unpause(struct runner *r, const struct qmail *m)
 		for (size_t i = 0; i < m->env.nrcpts; i++) {
 			if (m->env.rcpts[i].state != RCPT_PENDING)
 				continue;
-			char *key = rcpt_dest_key(r->cfg, m->env.rcpts[i].addr);
+			char *key = mail_rcpt_dest_key(m, i);
 			struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
 			free(key);
 			if (d && d->policy && !g_ptr_array_find(ds, d, NULL))

@@ -219,6 +219,8 @@ struct qmail {
 	GArray *inflight;           /* struct state_waiter: wait for the current one */
 	int refs;
 	GSequenceIter *by_arrival;  /* in r->arrivals while in the index (metrics) */
+	char **rcpt_dom;            /* per recipient: its domain key, made once
+	                             * (mail_rcpt_domain()); NULL: not made yet */
 };
 
 
@@ -459,6 +461,13 @@ void round_end(struct qmail *m);
 char *rcpt_dest_key(const struct config *cfg, const char *addr);
 char *rcpt_domain_key(const char *addr);
 char *dest_key_for_domain(const struct config *cfg, const char *domain);
+/* rcpt_domain_key() of recipient i, made once per mail and kept: the
+ * A-label conversion (libidn2) is otherwise the costliest step of every
+ * round. NULL: the address has no usable domain. */
+const char *mail_rcpt_domain(struct qmail *m, size_t i);
+/* rcpt_dest_key() of recipient i, through mail_rcpt_domain(). */
+char *mail_rcpt_dest_key(struct qmail *m, size_t i);
+void mail_rcpt_domains_free(struct qmail *m);
 struct dest_down *dest_down_of(struct dest *d, const char *domain, bool make);
 void dest_paused_reply(const struct dest *d, struct smtp_reply *rep);
 void dest_unpause(struct dest *d);
