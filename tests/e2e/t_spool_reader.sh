@@ -56,7 +56,7 @@ spool("shadow", {S1: rec("M", A, mailfile(A, b"A\r\n")) + rec("M", B, mailfile(B
 bad_crc = bytearray(rec("M", C, mailfile(C, body_c)))
 bad_crc[-3] ^= 1
 lower = rec("M", F, mailfile(F, b"F\r\n")).replace(b"HKW1 M " + F.encode(), b"HKW1 M " + F.lower().encode())
-d_len = b"HKW1 D %s 0000000000000001 00000000\n" % A.encode()
+d_len = b"HKW1 D %s 0000000000000001 %08X\nx" % (A.encode(), zlib.crc32(b"x"))
 spool("stop", {S1: rec("M", A, mailfile(A, b"A\r\n")) + bytes(bad_crc) + rec("M", E, mailfile(E, b"E\r\n")),
                S2: rec("M", B, mailfile(B, body_b)) + lower + rec("M", G, mailfile(G, b"G\r\n"))})
 spool("dlen", {S1: rec("M", A, mailfile(A, b"A\r\n")) + d_len + rec("D", A)})
