@@ -37,6 +37,9 @@ check() {
 	if "$@" >"$T/check.out" 2>&1; then ok "$name"; else nok "$name" "$T/check.out"; fi
 }
 
+# not COMMAND...: succeeds when the command fails (check NAME not queued_has ID).
+not() { ! "$@"; }
+
 # expect NAME FILE REGEX: passes when FILE has a line matching REGEX.
 expect() {
 	if grep -Eq -- "$3" "$2"; then ok "$1"; else nok "$1 (no /$3/)" "$2"; fi
@@ -173,12 +176,21 @@ wait_log() {
 	return 1
 }
 
-queued_ids() { ls "$T/queue/mail" 2>/dev/null | grep -E '^[0-9A-F]{18}$' || true; }
+# What is queued, read from the spool's files by tests/e2e/spool.py (the
+# mail files of DIR/mail and the live records of the segment log DIR/wal):
+# never by looking at DIR/mail alone, where a fresh mail may not be yet.
+# The spool is $T/queue, or $SPOOL_DIR when set (SPOOL_DIR=$T/other/queue
+# queued_count).
+SPOOL_PY="$PY $ROOT/tests/e2e/spool.py"
+spool_read() { $SPOOL_PY "${SPOOL_DIR:-$T/queue}" "$@"; }
+queued_ids() { spool_read ids; }
 queued_count() { queued_ids | wc -l; }
+# queued_has ID: exit 0 when mail ID is queued.
+queued_has() { spool_read file "$1" >/dev/null 2>&1; }
 
 # The message bytes of a queued mail (after the magic and envelope lines).
-queued_data() { tail -n +3 "$T/queue/mail/$1"; }
-queued_envelope() { sed -n 2p "$T/queue/mail/$1"; }
+queued_data() { spool_read data "$1"; }
+queued_envelope() { spool_read envelope "$1"; }
 
 finish() {
 	stop_hikyaku

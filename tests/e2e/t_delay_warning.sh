@@ -157,7 +157,7 @@ check "after a restart A is retried ($(log_count deferred "e['queue_id'] == '$A'
 check "... and no second warning is sent" test "$(count_reports "$A")$(log_count delayed "e['queue_id'] == '$A'")" = 11
 
 # The null sender is never warned.
-check "N (null sender) is past delay_warning and still queued" test -f "$T/queue/mail/$N"
+check "N (null sender) is past delay_warning and still queued" queued_has "$N"
 check "N got no delayed event" test "$(log_count delayed "e['queue_id'] == '$N'")" -eq 0
 check "and nothing went to a null address" upstream_check sender 'all(m["rcpt_tos"] == ["shop@sender.test"] for m in msgs)'
 
@@ -171,7 +171,7 @@ sleep 3
 check "A's sender got exactly the one warning, no failure report" \
 	test "$(count_reports "$A")$(upstream_count sender)" = 11
 check "one delayed event in all" test "$(log_count delayed 'True')" -eq 1
-check "A has left the queue" test ! -e "$T/queue/mail/$A"
+check "A has left the queue" not queued_has "$A"
 
 # ---- the lifetime still ends it: a warning, then the failure report ------
 stop_hikyaku

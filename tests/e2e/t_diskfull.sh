@@ -19,10 +19,11 @@ smtp --body "@$T/body" >"$T/one.out" 2>&1
 expect "the first mail fits" "$T/one.out" 'queued as'
 smtp --body "@$T/body" >"$T/two.out" 2>&1
 expect "the second one gets 452 4.3.1" "$T/two.out" '<\*\* +452 4\.3\.1'
-check "nothing half-written in the queue" test "$(ls "$T/small/queue/mail" | wc -l)" -eq 1
+check "nothing half-written in the queue" test "$(SPOOL_DIR=$T/small/queue queued_count)" -eq 1
 check "no temporary left behind" test "$(ls "$T/small/queue/tmp" | wc -l)" -eq 0
 smtp --body "small" >"$T/three.out" 2>&1
 expect "a small mail still fits afterwards" "$T/three.out" 'queued as'
+check "... and is read back from the spool: two mails queued" test "$(SPOOL_DIR=$T/small/queue queued_count)" -eq 2
 stop_hikyaku
 umount "$T/small"
 

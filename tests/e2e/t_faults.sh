@@ -203,11 +203,12 @@ e[0]['event'] == 'deferred' and not of('$q', 'bounced', 'expired')" "$q"
 # earlier case) the one after the suspension, says what went wrong.
 ds = of('$q', 'deferred')
 any(re.search(r'''$re''', d['response'], re.I) for d in ds) and all('next_retry' in d and t(d['next_retry']) > t(d['ts']) and not (d['status'] or '').startswith('5') for d in ds)" "$q"
-	check "$label: the mail stays in the queue" test -f "$T/queue/mail/$q"
+	check "$label: the mail stays in the queue" queued_has "$q"
 }
 
 # delivered LABEL NAME [SECONDS]: logged delivered after being deferred,
 # never bounced, gone from the queue.
+removed() { ! queued_has "$1" && test ! -e "$T/queue/state/$1"; }
 delivered() {
 	local label=$1 q
 	q=$(qid "$2")
@@ -219,7 +220,7 @@ delivered() {
 d = of('$q', 'delivered')
 f = of('$q', 'deferred')
 len(d) == 1 and f and t(f[0]['ts']) <= t(d[0]['ts']) and not of('$q', 'bounced', 'expired')" "$q"
-	check "$label: removed from the queue after delivery" test ! -e "$T/queue/mail/$q" -a ! -e "$T/queue/state/$q"
+	check "$label: removed from the queue after delivery" removed "$q"
 }
 
 # copies UPSTREAM RCPT: copies of RCPT accepted (with 250) by UPSTREAM.

@@ -35,11 +35,11 @@ kill -9 "$HPID"
 wait "$HPID" 2>/dev/null
 HPID=""
 id=$(grep -oE 'queued as [0-9A-F]{18}' "$T/k9.out" | awk '{print $3}')
-check "the 250-answered mail is on disk after kill -9" test -s "$T/queue/mail/$id"
+check "the 250-answered mail is on disk after kill -9" queued_has "$id"
 queued_data "$id" >"$T/k9.data"
 expect "with its body" "$T/k9.data" '^survive me'
 start_hikyaku || { finish; exit 1; }
-check "still queued after the restart" test -s "$T/queue/mail/$id"
+check "still queued after the restart" queued_has "$id"
 smtp --body "after restart" >"$T/after.out" 2>&1
 expect "the restarted relay accepts mail" "$T/after.out" 'queued as'
 id2=$(grep -oE 'queued as [0-9A-F]{18}' "$T/after.out" | awk '{print $3}')

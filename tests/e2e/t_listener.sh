@@ -27,7 +27,7 @@ session "EHLO without a name is a syntax error" '<220' '>EHLO\r\n' '<501 5.5.4' 
 smtp --body "hello" >"$T/queued.out" 2>&1
 expect "250 queued as ID" "$T/queued.out" '<- +250 2\.0\.0 Ok: queued as [0-9A-F]{18}$'
 id=$(grep -oE 'queued as [0-9A-F]{18}' "$T/queued.out" | awk '{print $3}')
-check "the queued file exists" test -f "$T/queue/mail/$id"
+check "the queued mail is in the spool" queued_has "$id"
 
 # Relay access denied from outside allow_networks, but the bounce address
 # is accepted from anyone (SPEC §6).

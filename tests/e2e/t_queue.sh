@@ -143,8 +143,8 @@ ctl queue delete "$B" >"$T/delete.out" 2>&1
 check "queue delete exits 0" test $? -eq 0
 expect "queue delete says what it did" "$T/delete.out" "^deleted $B\$"
 check "the log has a deleted event naming B's recipient" wait_log "\"event\":\"deleted\",\"queue_id\":\"$B\",\"to\":\\[\"bob@dead.test\"\\]"
-for _ in $(seq 1 50); do [ -e "$T/queue/mail/$B" ] || break; sleep 0.1; done
-check "B's file is gone from the spool" test ! -e "$T/queue/mail/$B"
+for _ in $(seq 1 50); do queued_has "$B" || break; sleep 0.1; done
+check "B is gone from the spool" not queued_has "$B"
 ctl queue list >"$T/list2.out" 2>&1
 expect "an empty queue says so" "$T/list2.out" '^The queue is empty\.$'
 ctl queue delete "$B" >"$T/delete2.out" 2>&1

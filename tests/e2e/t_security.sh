@@ -5,7 +5,7 @@
 # injection into the queue or the Received: header, bounded memory under
 # huge lines, and a fair share of the listener under slow clients and
 # connection floods. Each check looks at the replies, the queue on disk
-# ($T/queue/mail) and the relay log's "rejected" events.
+# (tests/e2e/spool.py) and the relay log's "rejected" events.
 . "$(dirname "$0")/lib.sh"
 
 OUT=127.0.0.2   # a client outside allow_networks
@@ -37,21 +37,23 @@ auth_file = $T/auth"
 # the DSNs hikyaku may write itself), and fields of a queued envelope.
 cat >"$T/q.py" <<'PYEOF'
 import json, os, re, sys
-qdir = os.path.join(sys.argv[1], "queue", "mail")
-cmd = sys.argv[2]
+sys.path.insert(0, sys.argv[1])
+import spool     # tests/e2e/spool.py: DIR/mail and the segment log DIR/wal
+qdir = os.path.join(sys.argv[2], "queue")
+cmd = sys.argv[3]
 def ids():
-    try:
-        return sorted(f for f in os.listdir(qdir) if re.fullmatch(r"[0-9A-F]{18}", f))
-    except FileNotFoundError:
-        return []
+    return spool.ids(qdir)
 def raw(i):
-    return open(os.path.join(qdir, i), "rb").read()
+    d = spool.read_file(qdir, i)
+    if d is None:
+        raise FileNotFoundError("%s is not queued" % i)
+    return d
 def env(i):
     return json.loads(raw(i).split(b"\n", 2)[1])
 if cmd == "snap":
     print("\n".join(ids()))
 elif cmd == "new":
-    old = set(open(sys.argv[3]).read().split())
+    old = set(open(sys.argv[4]).read().split())
     for i in ids():
         if i not in old:
             try:
@@ -60,10 +62,10 @@ elif cmd == "new":
             except (OSError, ValueError):
                 print(i)
 elif cmd == "rcpts":
-    for r in env(sys.argv[3])["rcpts"]:
+    for r in env(sys.argv[4])["rcpts"]:
         print(r["addr"])
 elif cmd == "field":
-    v = env(sys.argv[3]).get(sys.argv[4])
+    v = env(sys.argv[4]).get(sys.argv[5])
     print("" if v is None else v)
 elif cmd == "all_envelopes":
     for i in ids():
@@ -75,7 +77,7 @@ elif cmd == "structure":
     # The file is: magic line, one JSON envelope line, the message; the
     # message starts with hikyaku's Received: and has CRLF line ends only;
     # no line anywhere begins with the injected header name.
-    d = raw(sys.argv[3])
+    d = raw(sys.argv[4])
     magic, envl, msg = d.split(b"\n", 2)
     assert magic.startswith(b"HIKYAKU-QUEUE"), magic
     e = json.loads(envl)
@@ -93,7 +95,7 @@ elif cmd == "structure":
     print("envelope:", json.dumps(e))
     print("received:", b" | ".join(rec).decode("utf-8", "replace"))
 PYEOF
-q() { $PY "$T/q.py" "$T" "$@"; }
+q() { PYTHONDONTWRITEBYTECODE=1 $PY "$T/q.py" "$ROOT/tests/e2e" "$T" "$@"; }
 snap() { q snap >"$T/snap"; }
 new_ids() { q new "$T/snap"; }
 new_count() { new_ids | wc -l; }
@@ -164,7 +166,7 @@ check "mixed transaction: one recipient queued (received event rcpts = 1)" $PY -
 import json, sys
 r = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "received" and e["queue_id"] == sys.argv[2]]
 sys.exit(0 if len(r) == 1 and r[0]["client"] == "127.0.0.2" and r[0]["rcpts"] == 1 else 1)' "$T/log.jsonl" "$id"
-if [ -e "$T/queue/mail/$id" ]; then
+if queued_has "$id"; then
 	check "mixed transaction: exactly the bounce address queued" rcpts_are "$id" bounces@mail.shop.example
 fi
 
