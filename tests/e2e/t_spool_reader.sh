@@ -69,7 +69,7 @@ PYEOF
 }
 
 IDS=$(mkspool "$T/s") || { nok "the synthetic spools are made"; finish; exit 1; }
-read -r A B C E F G <<<"$(echo $IDS)"
+read -r A B C E F G <<<"${IDS//$'\n'/ }"
 S=$T/s
 sp() { $SPOOL_PY "$@"; }
 
@@ -100,6 +100,10 @@ check "shadow: a path is no queue id: exit 1" test $? -eq 1
 
 check "stop: a CRC failure and a lower-case header end their segments (A, B live; not C, E, F, G)" \
 	test "$(sp "$S/stop" ids | tr '\n' ' ')" = "$A $B "
+sp "$S/stop" file "$G" >/dev/null 2>&1
+check "stop: G, a good record after a malformed one, is not queued" test $? -eq 1
+sp "$S/stop" file "$F" >/dev/null 2>&1
+check "stop: F, in a header with a lower-case id, is not queued" test $? -eq 1
 check "dlen: a D record with a length is malformed: A stays live" test "$(sp "$S/dlen" ids)" = "$A"
 check "shorthdr: a header cut short is the end: A stays live" test "$(sp "$S/shorthdr" ids)" = "$A"
 check "again: M, D, M of one id: live, with the last M's bytes" test "$(sp "$S/again" data "$A")" = $'second\r'
