@@ -8,6 +8,7 @@
 # its message bytes as queued, and the spool empties.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_upstream.sh"
+# shellcheck disable=SC2034 # read by write_config in lib.sh
 DEFAULT_DIRECT=""
 FIX=$ROOT/tests/e2e/fixtures/spool-r1
 
