@@ -22,7 +22,7 @@ static void fin_start(struct runner *r);
 static void state_write_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
-	j->status = queue_fs_write_state(j->r->qdir, j->id, j->text);
+	j->status = queue_fs_write_state(queue_wal(j->r->q), j->r->qdir, j->id, j->text);
 }
 
 static char *state_serialize(struct qmail *m)
@@ -133,7 +133,7 @@ static void delete_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
 	const char *id = j->id;
-	queue_fs_remove(j->r->qdir, &id, 1, &j->status);
+	queue_fs_remove(queue_wal(j->r->q), j->r->qdir, &id, 1, &j->status);
 }
 
 static void delete_after(uv_work_t *w, int status)
@@ -187,7 +187,7 @@ static void fin_work(uv_work_t *w)
 	} else {
 		for (guint i = 0; i < n; i++)
 			ids[i] = g_array_index(b->reqs, struct fin_req, i).m->env.id;
-		queue_fs_remove(b->r->qdir, ids, n, st);
+		queue_fs_remove(queue_wal(b->r->q), b->r->qdir, ids, n, st);
 		for (guint i = 0; i < n; i++)
 			g_array_index(b->reqs, struct fin_req, i).status = st[i];
 	}
@@ -253,7 +253,7 @@ bool mail_all_final(const struct qmail *m)
 void mail_read_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
-	j->status = queue_fs_read_message(j->r->qdir, j->id, &j->data, &j->len);
+	j->status = queue_fs_read_message(queue_wal(j->r->q), j->r->qdir, j->id, &j->data, &j->len);
 	/* SPEC §6: the list is consulted at every delivery attempt. Here, on
 	 * the thread pool, since SQLite may touch the disk. */
 	struct qmail *m = j->m;

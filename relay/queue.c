@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "relay/queue_wal.h"
 #include "util/fsutil.h"
 
 /*
@@ -62,6 +63,7 @@ struct queue_req {
 	queue_prepend_fn prep;
 	void *prep_arg;
 	json_t *env_json;
+	bool wal;               /* goes to the segment log (relay/queue_wal.h) */
 	bool created;           /* we created tmp/ID, so we may unlink it */
 	bool renamed;           /* tmp/ID is now mail/ID */
 };
@@ -87,6 +89,7 @@ struct queue {
 	bool in_callbacks;      /* queue_after() is calling back */
 	bool closing;           /* queue_close() was called from a callback */
 	int lock_fd;            /* DIR/lock, flock()ed while the queue is open */
+	struct wal *wal;        /* the segment log of fresh mails */
 	/* Fixed slots: forming a batch never allocates, so it cannot fail. */
 	struct queue_batch slot[QUEUE_MAX_INFLIGHT];
 };
@@ -216,7 +219,9 @@ int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
 	}
 	if ((rc = queue_clean_tmp(q->tmp_dir)))
 		goto fail_lock;
-	if ((rc = queue_seed_ids(q)))
+	/* Live records of the last run become DIR/mail files, so that ids are
+	 * seeded, and the runner lists the spool, from DIR/mail alone. */
+	if ((rc = wal_recover(dir)) || (rc = queue_seed_ids(q)) || (rc = wal_open(dir, &q->wal)))
 		goto fail_lock;
 
 	*out = q;
@@ -240,10 +245,16 @@ void queue_close(struct queue *q)
 		q->closing = true;
 		return;
 	}
+	wal_close(q->wal);
 	if (q->lock_fd >= 0)
 		close(q->lock_fd);
 	free(q->dir);
 	free(q);
+}
+
+struct wal *queue_wal(struct queue *q)
+{
+	return q->wal;
 }
 
 const char *queue_dir(const struct queue *q)
@@ -548,6 +559,43 @@ static int fsync_dir(const char *path)
 	return rc;
 }
 
+/*
+ * The batch's mails held in memory go to the segment log, all in one
+ * write and one fdatasync. A mail received partly into a spill file is
+ * large: it keeps a file of its own, its bytes copied in the kernel.
+ */
+static void queue_work_wal(struct queue *q, struct queue_req *reqs)
+{
+	size_t n = 0, k = 0;
+	struct queue_req *r;
+
+	for (r = reqs; r; r = r->next)
+		if ((r->wal = r->spill_fd < 0))
+			n++;
+	if (!n)
+		return;
+	struct wal_rec *recs = calloc(n, sizeof(*recs));
+	for (r = reqs; r; r = r->next) {
+		int rc;
+		if (!r->wal)
+			continue;
+		if (!recs)
+			r->status = -ENOMEM;
+		else if (r->prep && (rc = req_prepare(r)) < 0)
+			r->status = rc;
+		else
+			recs[k++] = (struct wal_rec){ r->id, r->iov, r->iovcnt, 0 };
+	}
+	if (!recs)
+		return;
+	wal_append(q->wal, recs, k);
+	k = 0;
+	for (r = reqs; r; r = r->next)
+		if (r->wal && !r->status)
+			r->status = recs[k++].status;
+	free(recs);
+}
+
 static void queue_work(uv_work_t *w)
 {
 	struct queue_batch *b = w->data;
@@ -556,6 +604,7 @@ static void queue_work(uv_work_t *w)
 	bool any_renamed = false;
 	int rc;
 
+	queue_work_wal(q, b->reqs);
 	/*
 	 * Write every file first, then sync them: write-back of the whole
 	 * batch is under way before the first fdatasync(), which commits the
@@ -563,12 +612,13 @@ static void queue_work(uv_work_t *w)
 	 * (measured on ext4: 100 files sync in about a third of the time).
 	 */
 	for (r = b->reqs; r; r = r->next)
-		req_write(q, r);
+		if (!r->wal)
+			req_write(q, r);
 	for (r = b->reqs; r; r = r->next)
-		if (!r->status)
+		if (!r->wal && !r->status)
 			req_sync(q, r);
 	for (r = b->reqs; r; r = r->next) {
-		if (!r->status) {
+		if (!r->wal && !r->status) {
 			req_rename(q, r);
 			any_renamed |= r->renamed;
 		}

@@ -2,11 +2,15 @@
  * NAME
  *	queue - the durable mail queue on disk
  * SUMMARY
- *	Each mail is one file "QUEUEID" in DIR/mail/: a first line
- *	"HIKYAKU-QUEUE 1", the envelope as one line of JSON, then the message
- *	bytes exactly as they will be sent (Received: etc. already added).
- *	The file is written under a temporary name, fsynced, renamed into
- *	place, and the directory fsynced; only then is the commit reported.
+ *	A queued mail's bytes are a first line "HIKYAKU-QUEUE 1", the envelope
+ *	as one line of JSON, then the message bytes exactly as they will be
+ *	sent (Received: etc. already added). A mail held in memory by its
+ *	session is appended as such a record to the segment log DIR/wal
+ *	(relay/queue_wal.h: one write and one fdatasync per batch); a mail
+ *	partly spilled to disk is one file "QUEUEID" in DIR/mail/, written
+ *	under a temporary name, fsynced, renamed into place, and the
+ *	directory fsynced. Either way only then is the commit reported. A
+ *	mail that waits, and every mail after a restart, is such a file.
  *	Delivery state that changes later lives in DIR/state/QUEUEID
  *	(relay/queue_state.h); the runner's reads, writes and removals of
  *	spool files are relay/queue_fs.h, the unguessable reference of a
@@ -14,9 +18,10 @@
  *	time in microseconds, strictly increasing within a process, so ids
  *	are unique and sort by arrival.
  * DESCRIPTION
- *	queue_open() creates DIR, DIR/mail and DIR/tmp when missing, removes
- *	temporaries a crash left behind (nothing in tmp/ was ever answered
- *	250), and binds the queue to a libuv loop.
+ *	queue_open() creates DIR, DIR/mail, DIR/tmp and DIR/wal when missing,
+ *	removes temporaries a crash left behind (nothing in tmp/ was ever
+ *	answered 250), turns the log's live records into DIR/mail files
+ *	(wal_recover()), and binds the queue to a libuv loop.
  *
  *	queue_new_id() makes the next id.
  *
@@ -24,8 +29,8 @@
  *	(the caller may free it on return); the data parts must stay valid
  *	until the callback. Commits are grouped: every commit that arrives
  *	while a batch is being written joins the next batch, and one batch
- *	costs one directory fsync plus the file fsyncs, all of it on the
- *	libuv thread pool. The callback runs on the loop thread with 0
+ *	costs one fdatasync of the log (plus, for spilled mails, their file
+ *	fsyncs and one directory fsync), all of it on the libuv thread pool. The callback runs on the loop thread with 0
  *	(durable) or a negative errno (-ENOSPC, -EDQUOT: disk full); on
  *	failure nothing of the mail is left on disk.
  *
@@ -39,7 +44,8 @@
  * DIAGNOSTICS
  *	Functions return 0 or a negative errno.
  * TOUCHES
- *	DIR/mail and DIR/tmp; the libuv thread pool for every write and sync.
+ *	DIR/wal, DIR/mail and DIR/tmp; the libuv thread pool for every write
+ *	and sync (queue_open(): the log's recovery, before the loop runs).
  */
 #ifndef HK_RELAY_QUEUE_H
 #define HK_RELAY_QUEUE_H
@@ -109,6 +115,10 @@ int queue_envelope_from_json(const json_t *j, struct queue_envelope *env);
 void queue_envelope_free(struct queue_envelope *env);
 int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *env,
                         uint64_t *data_offset);
+/* The same from the first len bytes of a mail's bytes (a segment record's
+ * payload, relay/queue_wal.h). */
+int queue_envelope_parse(const char *p, size_t len, const char *id, struct queue_envelope *env,
+                         uint64_t *data_offset);
 
 /*
  * Additions (queue module):
@@ -154,7 +164,15 @@ int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
                          uint64_t spill_len, queue_prepend_fn fn, void *fn_arg,
                          queue_commit_cb cb, void *arg);
 
-/* For tests: the number of batches completed (each one directory fsync). */
+/* For tests: the number of batches completed. */
 uint64_t queue_batches(const struct queue *q);
+
+/*
+ * queue_wal() is the queue's segment log (relay/queue_wal.h), for the
+ * runner's reads and removals (relay/queue_fs.h); it is safe to use from
+ * thread-pool workers while the queue is open.
+ */
+struct wal;
+struct wal *queue_wal(struct queue *q);
 
 #endif

@@ -244,6 +244,36 @@ void queue_envelope_free(struct queue_envelope *env)
 
 /* ---- reading a queued mail's envelope */
 
+int queue_envelope_parse(const char *p, size_t len, const char *id, struct queue_envelope *env,
+                         uint64_t *data_offset)
+{
+	const size_t max = QUEUE_MAGIC_LEN + 1 + QUEUE_ENVELOPE_MAX + 1;
+	if (len > max)
+		len = max;
+	if (len < QUEUE_MAGIC_LEN + 1 || memcmp(p, QUEUE_MAGIC "\n", QUEUE_MAGIC_LEN + 1))
+		return -EINVAL;
+	const char *nl = memchr(p + QUEUE_MAGIC_LEN + 1, '\n', len - (QUEUE_MAGIC_LEN + 1));
+	if (!nl)
+		return -EINVAL;         /* truncated, or the line too long */
+	/* json_loadb() refuses NUL bytes and trailing garbage on the line. */
+	json_t *j = json_loadb(p + QUEUE_MAGIC_LEN + 1, (size_t)(nl - p) - (QUEUE_MAGIC_LEN + 1),
+	                       JSON_REJECT_DUPLICATES, NULL);
+	if (!j)
+		return -EINVAL;
+	int rc = queue_envelope_from_json(j, env);
+	json_decref(j);
+	if (rc)
+		return rc;
+	/* A file that names another mail is damaged, not a second copy. */
+	if (strcmp(env->id, id)) {
+		queue_envelope_free(env);
+		return -EINVAL;
+	}
+	if (data_offset)
+		*data_offset = (uint64_t)(nl - p) + 1;
+	return 0;
+}
+
 int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *env,
                         uint64_t *data_offset)
 {
@@ -251,7 +281,6 @@ int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *
 	const size_t max = QUEUE_MAGIC_LEN + 1 + QUEUE_ENVELOPE_MAX + 1;
 	size_t scanned = QUEUE_MAGIC_LEN + 1;
 	const char *nl = NULL;
-	json_t *j;
 	buf_t b;
 	int fd, n, rc;
 
@@ -301,26 +330,7 @@ int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *
 		scanned = b.len;
 	}
 
-	/* json_loadb() refuses NUL bytes and trailing garbage on the line. */
-	j = json_loadb(b.data + QUEUE_MAGIC_LEN + 1,
-	               (size_t)(nl - b.data) - (QUEUE_MAGIC_LEN + 1),
-	               JSON_REJECT_DUPLICATES, NULL);
-	if (!j) {
-		rc = -EINVAL;
-		goto out;
-	}
-	rc = queue_envelope_from_json(j, env);
-	json_decref(j);
-	if (rc)
-		goto out;
-	/* A file that names another mail is damaged, not a second copy. */
-	if (strcmp(env->id, id)) {
-		queue_envelope_free(env);
-		rc = -EINVAL;
-		goto out;
-	}
-	if (data_offset)
-		*data_offset = (uint64_t)(nl - b.data) + 1;
+	rc = queue_envelope_parse(b.data, b.len, id, env, data_offset);
 
 out:
 	buf_free(&b);

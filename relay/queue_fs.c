@@ -17,6 +17,7 @@
 #include <glib.h>
 
 #include "relay/queue.h"
+#include "relay/queue_wal.h"
 
 #define REPORTED_MAX ((size_t)64 << 10)
 
@@ -70,15 +71,19 @@ static int read_all(const char *path, size_t max, char **out, size_t *outlen)
 	return 0;
 }
 
-int queue_fs_read_message(const char *dir, const char *id, char **data, size_t *len)
+int queue_fs_read_message(struct wal *w, const char *dir, const char *id, char **data,
+                          size_t *len)
 {
 	char path[PATH_MAX];
 	if (!queue_id_valid(id))
 		return -EINVAL;
-	snprintf(path, sizeof(path), "%s/mail/%s", dir, id);
 	char *d;
 	size_t n;
-	int rc = read_all(path, SIZE_MAX - 1, &d, &n);
+	int rc = w ? wal_read(w, id, &d, &n) : 1;
+	if (rc == 1) {
+		snprintf(path, sizeof(path), "%s/mail/%s", dir, id);
+		rc = read_all(path, SIZE_MAX - 1, &d, &n);
+	}
 	if (rc < 0)
 		return rc;
 	/* The message starts after the magic line and the envelope line. */
@@ -130,22 +135,50 @@ static int write_durably(const char *dirpath, const char *path, const char *text
 	return fsync_dir(dirpath);
 }
 
-int queue_fs_write_state(const char *dir, const char *id, const char *text)
+int queue_fs_write_state(struct wal *w, const char *dir, const char *id, const char *text)
 {
 	char sdir[PATH_MAX], path[PATH_MAX + QUEUE_ID_LEN + 2];
 	if (!queue_id_valid(id))
 		return -EINVAL;
+	/* A mail with a state is one that waits: it leaves the log first.
+	 * With no room for its copy it stays there (its state file is small,
+	 * the copy is the whole mail), and its removal takes the state too. */
+	int rc = w ? wal_evict(w, id) : 1;
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		wal_note_state(w, id);
+	else if (rc < 0)
+		return rc;
 	snprintf(sdir, sizeof(sdir), "%s/state", dir);
 	snprintf(path, sizeof(path), "%s/%s", sdir, id);
 	return write_durably(sdir, path, text, strlen(text));
 }
 
-void queue_fs_remove(const char *dir, const char *const *ids, size_t n, int *status)
+void queue_fs_remove(struct wal *w, const char *dir, const char *const *ids, size_t n,
+                     int *status)
 {
 	char mdir[PATH_MAX], sdir[PATH_MAX], p[PATH_MAX + QUEUE_ID_LEN + 2];
 	snprintf(mdir, sizeof(mdir), "%s/mail", dir);
 	snprintf(sdir, sizeof(sdir), "%s/state", dir);
+	unsigned char *in_wal = calloc(n ? n : 1, sizeof(*in_wal));
+	if (!in_wal) {
+		for (size_t i = 0; i < n; i++)
+			status[i] = -ENOMEM;
+		return;
+	}
+	/* Mails still in the log have no file, and seldom a state file (a
+	 * state write moves a mail out first): a removal record each, and
+	 * after it the state file if there is one. */
+	if (w)
+		wal_remove(w, ids, n, in_wal, status);
+	size_t files = 0;
 	for (size_t i = 0; i < n; i++) {
+		if ((in_wal[i] & WAL_STATE) && status[i] == 0) {
+			snprintf(p, sizeof(p), "%s/%s", sdir, ids[i]);
+			unlink(p);
+		}
+		if (in_wal[i])
+			continue;
+		files++;
 		status[i] = 0;
 		if (!queue_id_valid(ids[i])) {
 			status[i] = -EINVAL;
@@ -165,10 +198,11 @@ void queue_fs_remove(const char *dir, const char *const *ids, size_t n, int *sta
 	 * (queue_fs_list()), so state/ is not synced here. Its sync cost a
 	 * disk write and a cache flush per batch for nothing.
 	 */
-	int rc = fsync_dir(mdir);
+	int rc = files ? fsync_dir(mdir) : 0;
 	for (size_t i = 0; rc < 0 && i < n; i++)
-		if (status[i] == 0)
+		if (!in_wal[i] && status[i] == 0)
 			status[i] = rc;
+	free(in_wal);
 }
 
 int queue_fs_list(const char *dir, GPtrArray **ids)

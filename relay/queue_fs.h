@@ -7,16 +7,24 @@
  *	durably, remove finished mails, list the spool at start, and keep
  *	the small records that outlive a mail (which recipients' failures a
  *	sender was already told of, for reports that come later).
- * DESCRIPTION
- *	queue_fs_read_message() reads DIR/mail/ID and returns the message
- *	bytes after the magic and envelope lines (malloc'd, NUL-terminated).
+ DESCRIPTION
+ *	W is the queue's segment log (queue_wal(), relay/queue_wal.h), or
+ *	NULL for a spool of mail files only: a mail is in the one or the
+ *	other.
  *
- *	queue_fs_write_state() replaces DIR/state/ID with text: a temporary
- *	file, fdatasync, rename, then a directory fsync. It fails when any
- *	step fails, the directory fsync included (a state that a power loss
- *	can undo is not recorded).
+ *	queue_fs_read_message() reads the mail from the log or DIR/mail/ID
+ *	and returns the message bytes after the magic and envelope lines
+ *	(malloc'd, NUL-terminated).
  *
- *	queue_fs_remove() removes mails: for each id the message first, then
+ *	queue_fs_write_state() first moves a mail still in the log out to
+ *	DIR/mail/ID (wal_evict: a mail that has a state waits, and the log
+ *	is for mails that do not), then replaces DIR/state/ID with text: a
+ *	temporary file, fdatasync, rename, then a directory fsync. It fails
+ *	when any step fails, the directory fsync included (a state that a
+ *	power loss can undo is not recorded).
+ *
+ *	queue_fs_remove() removes mails: those in the log get a removal
+ *	record (wal_remove: one fdatasync per segment); for each other id the message first, then
  *	its state file (a state file without its mail is an orphan that the
  *	next start removes; the reverse would resend), then one fsync of
  *	DIR/mail for all of them (a removal a power loss can undo would
@@ -38,7 +46,8 @@
  * DIAGNOSTICS
  *	Functions return 0 (has: 1 or 0) or a negative errno.
  * TOUCHES
- *	DIR/mail, DIR/state, DIR/reported. Blocking: the thread pool only.
+ *	DIR/mail, DIR/state, DIR/reported, DIR/wal through W. Blocking: the
+ *	thread pool only.
  */
 #ifndef HK_RELAY_QUEUE_FS_H
 #define HK_RELAY_QUEUE_FS_H
@@ -48,9 +57,12 @@
 
 #include <glib.h>
 
-int queue_fs_read_message(const char *dir, const char *id, char **data, size_t *len);
-int queue_fs_write_state(const char *dir, const char *id, const char *text);
-void queue_fs_remove(const char *dir, const char *const *ids, size_t n, int *status);
+struct wal;
+int queue_fs_read_message(struct wal *w, const char *dir, const char *id, char **data,
+                          size_t *len);
+int queue_fs_write_state(struct wal *w, const char *dir, const char *id, const char *text);
+void queue_fs_remove(struct wal *w, const char *dir, const char *const *ids, size_t n,
+                     int *status);
 int queue_fs_list(const char *dir, GPtrArray **ids);
 
 int queue_fs_reported_has(const char *dir, const char *id, const char *rcpt);

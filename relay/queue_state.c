@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "relay/queue_wal.h"
 #include "util/clock.h"
 
 #define STATE_MAX ((size_t)1 << 20)
@@ -183,6 +184,17 @@ json_t *queue_view(const struct queue_envelope *env, const struct queue_state *s
 	return o;
 }
 
+/* The view of a mail whose envelope is read; env is freed. */
+static json_t *env_view(const char *dir, struct queue_envelope *env, bool all)
+{
+	struct queue_state st;
+	queue_state_load(dir, env->id, env, &st); /* unreadable state: shown as never tried */
+	json_t *v = queue_view(env, &st, all);
+	json_decref(st.notify);
+	queue_envelope_free(env);
+	return v;
+}
+
 static int spool_view(const char *dir, const char *id, bool all, json_t **out)
 {
 	struct queue_envelope env;
@@ -191,17 +203,36 @@ static int spool_view(const char *dir, const char *id, bool all, json_t **out)
 	int rc = queue_read_envelope(dir, id, &env, &off);
 	if (rc < 0)
 		return rc;
-	struct queue_state st;
-	queue_state_load(dir, id, &env, &st); /* unreadable state: shown as never tried */
-	*out = queue_view(&env, &st, all);
-	json_decref(st.notify);
-	queue_envelope_free(&env);
+	*out = env_view(dir, &env, all);
 	return 0;
 }
 
-static int id_cmp(const void *a, const void *b)
+/* Mails still in the segment log (relay/queue_wal.h): read once, at the
+ * same time, not per id. */
+struct wal_views {
+	const char *dir;
+	const char *only;       /* one id, or NULL for all */
+	bool all;
+	json_t *views;          /* array */
+};
+
+static int wal_view_one(void *arg, const char *id, const char *payload, size_t len)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	struct wal_views *w = arg;
+	struct queue_envelope env;
+	memset(&env, 0, sizeof(env));
+	if (w->only && strcmp(id, w->only))
+		return 0;
+	if (queue_envelope_parse(payload, len, id, &env, NULL) == 0)
+		json_array_append_new(w->views, env_view(w->dir, &env, w->all));
+	return 0;
+}
+
+static int view_cmp(const void *a, const void *b)
+{
+	const char *x = json_string_value(json_object_get(*(json_t *const *)a, "queue_id"));
+	const char *y = json_string_value(json_object_get(*(json_t *const *)b, "queue_id"));
+	return strcmp(x ? x : "", y ? y : "");
 }
 
 int queue_spool_read(const char *dir, json_t **out)
@@ -234,9 +265,6 @@ int queue_spool_read(const char *dir, json_t **out)
 		n++;
 	}
 	closedir(d);
-	/* Ids are arrival times in hex of one width: sorted, oldest first. */
-	if (n)
-		qsort(ids, n, sizeof(*ids), id_cmp);
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *v;
@@ -246,10 +274,27 @@ int queue_spool_read(const char *dir, json_t **out)
 		free(ids[i]);
 	}
 	free(ids);
+	struct wal_views wv = { dir, NULL, false, a };
+	if (rc == 0)
+		rc = wal_scan(dir, wal_view_one, &wv);
 	if (rc < 0) {
 		json_decref(a);
 		return rc;
 	}
+	/* Ids are arrival times in hex of one width: sorted, oldest first. */
+	size_t na = json_array_size(a);
+	json_t **v = calloc(na ? na : 1, sizeof(*v));
+	if (!v) {
+		json_decref(a);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < na; i++)
+		v[i] = json_incref(json_array_get(a, i));
+	qsort(v, na, sizeof(*v), view_cmp);
+	json_array_clear(a);
+	for (size_t i = 0; i < na; i++)
+		json_array_append_new(a, v[i]);
+	free(v);
 	*out = a;
 	return 0;
 }
@@ -258,5 +303,15 @@ int queue_spool_show(const char *dir, const char *id, json_t **out)
 {
 	if (!queue_id_valid(id))
 		return -ENOENT;
-	return spool_view(dir, id, true, out);
+	int rc = spool_view(dir, id, true, out);
+	if (rc != -ENOENT)
+		return rc;
+	struct wal_views wv = { dir, id, true, json_array() };
+	rc = wal_scan(dir, wal_view_one, &wv);
+	if (rc == 0 && json_array_size(wv.views) == 0)
+		rc = -ENOENT;
+	if (rc == 0)
+		*out = json_incref(json_array_get(wv.views, 0));
+	json_decref(wv.views);
+	return rc;
 }

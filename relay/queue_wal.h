@@ -34,8 +34,10 @@
  * DESCRIPTION
  *	wal_recover() runs once, before anything else reads the spool: each
  *	live record becomes DIR/mail/ID (file, fdatasync, rename, then one
- *	sync of DIR/mail), then the segments are removed. wal_open() then
- *	starts an empty log (the next SEQ above any seen).
+ *	sync of DIR/mail), then its segment is removed. A segment whose
+ *	mails find no room (ENOSPC, EDQUOT) stays, with a message, for the
+ *	next start. wal_open() then starts an empty log (the next SEQ above
+ *	any seen).
  *
  *	wal_append() writes the records of one commit batch at the end of the
  *	current segment and makes them durable; from then wal_read() finds
@@ -46,9 +48,12 @@
  *	wal_read() gives the payload of a live record (malloc'd) or 1 when
  *	the id is not in the log (then it is a file in DIR/mail).
  *	wal_remove() appends D records for those of ids that are in the log
- *	and syncs each segment touched; in_wal[i] says whether ids[i] was,
- *	status[i] its result. wal_evict() moves one mail out to DIR/mail/ID
- *	(durably, then its D record, durably); 1 when it was not in the log.
+ *	and syncs each segment touched; in_wal[i] says whether ids[i] was
+ *	(WAL_IN) and whether it has a state file (WAL_STATE), status[i] its
+ *	result. wal_evict() moves one mail out to DIR/mail/ID (durably, then
+ *	its D record, durably); 1 when it was not in the log. A mail that
+ *	could not be moved out (a full disk) stays in the log with its state
+ *	file: wal_note_state() records that, for its removal.
  *
  *	wal_scan() reads a spool's segments without changing anything (for
  *	hikyakuctl and wal_recover()): fn gets each live record's id and
@@ -85,8 +90,12 @@ int wal_open(const char *dir, struct wal **out);
 void wal_close(struct wal *w);
 int wal_append(struct wal *w, struct wal_rec *recs, size_t n);
 int wal_read(struct wal *w, const char *id, char **data, size_t *len);
-void wal_remove(struct wal *w, const char *const *ids, size_t n, bool *in_wal, int *status);
+#define WAL_IN 1     /* wal_remove(): the mail was in the log */
+#define WAL_STATE 2  /* ... and has a state file (wal_note_state) */
+void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *in_wal,
+                int *status);
 int wal_evict(struct wal *w, const char *id);
+void wal_note_state(struct wal *w, const char *id);
 size_t wal_live(struct wal *w);
 
 typedef int (*wal_scan_fn)(void *arg, const char *id, const char *payload, size_t len);

@@ -16,7 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include "relay/queue.h"
+#include "relay/queue_fs.h"
+#include "relay/queue_wal.h"
 
 static char root[64];
 static char path_mail[128];
@@ -180,6 +184,37 @@ static int commit_one(struct queue *q, const struct queue_envelope *env,
 	return rec.status;
 }
 
+/* A restart: the log's live records become DIR/mail files. */
+static void reopen(struct queue **q)
+{
+	queue_close(*q);
+	ck_assert_int_eq(queue_open(&loop, root, q), 0);
+}
+
+/* A spill file holding data (a mail received partly to disk). */
+static int spill_of(const char *data, size_t len)
+{
+	int fd = memfd_create("spill", MFD_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	return fd;
+}
+
+/* commit_one() for a mail whose last bytes were spilled: it keeps a file
+ * of its own (DIR/tmp, then DIR/mail), not a record in the log. */
+static int commit_one_spilled(struct queue *q, const struct queue_envelope *env,
+                              const char *spilled)
+{
+	struct cb_rec rec = { 0, 1 };
+	int fd = spill_of(spilled, strlen(spilled));
+	ck_assert_int_eq(queue_commit_spilled(q, env, NULL, 0, 0, fd, strlen(spilled), NULL, NULL,
+	                                      commit_cb, &rec), 0);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	ck_assert_int_eq(rec.called, 1);
+	close(fd);
+	return rec.status;
+}
+
 START_TEST(test_commit_readback)
 {
 	struct queue *q;
@@ -204,7 +239,19 @@ START_TEST(test_commit_readback)
 	env_full(&env, id);
 	ck_assert_int_eq(commit_one(q, &env, parts, 4), 0);
 
-	/* The file, byte for byte. */
+	/* A record in the log, readable at once; no file of its own. */
+	ck_assert_int_eq(count_files(path_mail), 0);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), 1);
+	char *msg;
+	ck_assert_int_eq(queue_fs_read_message(queue_wal(q), root, id, &msg, &len), 0);
+	ck_assert_uint_eq(len, 18 + 70000 + 7);
+	ck_assert(memcmp(msg, "Received: from x\r\n", 18) == 0);
+	ck_assert(memcmp(msg + 18, big, 70000) == 0);
+	free(msg);
+
+	/* After a restart it is the file of old, byte for byte. */
+	reopen(&q);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), 0);
 	json_t *j = queue_envelope_to_json(&env);
 	char *js = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
@@ -277,6 +324,8 @@ START_TEST(test_group_commit)
 	/* Grouped: far fewer batches (directory fsyncs) than commits. */
 	ck_assert_uint_lt(queue_batches(q), NCOMMITS / 10);
 	ck_assert_uint_ge(queue_batches(q), 1);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), NCOMMITS);
+	reopen(&q);
 	ck_assert_int_eq(count_files(path_mail), NCOMMITS);
 	ck_assert_int_eq(count_files(path_tmp), 0);
 
@@ -324,7 +373,7 @@ START_TEST(test_commit_from_callback)
 	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	ck_assert_int_eq(chain_left, 0);
 	ck_assert_int_eq(chain_ok, 10);
-	ck_assert_int_eq(count_files(path_mail), 10);
+	ck_assert_uint_eq(wal_live(queue_wal(chain_q)), 10);
 	queue_close(chain_q);
 }
 END_TEST
@@ -644,12 +693,22 @@ START_TEST(test_fail_no_tmp)
 	char id[QUEUE_ID_LEN + 1];
 	uv_buf_t part = uv_buf_init("x\r\n", 3);
 
+	char wal[256];
+
 	ck_assert_int_eq(queue_open(&loop, root, &q), 0);
 	ck_assert_int_eq(rmdir(path_tmp), 0);
 	queue_new_id(q, id);
 	env_full(&env, id);
-	ck_assert_int_eq(commit_one(q, &env, &part, 1), -ENOENT);
+	ck_assert_int_eq(commit_one_spilled(q, &env, "x\r\n"), -ENOENT);
 	ck_assert_int_eq(count_files(path_mail), 0);
+
+	/* The log's directory gone: its first segment cannot be made. */
+	snprintf(wal, sizeof(wal), "%s/wal", root);
+	ck_assert_int_eq(rmdir(wal), 0);
+	queue_new_id(q, id);
+	env_full(&env, id);
+	ck_assert_int_eq(commit_one(q, &env, &part, 1), -ENOENT);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), 0);
 	queue_close(q);
 }
 END_TEST
@@ -660,7 +719,6 @@ START_TEST(test_fail_rename)
 	struct queue *q;
 	struct queue_envelope env;
 	char id[QUEUE_ID_LEN + 1], old[256];
-	uv_buf_t part = uv_buf_init("x\r\n", 3);
 
 	ck_assert_int_eq(queue_open(&loop, root, &q), 0);
 	snprintf(old, sizeof(old), "%s/mail.old", root);
@@ -668,7 +726,7 @@ START_TEST(test_fail_rename)
 	write_file(path_mail, "not a directory", 15);
 	queue_new_id(q, id);
 	env_full(&env, id);
-	ck_assert_int_eq(commit_one(q, &env, &part, 1), -ENOTDIR);
+	ck_assert_int_eq(commit_one_spilled(q, &env, "x\r\n"), -ENOTDIR);
 	ck_assert_int_eq(count_files(path_tmp), 0);
 	ck_assert_int_eq(count_files(old), 0);
 	queue_close(q);
@@ -677,7 +735,9 @@ END_TEST
 
 /*
  * A write that fails part way, as on a full disk: RLIMIT_FSIZE makes the
- * first writev() short and the next one fail with EFBIG, for root too.
+ * first pwritev() short and the next one fail with EFBIG, for root too.
+ * The segment is cut back to its last whole record, so the records
+ * written after the failure are read at the next start.
  */
 START_TEST(test_fail_short_write)
 {
@@ -685,6 +745,7 @@ START_TEST(test_fail_short_write)
 	struct queue_envelope env;
 	char id[QUEUE_ID_LEN + 1];
 	struct rlimit old, lim;
+	char path[256];
 	size_t n = 200000;
 	char *big = malloc(n);
 	uv_buf_t part;
@@ -707,8 +768,7 @@ START_TEST(test_fail_short_write)
 		ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
 
 		ck_assert_int_eq(status, -EFBIG);
-		ck_assert_int_eq(count_files(path_tmp), 0);
-		ck_assert_int_eq(count_files(path_mail), 0);
+		ck_assert_uint_eq(wal_live(queue_wal(q)), 0);
 	}
 	signal(SIGXFSZ, SIG_DFL);
 
@@ -717,7 +777,16 @@ START_TEST(test_fail_short_write)
 	env_full(&env, id);
 	part.len = 1000;
 	ck_assert_int_eq(commit_one(q, &env, &part, 1), 0);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), 1);
+	reopen(&q);
 	ck_assert_int_eq(count_files(path_mail), 1);
+	snprintf(path, sizeof(path), "%s/%s", path_mail, id);
+	size_t flen;
+	char *f = slurp(path, &flen);
+	ck_assert_ptr_nonnull(f);
+	ck_assert(flen > 1000 && f[flen - 1] == 'y');
+	free(f);
+	ck_assert_int_eq(count_files(path_tmp), 0);
 	free(big);
 	queue_close(q);
 }
@@ -738,6 +807,17 @@ START_TEST(test_duplicate_id)
 	env_full(&env, id);
 	ck_assert_int_eq(commit_one(q, &env, &first, 1), 0);
 	ck_assert_int_eq(commit_one(q, &env, &second, 1), -EEXIST);
+	ck_assert_int_eq(queue_fs_read_message(queue_wal(q), root, id, &got, &len), 0);
+	ck_assert_uint_eq(len, 7);
+	ck_assert(memcmp(got, "first\r\n", 7) == 0);
+	free(got);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), 1);
+
+	/* A file of its own under an id already queued fails too. */
+	queue_new_id(q, id);
+	env_full(&env, id);
+	ck_assert_int_eq(commit_one_spilled(q, &env, "first\r\n"), 0);
+	ck_assert_int_eq(commit_one_spilled(q, &env, "second\r\n"), -EEXIST);
 	snprintf(path, sizeof(path), "%s/%s", path_mail, id);
 	got = slurp(path, &len);
 	ck_assert_ptr_nonnull(got);
@@ -750,7 +830,7 @@ START_TEST(test_duplicate_id)
 	env_full(&env, id);
 	snprintf(path, sizeof(path), "%s/%s", path_tmp, id);
 	write_file(path, "other", 5);
-	ck_assert_int_eq(commit_one(q, &env, &first, 1), -EEXIST);
+	ck_assert_int_eq(commit_one_spilled(q, &env, "first\r\n"), -EEXIST);
 	ck_assert_int_eq(count_files(path_tmp), 1);
 	ck_assert_int_eq(count_files(path_mail), 1);
 	queue_close(q);
@@ -765,7 +845,7 @@ START_TEST(test_batch_mixed)
 	struct queue *q;
 	struct queue_envelope env;
 	char ids[3][QUEUE_ID_LEN + 1], path[256];
-	uv_buf_t part = uv_buf_init("x\r\n", 3);
+	int fd[3];
 
 	ck_assert_int_eq(queue_open(&loop, root, &q), 0);
 	for (int i = 0; i < 3; i++)
@@ -774,9 +854,13 @@ START_TEST(test_batch_mixed)
 	write_file(path, "in the way", 10);
 	for (int i = 0; i < 3; i++) {
 		env_full(&env, ids[i]);
-		ck_assert_int_eq(queue_commit(q, &env, &part, 1, commit_cb, &mixed[i]), 0);
+		fd[i] = spill_of("x\r\n", 3);
+		ck_assert_int_eq(queue_commit_spilled(q, &env, NULL, 0, 0, fd[i], 3, NULL, NULL,
+		                                      commit_cb, &mixed[i]), 0);
 	}
 	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
 	ck_assert_int_eq(mixed[0].called + mixed[1].called + mixed[2].called, 3);
 	ck_assert_int_eq(mixed[0].status, 0);
 	ck_assert_int_eq(mixed[1].status, -EEXIST);

@@ -55,24 +55,24 @@ START_TEST(read_message_skips_magic_and_envelope)
 	put("mail", ID1, QUEUE_MAGIC "\n{\"id\":\"" ID1 "\"}\nSubject: x\r\n\r\nbody\r\n");
 	char *d;
 	size_t n;
-	ck_assert_int_eq(queue_fs_read_message(dir, ID1, &d, &n), 0);
+	ck_assert_int_eq(queue_fs_read_message(NULL, dir, ID1, &d, &n), 0);
 	ck_assert_str_eq(d, "Subject: x\r\n\r\nbody\r\n");
 	ck_assert_uint_eq(n, strlen(d));
 	free(d);
 	put("mail", ID2, "NOT A QUEUE FILE\n{}\nx");
-	ck_assert_int_eq(queue_fs_read_message(dir, ID2, &d, &n), -EINVAL);
-	ck_assert_int_eq(queue_fs_read_message(dir, "../etc/passwd", &d, &n), -EINVAL);
-	ck_assert_int_eq(queue_fs_read_message(dir, "00000661A0000000CC", &d, &n), -ENOENT);
+	ck_assert_int_eq(queue_fs_read_message(NULL, dir, ID2, &d, &n), -EINVAL);
+	ck_assert_int_eq(queue_fs_read_message(NULL, dir, "../etc/passwd", &d, &n), -EINVAL);
+	ck_assert_int_eq(queue_fs_read_message(NULL, dir, "00000661A0000000CC", &d, &n), -ENOENT);
 }
 END_TEST
 
 START_TEST(state_write_remove_and_list)
 {
 	mkspool();
-	ck_assert_int_eq(queue_fs_write_state(dir, ID1, "{\"attempts\":1}"), 0);
+	ck_assert_int_eq(queue_fs_write_state(NULL, dir, ID1, "{\"attempts\":1}"), 0);
 	ck_assert(exists("state", ID1));
 	ck_assert(!exists("state", ID1 ".tmp"));
-	ck_assert_int_eq(queue_fs_write_state(dir, "bad", "{}"), -EINVAL);
+	ck_assert_int_eq(queue_fs_write_state(NULL, dir, "bad", "{}"), -EINVAL);
 	put("mail", ID1, QUEUE_MAGIC "\n{}\n");
 	put("mail", ID2, QUEUE_MAGIC "\n{}\n");
 	put("state", "00000661A0000000CC", "{}");  /* an orphan: its mail is gone */
@@ -83,7 +83,7 @@ START_TEST(state_write_remove_and_list)
 	ck_assert(!exists("state", "00000661A0000000CC"));
 	const char *rm[] = { ID1, ID2 };
 	int st[2] = { 1, 1 };
-	queue_fs_remove(dir, rm, 2, st);
+	queue_fs_remove(NULL, dir, rm, 2, st);
 	ck_assert_int_eq(st[0], 0);
 	ck_assert_int_eq(st[1], 0);
 	ck_assert(!exists("mail", ID1) && !exists("state", ID1) && !exists("mail", ID2));
