@@ -45,7 +45,8 @@ Records, one JSON object per line, in DIR:
   sessions.jsonl  one line per connection when it ends: mode ("ok" once
                   healed), start, end, closed_by ("client", "peer" or
                   "shutdown"), commands, data_bytes (message bytes read),
-                  dot_seen, starttls, note.
+                  dot_seen, dot_at (when the final dot was read; absent
+                  without one), starttls, note.
 """
 import argparse
 import asyncio
@@ -152,6 +153,7 @@ class Session:
             self.rec["data_bytes"] = got
             if b == b".\r\n":
                 self.rec["dot_seen"] = True
+                self.rec["dot_at"] = time.time()
                 return bytes(out)
             out += b[1:] if b.startswith(b".") else b
 

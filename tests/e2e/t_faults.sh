@@ -363,16 +363,31 @@ heal_peer smail
 # 2c. No reply to the final dot. hikyaku waits twice `timeout` there
 # ([direct] timeout = 3 s: 6 s; RFC 5321 §4.5.3.2's 10 minutes at the
 # default 5m), longer than for any other reply; the peer would hang up
-# only after 14 s. What is checked: hikyaku still waits past `timeout`,
-# then hangs up itself at about 2 x timeout, defers (never bounces) and
-# delivers exactly once.
+# only after 14 s. What is checked: hikyaku waits the full 2 x timeout
+# after the final dot (so past a single `timeout`), then hangs up itself,
+# defers (never bounces) and delivers exactly once. The wait is measured
+# from the records, not at a moment of the script's choosing (on a loaded
+# machine the script may get there late): the peer's own record of when
+# the dot arrived (dot_at) and when hikyaku hung up (end), and the relay
+# log's deferral: its response, its ts against dot_at, its delay_ms
+# (counted from the submission, so at least the wait). The peer reads the
+# dot a little after hikyaku has sent it and started its clock, hence
+# the margins (0.5 s; 0.2 s on delay_ms); a single `timeout` would be 3 s
+# short.
+# The probe is meant to come while hikyaku still waits, past `timeout`;
+# that moment is not asserted.
 sleep "$($PY -c "import time; print(max(0, $T_SDOT + $TIMEOUT + 1.5 - time.time()))")"
-check "no reply to the final dot: still waiting ${TIMEOUT}+1.5 s after submission (2 x timeout after the dot)" \
-	sh -c "! grep -F '\"queue_id\":\"$(qid sdot)\"' '$T/log.jsonl' | grep -E '\"event\":\"(deferred|delivered|bounced)\"' && ! grep -q stall-dot '$T/up-sdot/sessions.jsonl'"
 probe "no reply to the final dot"
-deferred "no reply to the final dot: deferred at 2 x timeout" sdot 'time.?out|closed|end of data|connection'
-check "no reply to the final dot: hikyaku hung up after ~2 x ${TIMEOUT} s, before the peer" \
-	first_session_check sdot "s['dot_seen'] and s['closed_by'] == 'client' and 2 * $TIMEOUT - 0.5 <= s['end'] - s['start'] <= 2 * $TIMEOUT + 4"
+deferred "no reply to the final dot: deferred at 2 x timeout" sdot 'timeout waiting for the reply to the end of data'
+check "no reply to the final dot: hikyaku hung up 2 x ${TIMEOUT} s after the dot arrived, before the peer" \
+	first_session_check sdot "print('dot to hang-up: %.3f s' % (s['end'] - s['dot_at']))
+s['dot_seen'] and s['closed_by'] == 'client' and 2 * $TIMEOUT - 0.5 <= s['end'] - s['dot_at'] <= 2 * $TIMEOUT + 4"
+sdot_dot_at=$(upstream_eval sdot "[x for x in sessions if x['mode'] != 'ok'][0].get('dot_at', 0)" 2>/dev/null)
+echo "# no reply to the final dot: hang-up $(upstream_eval sdot "s = [x for x in sessions if x['mode'] != 'ok'][0]; '%.3f' % (s['end'] - s['dot_at'])" 2>/dev/null) s after the dot, deferral $(log_eval "'%.3f' % (t(of('$(qid sdot)', 'deferred')[0]['ts']) - ${sdot_dot_at:-0})" 2>/dev/null) s after it, delay_ms $(log_eval "of('$(qid sdot)', 'deferred')[0]['delay_ms']" 2>/dev/null)"
+check "no reply to the final dot: the log defers it with the timeout at the end of data, 2 x ${TIMEOUT} s after the dot arrived" log_check "
+d = of('$(qid sdot)', 'deferred')[0]
+print('response %r, %.3f s after the dot, delay_ms %d' % (d['response'], t(d['ts']) - ${sdot_dot_at:-0}, d['delay_ms']))
+d['response'] == 'timeout waiting for the reply to the end of data' and ${sdot_dot_at:-0} > 0 and t(d['ts']) - ${sdot_dot_at:-0} >= 2 * $TIMEOUT - 0.5 and d['delay_ms'] >= 2 * $TIMEOUT * 1000 - 200" "$(qid sdot)"
 heal_peer sdot
 
 # 6b. No DNS answer at all: deferred after the resolver's timeout.

@@ -21,7 +21,9 @@ What it records, one JSON object per line, in DIR:
   sessions.jsonl  one line per connection, written when it closes (or at
                   shutdown, with "open": true): peer, local, start, end, tls,
                   tls_version, sni, auth (user or null), auth_failures, mails
-                  (MAIL commands past the syntax checks), transactions (messages accepted), commands
+                  (MAIL commands past the syntax checks), transactions (messages accepted),
+                  quit (when the client's QUIT was read, just before the 221
+                  was written; absent without a QUIT), commands
                   (each command line; AUTH arguments masked) and ahead (for
                   each command, how many bytes the client had already sent
                   beyond it when it ran: > 0 means it did not wait for the
@@ -356,6 +358,15 @@ class UpstreamSMTP(SMTP):
 
     async def smtp_RCPT(self, arg):
         await super().smtp_RCPT(self._take_params(arg, "TO:", ("NOTIFY", "ORCPT")))
+
+    async def smtp_QUIT(self, arg):
+        # Taken before the 221 is written, so before a client that waits
+        # for the 221 can close and open its next connection. "end"
+        # (connection_lost) runs later, on a loaded machine after the
+        # client's next connection has begun (tests/e2e/t_destination.sh).
+        if not arg and "quit" not in self.conn:
+            self.conn["quit"] = time.time()
+        await super().smtp_QUIT(arg)
 
     async def smtp_AUTH(self, arg):
         await super().smtp_AUTH(arg)
