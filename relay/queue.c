@@ -467,12 +467,24 @@ static int req_prepare(struct queue_req *r)
 	return rc;
 }
 
+/* The head, made on the worker when the commit left it for later. */
+static int req_head(struct queue_req *r)
+{
+	if (r->prep)
+		return req_prepare(r);
+	if (r->head)
+		return 0;
+	int rc = make_head(r->env_json, &r->head, &r->iov[0].iov_len);
+	r->iov[0].iov_base = r->head;
+	return rc;
+}
+
 static void req_write(struct queue *q, struct queue_req *r)
 {
 	char tmp[QUEUE_PATH_SIZE];
 	int rc;
 
-	if (r->prep && (rc = req_prepare(r)) < 0) {
+	if ((rc = req_head(r)) < 0) {
 		r->status = rc;
 		return;
 	}
@@ -581,7 +593,7 @@ static void queue_work_wal(struct queue *q, struct queue_req *reqs)
 			continue;
 		if (!recs)
 			r->status = -ENOMEM;
-		else if (r->prep && (rc = req_prepare(r)) < 0)
+		else if ((rc = req_head(r)) < 0)
 			r->status = rc;
 		else
 			recs[k++] = (struct wal_rec){ r->id, r->iov, r->iovcnt, 0 };
@@ -722,6 +734,24 @@ static void queue_submit(struct queue *q)
 	(void)rc;
 }
 
+static size_t str_bound(const char *s)
+{
+	/* A byte is at most 6 in JSON (\u0000); the name and quotes 32. */
+	return (s ? strlen(s) * 6 : 4) + 32;
+}
+
+/* An upper bound of the envelope's JSON line (queue_envelope_to_json()). */
+static size_t envelope_json_bound(const struct queue_envelope *env)
+{
+	size_t n = 1024 + str_bound(env->session) + str_bound(env->from) +
+	           str_bound(env->client_ip) + str_bound(env->helo) + str_bound(env->tls) +
+	           str_bound(env->auth_user) + str_bound(env->header_from) +
+	           str_bound(env->message_id) + str_bound(env->route) + str_bound(env->matched);
+	for (size_t i = 0; i < env->nrcpts && n <= QUEUE_ENVELOPE_MAX; i++)
+		n += str_bound(env->rcpts[i].addr) + str_bound(env->rcpts[i].last) + 64;
+	return n;
+}
+
 int queue_commit(struct queue *q, const struct queue_envelope *env,
                  const uv_buf_t *parts, size_t nparts, queue_commit_cb cb, void *arg)
 {
@@ -748,9 +778,12 @@ int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
 	j = queue_envelope_to_json(env);
 	if (!j)
 		return -EINVAL;
-	/* Without a hook the head is made now, so that a too large envelope
-	 * is refused at once; with one, on the worker (req_prepare()). */
-	if (!fn && (rc = make_head(j, &head, &hlen)) < 0)
+	/* The head is text made from j on the worker, off the loop thread
+	 * (json_dumps() was a twentieth of its time), when the envelope is
+	 * surely within QUEUE_ENVELOPE_MAX; a larger one is made now, so that
+	 * one too large is refused at once. */
+	bool later = fn || envelope_json_bound(env) <= QUEUE_ENVELOPE_MAX;
+	if (!later && (rc = make_head(j, &head, &hlen)) < 0)
 		goto fail_j;
 
 	r = calloc(1, sizeof(*r));
@@ -779,13 +812,12 @@ int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
 	r->cb = cb;
 	r->arg = arg;
 	r->fd = -1;
-	if (fn) {
-		r->prep = fn;
-		r->prep_arg = fn_arg;
+	r->prep = fn;
+	r->prep_arg = fn_arg;
+	if (later)
 		r->env_json = j;
-	} else {
+	else
 		json_decref(j);
-	}
 
 	*q->tail = r;
 	q->tail = &r->next;
