@@ -273,9 +273,38 @@ static json_t *sanitize(json_t *v)
 	}
 }
 
+/*
+ * The common case without a copy of the fields: their own text, its "{"
+ * replaced by ts and event. Only for an event name that needs no escaping
+ * and fields that do not name ts or event themselves; NULL otherwise (and
+ * when the fields cannot be dumped).
+ */
+static char *evlog_format_fast(const char *event, json_t *fields)
+{
+	for (const char *p = event; *p; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80)
+			return NULL;
+	if (!json_is_object(fields) || json_object_size(fields) == 0 ||
+	    json_object_get(fields, "ts") || json_object_get(fields, "event"))
+		return NULL;
+	char *body = json_dumps(fields, JSON_COMPACT);
+	if (!body)
+		return NULL;
+	char ts[EVLOG_TS_SIZE];
+	evlog_now_rfc3339(ts, sizeof(ts));
+	char *line = NULL;
+	if (asprintf(&line, "{\"ts\":\"%s\",\"event\":\"%s\",%s", ts, event, body + 1) < 0)
+		line = NULL;
+	free(body);
+	return line;
+}
+
 static char *evlog_format(const char *event, json_t *fields)
 {
 	char ts[EVLOG_TS_SIZE];
+	char *fast = evlog_format_fast(event, fields);
+	if (fast)
+		return fast;
 	json_t *o = json_object();
 	const char *key;
 	json_t *val;
