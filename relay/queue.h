@@ -113,6 +113,8 @@ size_t queue_pending(const struct queue *q);
 json_t *queue_envelope_to_json(const struct queue_envelope *env);
 int queue_envelope_from_json(const json_t *j, struct queue_envelope *env);
 void queue_envelope_free(struct queue_envelope *env);
+/* A deep copy; a recipient's last response is not copied (NULL). */
+int queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope *src);
 int queue_read_envelope(const char *dir, const char *id, struct queue_envelope *env,
                         uint64_t *data_offset);
 /* The same from the first len bytes of a mail's bytes (a segment record's

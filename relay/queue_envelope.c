@@ -216,6 +216,41 @@ fail:
 	return rc;
 }
 
+/* strdup() that keeps NULL, and tells a failure from it. */
+static bool dup_field(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return !src || *dst;
+}
+
+int queue_envelope_copy(struct queue_envelope *dst, const struct queue_envelope *src)
+{
+	struct queue_envelope e = *src;
+	e.rcpts = calloc(src->nrcpts ? src->nrcpts : 1, sizeof(*e.rcpts));
+	bool ok = e.rcpts != NULL;
+	e.nrcpts = ok ? src->nrcpts : 0;
+	for (size_t i = 0; i < e.nrcpts; i++) {
+		e.rcpts[i].state = src->rcpts[i].state;
+		ok = dup_field(&e.rcpts[i].addr, src->rcpts[i].addr) && ok;
+	}
+	ok = dup_field(&e.session, src->session) && ok;
+	ok = dup_field(&e.from, src->from) && ok;
+	ok = dup_field(&e.client_ip, src->client_ip) && ok;
+	ok = dup_field(&e.helo, src->helo) && ok;
+	ok = dup_field(&e.tls, src->tls) && ok;
+	ok = dup_field(&e.auth_user, src->auth_user) && ok;
+	ok = dup_field(&e.header_from, src->header_from) && ok;
+	ok = dup_field(&e.message_id, src->message_id) && ok;
+	ok = dup_field(&e.route, src->route) && ok;
+	ok = dup_field(&e.matched, src->matched) && ok;
+	if (!ok) {
+		queue_envelope_free(&e);
+		return -ENOMEM;
+	}
+	*dst = e;
+	return 0;
+}
+
 void queue_envelope_free(struct queue_envelope *env)
 {
 	if (!env)

@@ -630,16 +630,14 @@ static void sweep_cb(uv_timer_t *t)
 
 static struct qmail *mail_new(struct runner *r, const struct queue_envelope *env)
 {
-	json_t *j = queue_envelope_to_json(env);
 	struct qmail *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
 	m->r = r;
 	m->refs = 1;
 	m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 	m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
-	/* A deep copy through the envelope's own JSON form. */
-	int rc = j ? queue_envelope_from_json(j, &m->env) : -ENOMEM;
-	json_decref(j);
-	if (rc < 0) {
+	if (queue_envelope_copy(&m->env, env) < 0) {
 		g_array_free(m->waiting, TRUE);
 		g_array_free(m->inflight, TRUE);
 		free(m);

@@ -454,6 +454,27 @@ START_TEST(test_ids_seeded_from_queue)
 }
 END_TEST
 
+/* A deep copy: equal, and nothing shared with the original. */
+START_TEST(test_envelope_copy)
+{
+	struct queue_envelope env, copy;
+	env_full(&env, "0123456789ABCDEF01");
+	ck_assert_int_eq(queue_envelope_copy(&copy, &env), 0);
+	env_assert_eq(&env, &copy);
+	ck_assert_ptr_ne(copy.from, env.from);
+	ck_assert_ptr_ne(copy.rcpts, env.rcpts);
+	ck_assert_ptr_ne(copy.rcpts[1].addr, env.rcpts[1].addr);
+	queue_envelope_free(&copy);
+
+	/* NULL fields stay NULL. */
+	env.session = env.tls = env.auth_user = env.header_from = NULL;
+	env.message_id = env.route = env.matched = NULL;
+	ck_assert_int_eq(queue_envelope_copy(&copy, &env), 0);
+	env_assert_eq(&env, &copy);
+	queue_envelope_free(&copy);
+}
+END_TEST
+
 START_TEST(test_id_valid)
 {
 	ck_assert(queue_id_valid("0123456789ABCDEF01"));
@@ -965,6 +986,7 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_ids);
 	tcase_add_test(tc, test_ids_seeded_from_queue);
 	tcase_add_test(tc, test_id_valid);
+	tcase_add_test(tc, test_envelope_copy);
 	tcase_add_test(tc, test_json_roundtrip);
 	tcase_add_test(tc, test_json_roundtrip_nulls);
 	tcase_add_test(tc, test_json_malformed);
