@@ -71,6 +71,7 @@ static void state_write_after(uv_work_t *w, int status)
 	free(j->text);
 	free(j);
 	m->writing = false;
+	m->moved_out = true; /* the write moved it out of the log first */
 	/* The waiters of this write are served; then, if more changes came,
 	 * the next write starts with the newest state. */
 	GArray *done = m->inflight;
@@ -127,6 +128,25 @@ void state_save(struct qmail *m, void (*cb)(struct qmail *m, void *arg), void *a
 	m->dirty = true;
 	if (!m->writing)
 		state_write_start(m);
+}
+
+static void moved_out(struct qmail *m, void *arg)
+{
+	(void)m;
+	(void)arg;
+}
+
+/*
+ * A mail held back without an attempt (its destination paused or down)
+ * waits like a deferred one, so it leaves the segment log as a deferred
+ * one does: by a state write (queue_fs_write_state() moves it out first),
+ * which also keeps it in order with every other write and removal of the
+ * mail. Once per mail: a mail loaded at start, or written once, is out.
+ */
+void mail_move_out(struct qmail *m)
+{
+	if (!m->moved_out)
+		state_save(m, moved_out, NULL);
 }
 
 static void delete_work(uv_work_t *w)

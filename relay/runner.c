@@ -461,6 +461,7 @@ static void round_skip(struct qmail *m, struct dest *d, const struct dest_down *
 		log_outcome(r, "deferred", m, (unsigned)i, NULL, &rep, false, next);
 	}
 	schedule_mail(m, next);
+	mail_move_out(m); /* after: its state names the next try */
 }
 
 /* The destinations of a mail's pending recipients (made when new). */
@@ -698,6 +699,7 @@ static void load_after(uv_work_t *w, int status)
 		m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->env = it->env;
+		m->moved_out = true; /* a start leaves nothing in the log */
 		queue_tag_ref(r->tag_key, m->env.id, m->ref);
 		m->attempts = it->st.attempts;
 		m->last_ms = it->st.last_ms;

@@ -221,6 +221,9 @@ struct qmail {
 	GSequenceIter *by_arrival;  /* in r->arrivals while in the index (metrics) */
 	char **rcpt_dom;            /* per recipient: its domain key, made once
 	                             * (mail_rcpt_domain()); NULL: not made yet */
+	bool moved_out;             /* surely not in the spool's segment log
+	                             * (relay/queue_wal.h): loaded at start, or a
+	                             * state written (mail_move_out) */
 };
 
 
@@ -424,6 +427,7 @@ void schedule_mail(struct qmail *m, uint64_t when);
 void mail_unref(struct qmail *m);
 void state_save(struct qmail *m, void (*cb)(struct qmail *m, void *arg), void *arg);
 void mail_delete(struct qmail *m);
+void mail_move_out(struct qmail *m);
 void mail_finalize(struct qmail *m, void (*cb)(struct qmail *m, void *arg), void *arg);
 bool mail_all_final(const struct qmail *m);
 void mail_read_work(uv_work_t *w);
