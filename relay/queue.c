@@ -245,7 +245,17 @@ void queue_close(struct queue *q)
 		q->closing = true;
 		return;
 	}
-	wal_close(q->wal);
+	/* A clean stop leaves the spool in the one-file-per-mail form: what is
+	 * still live in the log (mails not yet delivered) becomes DIR/mail
+	 * files now, as the next start would do, so that an older release can
+	 * also take the spool over. Only here, after the last commit. */
+	if (q->wal) {
+		wal_close(q->wal);
+		int rc = wal_recover(q->dir);
+		if (rc < 0)
+			fprintf(stderr, "hikyaku: %s/wal: %s; the next start moves its mails out\n",
+			        q->dir, strerror(-rc));
+	}
 	if (q->lock_fd >= 0)
 		close(q->lock_fd);
 	free(q->dir);

@@ -35,7 +35,9 @@
  *	failure nothing of the mail is left on disk.
  *
  *	queue_close() waits for nothing: call it only when no commit is
- *	outstanding (queue_pending() == 0).
+ *	outstanding (queue_pending() == 0). It moves what is live in the log
+ *	out to DIR/mail files (wal_recover(), blocking: a clean stop leaves
+ *	the spool in the form of earlier releases).
  *
  *	queue_envelope_to_json() / queue_envelope_from_json() convert the
  *	envelope; queue_read_envelope() reads the envelope of a queued mail

@@ -374,7 +374,13 @@ START_TEST(test_commit_from_callback)
 	ck_assert_int_eq(chain_left, 0);
 	ck_assert_int_eq(chain_ok, 10);
 	ck_assert_uint_eq(wal_live(queue_wal(chain_q)), 10);
+	ck_assert_int_eq(count_files(path_mail), 0);
+	/* A clean close leaves the spool as earlier releases had it. */
 	queue_close(chain_q);
+	char wal[160];
+	snprintf(wal, sizeof(wal), "%s/wal", root);
+	ck_assert_int_eq(count_files(path_mail), 10);
+	ck_assert_int_eq(count_files(wal), 0);
 }
 END_TEST
 
