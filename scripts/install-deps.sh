@@ -28,12 +28,13 @@ scdoc clang libclang-rt-14-dev llvm
 # Python peers (aiosmtpd, dnspython, the independent DKIM verifier with
 # PyNaCl for Ed25519); dnsmasq; a PostgreSQL server; PHP with mbstring for
 # mail(); promtool; systemd-analyze and man for the installation test;
-# GNU time for the peak memory of a process.
+# GNU time for the peak memory of a process; strace for the order of the
+# spool's writes and syncs (t_power_order).
 TEST="
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
 libauthen-sasl-perl libdigest-hmac-perl
 python3 python3-aiosmtpd python3-dnspython python3-dkim python3-nacl
-dnsmasq-base procps whois util-linux time
+dnsmasq-base procps whois util-linux time strace
 postgresql postgresql-client
 php-cli php-mbstring
 prometheus
@@ -110,6 +111,9 @@ need "python3 has aiosmtpd" /usr/bin/python3 -c 'import aiosmtpd.controller'
 need "python3 has dnspython" /usr/bin/python3 -c 'import dns.resolver'
 need "python3 has dkim with Ed25519 (PyNaCl)" /usr/bin/python3 -c 'import dkim, nacl.signing'
 need "dnsmasq runs" dnsmasq --version
+need "strace runs" strace -V
+need "strace traces every thread of a process and delays a syscall (ptrace allowed, inject)" \
+	strace -f -o /dev/null -e trace=fdatasync -e inject=fdatasync:delay_exit=1000 true
 need "/usr/bin/time reports the peak RSS (GNU time)" sh -c '/usr/bin/time -v true 2>&1 | grep -q "Maximum resident set size"'
 need "openssl makes Ed25519 and RSA keys" sh -c 'openssl genpkey -algorithm ed25519 && openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:1024'
 need "php has mb_send_mail (mbstring)" php -r 'exit(function_exists("mb_send_mail") ? 0 : 1);'
