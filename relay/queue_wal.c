@@ -322,7 +322,9 @@ static int write_mail_file(const char *tmp_dir, const char *mail_dir, const char
 	if (close(fd) < 0 && !rc)
 		rc = -errno;
 	/* NOREPLACE: a file already there is the mail's, moved out before. */
-	if (!rc && renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) < 0 && errno != EEXIST)
+	if (!rc && renameat2(AT_FDCWD, tmp, AT_FDCWD, dst, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (!rc && errno != EEXIST)
 		rc = -errno;
 	unlink(tmp);
 	return rc;
@@ -693,20 +695,48 @@ void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *
                 int *status)
 {
 	GPtrArray *segs = g_ptr_array_new();
+	char (*hdr)[WAL_HDR_LEN + 1] = calloc(n ? n : 1, sizeof(*hdr));
+	struct iovec *iov = calloc(n ? n : 1, sizeof(*iov));
 	uv_mutex_lock(&w->lock);
-	for (size_t i = 0; i < n; i++) {
+	/* The D records of one segment in one write: the ids of a batch are
+	 * mostly of the current segment. */
+	for (size_t i = 0; i < n;) {
 		struct wal_loc *l = g_hash_table_lookup(w->index, ids[i]);
 		status[i] = 0;
 		in_wal[i] = l ? WAL_IN | (l->state ? WAL_STATE : 0) : 0;
-		if (!l)
+		if (!l) {
+			i++;
 			continue;
-		status[i] = seg_put_removal(l->seg, ids[i]);
-		if (!status[i] && !g_ptr_array_find(segs, l->seg, NULL)) {
-			l->seg->refs++;
-			g_ptr_array_add(segs, l->seg);
 		}
+		struct wal_seg *s = l->seg;
+		size_t k = i, m = 0;
+		for (; k < n; k++) {
+			struct wal_loc *o = g_hash_table_lookup(w->index, ids[k]);
+			if (!o || o->seg != s)
+				break;
+			in_wal[k] = WAL_IN | (o->state ? WAL_STATE : 0);
+			if (hdr && iov) {
+				format_hdr(hdr[m], 'D', ids[k], 0, 0);
+				iov[m] = (struct iovec){ hdr[m], WAL_HDR_LEN };
+				m++;
+			}
+		}
+		int rc = !hdr || !iov ? -ENOMEM : s->broken ? -EIO : pwritev_all(s->fd, iov, (int)m, s->end);
+		if (rc && rc != -ENOMEM && rc != -EIO && ftruncate(s->fd, (off_t)s->end) < 0)
+			s->broken = true; /* never leave a torn record */
+		if (!rc)
+			s->end += (uint64_t)m * WAL_HDR_LEN;
+		for (size_t j = i; j < k; j++)
+			status[j] = rc;
+		if (!rc && !g_ptr_array_find(segs, s, NULL)) {
+			s->refs++;
+			g_ptr_array_add(segs, s);
+		}
+		i = k;
 	}
 	uv_mutex_unlock(&w->lock);
+	free(hdr);
+	free(iov);
 
 	/* One sync per segment touched, outside the lock. */
 	int *srv = calloc(segs->len ? segs->len : 1, sizeof(*srv));

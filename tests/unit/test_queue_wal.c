@@ -268,6 +268,38 @@ START_TEST(test_remove_evict)
 }
 END_TEST
 
+/* Several removals of one segment in one call (one write), an id that is
+ * not in the log between them: all gone, and a restart brings none back. */
+START_TEST(test_remove_batch)
+{
+	struct wal *w = open_log();
+	const char *all[] = { ID1, ID2, ID5, ID3 };
+	char *m[3];
+	for (int i = 0; i < 3; i++) {
+		m[i] = mail_bytes(i == 2 ? ID3 : all[i], "x\r\n");
+		append(w, i == 2 ? ID3 : all[i], m[i]);
+	}
+	unsigned char in_wal[4];
+	int st[4];
+	wal_remove(w, all, 4, in_wal, st);
+	ck_assert_int_eq(in_wal[0], WAL_IN);
+	ck_assert_int_eq(in_wal[1], WAL_IN);
+	ck_assert_int_eq(in_wal[2], 0);
+	ck_assert_int_eq(in_wal[3], WAL_IN);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(st[i], 0);
+	ck_assert_uint_eq(wal_live(w), 0);
+	int n = 0;
+	ck_assert_int_eq(wal_scan(root, scan_count, &n), 0);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(wal_recover(root), 0);
+	ck_assert_int_eq(count_files(path_mail), 0);
+	wal_close(w);
+	for (int i = 0; i < 3; i++)
+		free(m[i]);
+}
+END_TEST
+
 /* A segment whose mails are all gone is removed once it is full. */
 START_TEST(test_segment_dropped)
 {
@@ -309,6 +341,7 @@ static Suite *wal_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_recover);
 	tcase_add_test(tc, test_remove_evict);
+	tcase_add_test(tc, test_remove_batch);
 	tcase_add_test(tc, test_segment_dropped);
 	suite_add_tcase(s, tc);
 	return s;
