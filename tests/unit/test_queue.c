@@ -897,6 +897,45 @@ START_TEST(test_batch_mixed)
 }
 END_TEST
 
+/* Mails for the log and spilled ones committed together: each goes its
+ * way (the log's in one batch, the spilled ones in another), all done. */
+static struct cb_rec both[6];
+
+START_TEST(test_batch_log_and_files)
+{
+	struct queue *q;
+	struct queue_envelope env;
+	char id[QUEUE_ID_LEN + 1];
+	uv_buf_t part = uv_buf_init("x\r\n", 3);
+	int fd[3];
+
+	ck_assert_int_eq(queue_open(&loop, root, &q), 0);
+	for (int i = 0; i < 6; i++) {
+		queue_new_id(q, id);
+		env_full(&env, id);
+		if (i % 2) {
+			fd[i / 2] = spill_of("spilled\r\n", 9);
+			ck_assert_int_eq(queue_commit_spilled(q, &env, NULL, 0, 0, fd[i / 2], 9, NULL,
+			                                      NULL, commit_cb, &both[i]), 0);
+		} else {
+			ck_assert_int_eq(queue_commit(q, &env, &part, 1, commit_cb, &both[i]), 0);
+		}
+	}
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	for (int i = 0; i < 6; i++) {
+		ck_assert_int_eq(both[i].called, 1);
+		ck_assert_int_eq(both[i].status, 0);
+	}
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
+	ck_assert_uint_eq(wal_live(queue_wal(q)), 3);
+	ck_assert_int_eq(count_files(path_mail), 3);
+	ck_assert_uint_ge(queue_batches(q), 2); /* a log batch and a file batch at least */
+	queue_close(q);
+	ck_assert_int_eq(count_files(path_mail), 6);
+}
+END_TEST
+
 START_TEST(test_read_envelope_rejects)
 {
 	struct queue *q;
@@ -1004,6 +1043,7 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_fail_short_write);
 	tcase_add_test(tc, test_duplicate_id);
 	tcase_add_test(tc, test_batch_mixed);
+	tcase_add_test(tc, test_batch_log_and_files);
 	tcase_add_test(tc, test_read_envelope_rejects);
 	suite_add_tcase(s, tc);
 	return s;
