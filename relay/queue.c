@@ -183,6 +183,18 @@ static int queue_seed_ids(struct queue *q)
 	return rc;
 }
 
+/* An id of a segment a full disk kept (wal_recover()) counts too. */
+static int seed_from_log(void *arg, const char *id, const char *payload, size_t len)
+{
+	struct queue *q = arg;
+	(void)payload;
+	(void)len;
+	uint64_t v = strtoull(id, NULL, 16);
+	if (v > q->last_id)
+		q->last_id = v;
+	return 0;
+}
+
 int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
 {
 	struct queue *q;
@@ -229,7 +241,8 @@ int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
 		goto fail_lock;
 	/* Live records of the last run become DIR/mail files, so that ids are
 	 * seeded, and the runner lists the spool, from DIR/mail alone. */
-	if ((rc = wal_recover(dir)) || (rc = queue_seed_ids(q)) || (rc = wal_open(dir, &q->wal)))
+	if ((rc = wal_recover(dir)) || (rc = queue_seed_ids(q)) ||
+	    (rc = wal_scan(dir, seed_from_log, q)) || (rc = wal_open(dir, &q->wal)))
 		goto fail_lock;
 
 	*out = q;
@@ -784,7 +797,9 @@ static void queue_submit(struct queue *q)
 		batch_start(q, b, log, true);
 		log = NULL;
 	}
-	if (files && (b = free_slot(q))) {
+	/* A slot stays free for the log: small mails never wait behind the
+	 * copies and syncs of large ones. */
+	if (files && (q->log_busy || q->inflight + 1 < QUEUE_MAX_INFLIGHT) && (b = free_slot(q))) {
 		batch_start(q, b, files, false);
 		files = NULL;
 	}

@@ -172,6 +172,12 @@ void queue_fs_remove(struct wal *w, const char *dir, const char *const *ids, siz
 		wal_remove(w, ids, n, in_wal, status);
 	size_t files = 0;
 	for (size_t i = 0; i < n; i++) {
+		if ((in_wal[i] & WAL_FILE) && status[i] == 0) {
+			/* Its removal record is durable: the file may go. */
+			snprintf(p, sizeof(p), "%s/%s", mdir, ids[i]);
+			unlink(p);
+			files++;
+		}
 		if ((in_wal[i] & WAL_STATE) && status[i] == 0) {
 			snprintf(p, sizeof(p), "%s/%s", sdir, ids[i]);
 			unlink(p);
@@ -200,7 +206,7 @@ void queue_fs_remove(struct wal *w, const char *dir, const char *const *ids, siz
 	 */
 	int rc = files ? fsync_dir(mdir) : 0;
 	for (size_t i = 0; rc < 0 && i < n; i++)
-		if (!in_wal[i] && status[i] == 0)
+		if ((!in_wal[i] || (in_wal[i] & WAL_FILE)) && status[i] == 0)
 			status[i] = rc;
 	free(in_wal);
 }

@@ -48,6 +48,8 @@ struct wal_loc {
 	uint64_t off;
 	uint64_t len;
 	bool state;             /* DIR/state/ID was written (wal_note_state) */
+	bool file;              /* DIR/mail/ID was made (wal_evict), its D record
+	                         * not yet durable */
 };
 
 struct wal {
@@ -213,16 +215,17 @@ static int scan_segment(int dfd, int mail_dfd, uint64_t seq, wal_scan_fn fn, voi
 {
 	char name[WAL_SEQ_LEN + 1];
 	snprintf(name, sizeof(name), "%016" PRIX64, seq);
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+	/* Only a regular file is a segment: no FIFO to hang on, no link. */
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return errno == ENOENT || errno == ELOOP ? 0 : -errno;
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;
 	}
-	if (st.st_size == 0) {
+	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
 		close(fd);
 		return 0;
 	}
@@ -345,6 +348,7 @@ struct recover_ctx {
 	const char *mail_dir;
 	size_t moved;
 	size_t stuck;           /* no room for their files: the segment stays */
+	GPtrArray *made;        /* ids whose files this segment's pass made */
 };
 
 static int recover_one(void *arg, const char *id, const char *payload, size_t len)
@@ -355,7 +359,10 @@ static int recover_one(void *arg, const char *id, const char *payload, size_t le
 		c->stuck++;
 		return 0;
 	}
-	c->moved += rc == 0;
+	if (rc == 0) {
+		c->moved++;
+		g_ptr_array_add(c->made, g_strdup(id));
+	}
 	return rc;
 }
 
@@ -372,18 +379,28 @@ int wal_recover(const char *dir)
 	if ((rc = open_dirs(dir, &dfd, &mail_dfd)))
 		return rc;
 	GArray *segs = NULL;
-	struct recover_ctx c = { tmp, mail, 0, 0 };
+	struct recover_ctx c = { tmp, mail, 0, 0, g_ptr_array_new_with_free_func(g_free) };
 	if ((rc = list_segments(dfd, &segs)))
 		goto out;
 	bool removed = false;
 	for (guint i = 0; i < segs->len; i++) {
 		uint64_t seq = g_array_index(segs, uint64_t, i);
 		size_t stuck = c.stuck;
+		g_ptr_array_set_size(c.made, 0);
 		if ((rc = scan_segment(dfd, mail_dfd, seq, recover_one, &c)))
 			goto out;
-		/* A full disk: the segment keeps its mails for the next start. */
-		if (c.stuck > stuck)
+		/* A full disk: the segment keeps all its mails for the next start,
+		 * those moved out in this pass too (their files go again): a mail
+		 * in both, delivered from its file, would come back from the
+		 * segment, which the running log never writes to. */
+		if (c.stuck > stuck) {
+			for (guint k = 0; k < c.made->len; k++)
+				unlinkat(mail_dfd, g_ptr_array_index(c.made, k), 0);
+			if (c.made->len)
+				(void)fsync(mail_dfd);
+			c.moved = 0;
 			continue;
+		}
 		/* The files are named for good before the segment goes. */
 		if (c.moved && (rc = fsync_fd_dir(mail)))
 			goto out;
@@ -407,6 +424,7 @@ int wal_recover(const char *dir)
 out:
 	if (segs)
 		g_array_free(segs, TRUE);
+	g_ptr_array_free(c.made, TRUE);
 	close(mail_dfd);
 	close(dfd);
 	return rc;
@@ -604,7 +622,8 @@ int wal_append(struct wal *w, struct wal_rec *recs, size_t n)
 				(void)seg_put_removal(s, recs[i].id);
 		(void)fdatasync(s->fd);
 		s->live -= m;
-		s->broken = true;
+		/* Retired, not broken: the file has no torn tail, and the
+		 * removals of its older mails still go there. */
 		if (w->cur == s)
 			seg_retire(w);
 		else
@@ -703,7 +722,7 @@ void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *
 	for (size_t i = 0; i < n;) {
 		struct wal_loc *l = g_hash_table_lookup(w->index, ids[i]);
 		status[i] = 0;
-		in_wal[i] = l ? WAL_IN | (l->state ? WAL_STATE : 0) : 0;
+		in_wal[i] = 0;
 		if (!l) {
 			i++;
 			continue;
@@ -714,15 +733,16 @@ void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *
 			struct wal_loc *o = g_hash_table_lookup(w->index, ids[k]);
 			if (!o || o->seg != s)
 				break;
-			in_wal[k] = WAL_IN | (o->state ? WAL_STATE : 0);
+			in_wal[k] = WAL_IN | (o->state ? WAL_STATE : 0) | (o->file ? WAL_FILE : 0);
 			if (hdr && iov) {
 				format_hdr(hdr[m], 'D', ids[k], 0, 0);
 				iov[m] = (struct iovec){ hdr[m], WAL_HDR_LEN };
 				m++;
 			}
 		}
+		bool tried = hdr && iov && !s->broken;
 		int rc = !hdr || !iov ? -ENOMEM : s->broken ? -EIO : pwritev_all(s->fd, iov, (int)m, s->end);
-		if (rc && rc != -ENOMEM && rc != -EIO && ftruncate(s->fd, (off_t)s->end) < 0)
+		if (rc && tried && ftruncate(s->fd, (off_t)s->end) < 0)
 			s->broken = true; /* never leave a torn record */
 		if (!rc)
 			s->end += (uint64_t)m * WAL_HDR_LEN;
@@ -780,10 +800,27 @@ int wal_evict(struct wal *w, const char *id)
 	         !(rc = write_mail_file(w->tmp_dir, w->mail_dir, id, p, (size_t)l.len)))
 		rc = fsync_fd_dir(w->mail_dir);
 	free(p);
+	bool gone = false;
 	if (!rc) {
 		uv_mutex_lock(&w->lock);
-		rc = seg_put_removal(l.seg, id);
+		struct wal_loc *e = g_hash_table_lookup(w->index, id);
+		if (!e) {
+			gone = true; /* removed meanwhile (an administrator's delete) */
+		} else {
+			/* From here the file is the mail's too: a removal takes it
+			 * with it until the D record below is durable. */
+			e->file = true;
+			rc = seg_put_removal(l.seg, id);
+		}
 		uv_mutex_unlock(&w->lock);
+	}
+	if (gone) {
+		/* Not to come back from the dead at the next start. */
+		char path[PATH_MAX + QUEUE_ID_LEN + 2];
+		snprintf(path, sizeof(path), "%s/%s", w->mail_dir, id);
+		unlink(path);
+		(void)fsync_fd_dir(w->mail_dir);
+		rc = 1;
 	}
 	/* The file is the mail's from now on; its D record must be durable
 	 * before the file may be removed, or a restart would bring it back. */

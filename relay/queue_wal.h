@@ -36,7 +36,8 @@
  *	live record becomes DIR/mail/ID (file, fdatasync, rename, then one
  *	sync of DIR/mail), then its segment is removed. A segment whose
  *	mails find no room (ENOSPC, EDQUOT) stays, with a message, for the
- *	next start. wal_open() then starts an empty log (the next SEQ above
+ *	next start, with all of them (the files this pass made of it are
+ *	removed again). wal_open() then starts an empty log (the next SEQ above
  *	any seen).
  *
  *	wal_append() writes the records of one commit batch at the end of the
@@ -49,8 +50,10 @@
  *	the id is not in the log (then it is a file in DIR/mail).
  *	wal_remove() appends D records for those of ids that are in the log
  *	and syncs each segment touched; in_wal[i] says whether ids[i] was
- *	(WAL_IN) and whether it has a state file (WAL_STATE), status[i] its
- *	result. wal_evict() moves one mail out to DIR/mail/ID (durably, then
+ *	(WAL_IN), whether it has a state file (WAL_STATE) and whether a
+ *	DIR/mail/ID file of it exists (WAL_FILE: a move out whose removal
+ *	record failed), status[i] its result; the caller removes those
+ *	files. wal_evict() moves one mail out to DIR/mail/ID (durably, then
  *	its D record, durably); 1 when it was not in the log. A mail that
  *	could not be moved out (a full disk) stays in the log with its state
  *	file: wal_note_state() records that, for its removal.
@@ -92,6 +95,7 @@ int wal_append(struct wal *w, struct wal_rec *recs, size_t n);
 int wal_read(struct wal *w, const char *id, char **data, size_t *len);
 #define WAL_IN 1     /* wal_remove(): the mail was in the log */
 #define WAL_STATE 2  /* ... and has a state file (wal_note_state) */
+#define WAL_FILE 4   /* ... and a DIR/mail file (a move out half done) */
 void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *in_wal,
                 int *status);
 int wal_evict(struct wal *w, const char *id);

@@ -221,9 +221,10 @@ struct qmail {
 	GSequenceIter *by_arrival;  /* in r->arrivals while in the index (metrics) */
 	char **rcpt_dom;            /* per recipient: its domain key, made once
 	                             * (mail_rcpt_domain()); NULL: not made yet */
-	bool moved_out;             /* surely not in the spool's segment log
-	                             * (relay/queue_wal.h): loaded at start, or a
-	                             * state written (mail_move_out) */
+	bool moved_out;             /* out of the spool's segment log
+	                             * (relay/queue_wal.h), or in it with a state
+	                             * file (no room to move it): loaded at start,
+	                             * or a state written (mail_move_out) */
 };
 
 
