@@ -116,6 +116,7 @@ need "strace traces every thread of a process and delays a syscall (ptrace allow
 	strace -f -o /dev/null -e trace=fdatasync -e inject=fdatasync:delay_exit=1000 true
 need "/usr/bin/time reports the peak RSS (GNU time)" sh -c '/usr/bin/time -v true 2>&1 | grep -q "Maximum resident set size"'
 need "openssl makes Ed25519 and RSA keys" sh -c 'openssl genpkey -algorithm ed25519 && openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:1024'
+need "php has mail() (the sendmail interface's caller)" php -r 'exit(function_exists("mail") ? 0 : 1);'
 need "php has mb_send_mail (mbstring)" php -r 'exit(function_exists("mb_send_mail") ? 0 : 1);'
 need "promtool checks metrics" sh -c 'printf "# HELP x_total A counter.\n# TYPE x_total counter\nx_total 1\n" | promtool check metrics'
 need "PostgreSQL 15 server programs (initdb, pg_ctl, postgres)" test -x "$pg_bin/initdb" -a -x "$pg_bin/pg_ctl" -a -x "$pg_bin/postgres"
