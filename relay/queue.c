@@ -52,7 +52,7 @@ struct queue_req {
 	char *head;             /* "MAGIC\nJSON\n", ours */
 	/*
 	 * iov[0] is head; iov[1..] are the caller's data parts (referenced,
-	 * not copied). writev_all() advances the entries as it goes, which
+	 * not copied). fs_writev_all() advances the entries as it goes, which
 	 * is why head is kept apart for free().
 	 */
 	struct iovec *iov;
@@ -319,40 +319,6 @@ void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1])
 
 /* ---- from here to queue_after(), the code runs on a thread-pool worker */
 
-/* writev until everything is written: a file write may be short (ENOSPC
- * part way, RLIMIT_FSIZE, a signal), and the next call then reports why. */
-static int writev_all(int fd, struct iovec *iov, int iovcnt)
-{
-	for (;;) {
-		while (iovcnt > 0 && iov->iov_len == 0) {
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt == 0)
-			return 0;
-
-		ssize_t n = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		while (n > 0) {
-			if ((size_t)n >= iov->iov_len) {
-				n -= (ssize_t)iov->iov_len;
-				iov++;
-				iovcnt--;
-			} else {
-				iov->iov_base = (char *)iov->iov_base + n;
-				iov->iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
-	}
-}
-
 /*
  * Appends len bytes of the spill file (from its start) to fd: in the
  * kernel with copy_file_range() where the file system can, else through
@@ -389,7 +355,7 @@ static int copy_spill(int fd, int spill_fd, uint64_t len)
 				continue;
 			if (n > 0) {
 				struct iovec v = { tmp, (size_t)n };
-				if ((rc = writev_all(fd, &v, 1)))
+				if ((rc = fs_writev_all(fd, &v, 1, -1)))
 					break;
 				in += n;
 			}
@@ -528,11 +494,11 @@ static void req_write(struct queue *q, struct queue_req *r)
 		return;
 	}
 	r->created = true;
-	rc = writev_all(r->fd, r->iov, r->spill_at);
+	rc = fs_writev_all(r->fd, r->iov, r->spill_at, -1);
 	if (!rc && r->spill_fd >= 0)
 		rc = copy_spill(r->fd, r->spill_fd, r->spill_len);
 	if (!rc)
-		rc = writev_all(r->fd, r->iov + r->spill_at, r->iovcnt - r->spill_at);
+		rc = fs_writev_all(r->fd, r->iov + r->spill_at, r->iovcnt - r->spill_at, -1);
 	if (rc) {
 		r->status = rc;
 		req_discard_tmp(q, r);
@@ -587,19 +553,6 @@ static void req_rename(struct queue *q, struct queue_req *r)
 		}
 	}
 	r->renamed = true;
-}
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
 }
 
 /*
@@ -675,7 +628,7 @@ static void queue_work(uv_work_t *w)
 	 * without the new names, and the fsynced files would sit unnamed
 	 * (lost) in the file system. One sync covers the whole batch.
 	 */
-	rc = fsync_dir(q->mail_dir);
+	rc = fs_sync_dir(q->mail_dir);
 	if (!rc)
 		return;
 
@@ -691,7 +644,7 @@ static void queue_work(uv_work_t *w)
 		r->renamed = false;
 		r->status = rc;
 	}
-	(void)fsync_dir(q->mail_dir);
+	(void)fs_sync_dir(q->mail_dir);
 }
 
 static void queue_submit(struct queue *q);

@@ -18,18 +18,9 @@
 
 #include "relay/queue.h"
 #include "relay/queue_wal.h"
+#include "util/fsutil.h"
 
 #define REPORTED_MAX ((size_t)64 << 10)
-
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
-}
 
 static int read_all(const char *path, size_t max, char **out, size_t *outlen)
 {
@@ -132,7 +123,7 @@ static int write_durably(const char *dirpath, const char *path, const char *text
 	}
 	/* The rename is durable only once the directory is: a failed sync
 	 * fails the write (the caller tries again). */
-	return fsync_dir(dirpath);
+	return fs_sync_dir(dirpath);
 }
 
 int queue_fs_write_state(struct wal *w, const char *dir, const char *id, const char *text)
@@ -204,7 +195,7 @@ void queue_fs_remove(struct wal *w, const char *dir, const char *const *ids, siz
 	 * (queue_fs_list()), so state/ is not synced here. Its sync cost a
 	 * disk write and a cache flush per batch for nothing.
 	 */
-	int rc = files ? fsync_dir(mdir) : 0;
+	int rc = files ? fs_sync_dir(mdir) : 0;
 	for (size_t i = 0; rc < 0 && i < n; i++)
 		if ((!in_wal[i] || (in_wal[i] & WAL_FILE)) && status[i] == 0)
 			status[i] = rc;
@@ -245,7 +236,7 @@ int queue_fs_list(const char *dir, GPtrArray **ids)
 		}
 		closedir(d);
 		if (removed)
-			fsync_dir(sdir);
+			fs_sync_dir(sdir);
 	}
 	*ids = a;
 	return 0;

@@ -111,38 +111,6 @@ static bool parse_hdr(const char *h, char *type, char id[QUEUE_ID_LEN + 1], uint
 	return *type == 'M' || (*len == 0 && c == 0);
 }
 
-static int pwritev_all(int fd, struct iovec *iov, int iovcnt, uint64_t off)
-{
-	for (;;) {
-		while (iovcnt > 0 && iov->iov_len == 0) {
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt == 0)
-			return 0;
-		ssize_t n = pwritev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		off += (uint64_t)n;
-		while (n > 0) {
-			if ((size_t)n >= iov->iov_len) {
-				n -= (ssize_t)iov->iov_len;
-				iov++;
-				iovcnt--;
-			} else {
-				iov->iov_base = (char *)iov->iov_base + n;
-				iov->iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
-	}
-}
-
 static int pread_all(int fd, char *p, size_t len, uint64_t off)
 {
 	while (len) {
@@ -319,7 +287,7 @@ static int write_mail_file(const char *tmp_dir, const char *mail_dir, const char
 	if (fd < 0)
 		return -errno;
 	struct iovec v = { (void *)p, len };
-	int rc = pwritev_all(fd, &v, 1, 0);
+	int rc = fs_writev_all(fd, &v, 1, 0);
 	if (!rc && fdatasync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)
@@ -330,16 +298,6 @@ static int write_mail_file(const char *tmp_dir, const char *mail_dir, const char
 	if (!rc && errno != EEXIST)
 		rc = -errno;
 	unlink(tmp);
-	return rc;
-}
-
-static int fsync_fd_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
 	return rc;
 }
 
@@ -402,7 +360,7 @@ int wal_recover(const char *dir)
 			continue;
 		}
 		/* The files are named for good before the segment goes. */
-		if (c.moved && (rc = fsync_fd_dir(mail)))
+		if (c.moved && (rc = fs_sync_dir(mail)))
 			goto out;
 		c.moved = 0;
 		char name[WAL_SEQ_LEN + 1];
@@ -524,23 +482,33 @@ static int seg_start(struct wal *w)
 	return 0;
 }
 
-/* Under the lock: a D record for id at the end of s. */
-static int seg_put_removal(struct wal_seg *s, const char *id)
+/* Under the lock: D records for ids[0..n) at the end of s, one write. */
+static int seg_put_removals(struct wal_seg *s, const char *const *ids, size_t n)
 {
-	char hdr[WAL_HDR_LEN + 1];
 	if (s->broken)
 		return -EIO; /* past a torn tail it could not be read */
-	format_hdr(hdr, 'D', id, 0, 0);
-	struct iovec v = { hdr, WAL_HDR_LEN };
-	int rc = pwritev_all(s->fd, &v, 1, s->end);
-	if (rc) {
+	char (*hdr)[WAL_HDR_LEN + 1] = calloc(n ? n : 1, sizeof(*hdr));
+	struct iovec *iov = calloc(n ? n : 1, sizeof(*iov));
+	int rc = hdr && iov ? 0 : -ENOMEM;
+	for (size_t i = 0; !rc && i < n; i++) {
+		format_hdr(hdr[i], 'D', ids[i], 0, 0);
+		iov[i] = (struct iovec){ hdr[i], WAL_HDR_LEN };
+	}
+	if (!rc && (rc = fs_writev_all(s->fd, iov, (int)n, (int64_t)s->end))) {
 		/* Never leave a torn record: it would hide every later one. */
 		if (ftruncate(s->fd, (off_t)s->end) < 0)
 			s->broken = true; /* nothing more goes here */
-		return rc;
+	} else if (!rc) {
+		s->end += (uint64_t)n * WAL_HDR_LEN;
 	}
-	s->end += WAL_HDR_LEN;
-	return 0;
+	free(hdr);
+	free(iov);
+	return rc;
+}
+
+static int seg_put_removal(struct wal_seg *s, const char *id)
+{
+	return seg_put_removals(s, &id, 1);
 }
 
 int wal_append(struct wal *w, struct wal_rec *recs, size_t n)
@@ -599,7 +567,7 @@ int wal_append(struct wal *w, struct wal_rec *recs, size_t n)
 	}
 	struct wal_seg *s = w->cur;
 	uint64_t off = s->end;
-	if ((rc = pwritev_all(s->fd, iov, (int)niov, off))) {
+	if ((rc = fs_writev_all(s->fd, iov, (int)niov, (int64_t)off))) {
 		/* Never leave a torn record: it would hide every later one. */
 		if (ftruncate(s->fd, (off_t)off) < 0)
 			s->broken = true;
@@ -714,38 +682,24 @@ void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *
                 int *status)
 {
 	GPtrArray *segs = g_ptr_array_new();
-	char (*hdr)[WAL_HDR_LEN + 1] = calloc(n ? n : 1, sizeof(*hdr));
-	struct iovec *iov = calloc(n ? n : 1, sizeof(*iov));
 	uv_mutex_lock(&w->lock);
-	/* The D records of one segment in one write: the ids of a batch are
-	 * mostly of the current segment. */
+	/* The D records of a run of ids in one segment in one write: the ids
+	 * of a batch are mostly of the current segment. */
 	for (size_t i = 0; i < n;) {
-		struct wal_loc *l = g_hash_table_lookup(w->index, ids[i]);
+		struct wal_loc *o = g_hash_table_lookup(w->index, ids[i]);
 		status[i] = 0;
 		in_wal[i] = 0;
-		if (!l) {
+		if (!o) {
 			i++;
 			continue;
 		}
-		struct wal_seg *s = l->seg;
-		size_t k = i, m = 0;
-		for (; k < n; k++) {
-			struct wal_loc *o = g_hash_table_lookup(w->index, ids[k]);
-			if (!o || o->seg != s)
-				break;
+		struct wal_seg *s = o->seg;
+		size_t k = i;
+		while (o && o->seg == s) {
 			in_wal[k] = WAL_IN | (o->state ? WAL_STATE : 0) | (o->file ? WAL_FILE : 0);
-			if (hdr && iov) {
-				format_hdr(hdr[m], 'D', ids[k], 0, 0);
-				iov[m] = (struct iovec){ hdr[m], WAL_HDR_LEN };
-				m++;
-			}
+			o = ++k < n ? g_hash_table_lookup(w->index, ids[k]) : NULL;
 		}
-		bool tried = hdr && iov && !s->broken;
-		int rc = !hdr || !iov ? -ENOMEM : s->broken ? -EIO : pwritev_all(s->fd, iov, (int)m, s->end);
-		if (rc && tried && ftruncate(s->fd, (off_t)s->end) < 0)
-			s->broken = true; /* never leave a torn record */
-		if (!rc)
-			s->end += (uint64_t)m * WAL_HDR_LEN;
+		int rc = seg_put_removals(s, ids + i, k - i);
 		for (size_t j = i; j < k; j++)
 			status[j] = rc;
 		if (!rc && !g_ptr_array_find(segs, s, NULL)) {
@@ -755,8 +709,6 @@ void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *
 		i = k;
 	}
 	uv_mutex_unlock(&w->lock);
-	free(hdr);
-	free(iov);
 
 	/* One sync per segment touched, outside the lock. */
 	int *srv = calloc(segs->len ? segs->len : 1, sizeof(*srv));
@@ -798,7 +750,7 @@ int wal_evict(struct wal *w, const char *id)
 		rc = -ENOMEM;
 	else if (!(rc = pread_all(l.seg->fd, p, (size_t)l.len, l.off)) &&
 	         !(rc = write_mail_file(w->tmp_dir, w->mail_dir, id, p, (size_t)l.len)))
-		rc = fsync_fd_dir(w->mail_dir);
+		rc = fs_sync_dir(w->mail_dir);
 	free(p);
 	bool gone = false;
 	if (!rc) {
@@ -819,7 +771,7 @@ int wal_evict(struct wal *w, const char *id)
 		char path[PATH_MAX + QUEUE_ID_LEN + 2];
 		snprintf(path, sizeof(path), "%s/%s", w->mail_dir, id);
 		unlink(path);
-		(void)fsync_fd_dir(w->mail_dir);
+		(void)fs_sync_dir(w->mail_dir);
 		rc = 1;
 	}
 	/* The file is the mail's from now on; its D record must be durable

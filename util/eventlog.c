@@ -333,24 +333,6 @@ out:
 	return line;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (w == 0)
-			return -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 void evlog_emit(struct evlog *log, const char *event, json_t *fields)
 {
 	char *line, *nl;
@@ -389,7 +371,8 @@ void evlog_emit(struct evlog *log, const char *event, json_t *fields)
 	line[len] = '\0';
 	/* One write per line: with O_APPEND the line lands whole at the end
 	 * of the file; a loop only matters after a short write (disk full). */
-	rc = write_all(log->fd, line, len);
+	struct iovec v = { line, len };
+	rc = fs_writev_all(log->fd, &v, 1, -1);
 	free(line);
 	if (rc)
 		goto fail;
