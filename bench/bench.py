@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -170,6 +171,23 @@ def tree_usage(root):
         pids.append(p)
         todo.extend(kids.get(p, ()))
     return cpu / CLK, rss * PAGE, pids
+
+
+def machine_cpu():
+    """(busy, total) jiffies of all CPUs from /proc/stat (busy: all but
+    idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    total = sum(v[:8])          # user nice system idle iowait irq softirq steal
+    return total - v[3] - v[4], total
+
+
+def load_cpu(sink):
+    """CPU seconds of the load so far: the reaped children of this script
+    (smtp-source, smtp_latency) and the sink's process."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    u = tree_usage(sink.proc.pid)
+    return ru.ru_utime + ru.ru_stime + (u[0] if u else 0.0)
 
 
 class Monitor:
@@ -699,6 +717,7 @@ def run_load(srv, sink, figure, n, size, reuse=False, sender=FROM_DIRECT, latenc
     srv.reset_peak()
     root = srv.root_pid()
     mon = Monitor(root)
+    load0, mach0 = load_cpu(sink), machine_cpu()
     t0 = time.monotonic()
     res = {}
     if latency:
@@ -726,6 +745,7 @@ def run_load(srv, sink, figure, n, size, reuse=False, sender=FROM_DIRECT, latenc
     t1 = time.monotonic()
     got = wait_sink(sink, base + n, P["stall"]) - base
     t2 = time.monotonic()
+    load1, mach1 = load_cpu(sink), machine_cpu()
     time.sleep(0.3)   # let the relay write its last states and clean up
     cpu = mon.stop()
     srv.log.update()
@@ -736,6 +756,11 @@ def run_load(srv, sink, figure, n, size, reuse=False, sender=FROM_DIRECT, latenc
         "e2e_rate": got / (t2 - t0) if t2 > t0 else 0,
         "cpu_s": cpu,
         "cpu_ms_per_msg": cpu / n * 1000 if n else float("nan"),
+        # The load generator's own share of the machine (the limit run's
+        # relay is the sink itself, so there it is source + sink again).
+        "load_ms_per_msg": (load1 - load0) / n * 1000 if n else float("nan"),
+        "busy_pct": ((mach1[0] - mach0[0]) * 100.0 / (mach1[1] - mach0[1])
+                     if mach1[1] > mach0[1] else float("nan")),
         "rss_mib": srv.peak_rss(mon.peak) / 1048576,
         "pss_mib": mon.peak_pss / 1048576,
         "procs": mon.procs,
@@ -769,9 +794,9 @@ def fmt_run(srv, figure, rep, res):
                     figure, rep, srv, res["n"], res["offered"], res["p50_ms"], res["p99_ms"],
                     res["max_ms"], res.get("achieved_rate", 0), res["cpu_s"], res["rss_mib"], res["pss_mib"]))
     return ("  %-9s rep %d %-8s %6d msgs  accepted %7.1f/s  relayed %7.1f/s  cpu %6.2f s (%.2f ms/msg)"
-            "  rss %6.1f MiB  pss %6.1f MiB  procs %3d  lost %d%s" % (
+            "  load %.2f ms/msg  busy %3.0f%%  rss %6.1f MiB  pss %6.1f MiB  procs %3d  lost %d%s" % (
                 figure, rep, srv, res["n"], res["accepted_rate"], res["e2e_rate"], res["cpu_s"],
-                res["cpu_ms_per_msg"], res["rss_mib"], res["pss_mib"], res["procs"], res["lost"],
+                res["cpu_ms_per_msg"], res["load_ms_per_msg"], res["busy_pct"], res["rss_mib"], res["pss_mib"], res["procs"], res["lost"],
                 "  deferrals %d" % res["deferred"] if res["deferred"] else ""))
 
 
@@ -1027,6 +1052,9 @@ ROWS = [
     (("new", "reuse", "large", "tls", "deferred", "latency"), "cpu_ms_per_msg", "CPU ms/msg (user+sys)", "%.3f",
      "lower"),
     (("new", "reuse", "large", "tls", "deferred", "latency"), "cpu_s", "CPU s (run total)", "%.2f", "lower"),
+    (("new", "reuse", "large", "tls", "deferred"), "load_ms_per_msg", "load's CPU ms/msg (source + sink)", "%.3f",
+     "-"),
+    (("new", "reuse", "large", "tls", "deferred"), "busy_pct", "machine busy % (all CPUs)", "%.0f", "-"),
     (("new", "reuse", "large", "tls", "deferred", "latency"), "rss_mib", "peak RSS MiB", "%.1f", "lower"),
     (("new", "reuse", "large", "tls", "deferred", "latency"), "pss_mib", "peak PSS MiB", "%.1f", "lower"),
     (("deferred",), "deferred", "deferrals logged during the run (retries)", "%.0f", "-"),
@@ -1090,6 +1118,31 @@ def report_table(figs, results, extra):
                 vals = [r["e2e_rate"] / lm * 100 for r in results[fig][n]] if lm else []
                 line += "%-26s" % (cell(vals, "%.0f%%")[0] if vals else "-")
             out.append(line)
+            # What the CPU allows: at 70 % of the limit the machine has
+            # NCPU / (0.7 * limit) CPU seconds per mail for the load and
+            # the relay together; the load takes its share (measured in
+            # the relay's own runs), the relay may use the rest.
+            ncpu = os.cpu_count() or 1
+            line = "  %-*s" % (w - 2, "  relay CPU ms/msg that 70% would leave")
+            line2 = "  %-*s" % (w - 2, "  CPU-bound ceiling (NCPU / relay+load CPU)")
+            for n in names:
+                ld = [r["load_ms_per_msg"] for r in results[fig][n] if r.get("load_ms_per_msg") == r.get("load_ms_per_msg")]
+                rc = [r["cpu_ms_per_msg"] for r in results[fig][n]]
+                if lm and ld and rc:
+                    budget = ncpu * 1000.0 / (0.7 * lm) - statistics.median(ld)
+                    ceil = ncpu * 1000.0 / (statistics.median(ld) + statistics.median(rc))
+                    line += "%-26s" % ("%.3f" % budget)
+                    line2 += "%-26s" % ("%.0f msg/s = %.0f%%" % (ceil, ceil / lm * 100))
+                else:
+                    line += "%-26s" % "-"
+                    line2 += "%-26s" % "-"
+            out.append(line)
+            out.append(line2)
+            lr = results[fig]["limit"]
+            out.append("  %-*s%s ms/msg, machine %s%% busy" % (
+                w - 2, "  the limit run's load (source + sink)",
+                cell([r["load_ms_per_msg"] for r in lr], "%.3f")[0],
+                cell([r["busy_pct"] for r in lr], "%.0f")[0]))
     if "tls" in figs and "new" in figs:
         out.append("TLS cost (STARTTLS run minus plain 1 KiB new-conn run, medians)")
         line = "  %-*s" % (w - 2, "extra CPU ms/msg")

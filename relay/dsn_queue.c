@@ -44,7 +44,9 @@ static void dsn_committed(void *arg, int status)
 		dc->env.from = (char *)"";
 		dc->env.helo = NULL;
 		dc->env.route = (char *)"direct";
-		runner_add(dc->r, &dc->env);
+		size_t len = 0;
+		char *copy = queue_commit_message(dc->r->q, &len);
+		runner_add(dc->r, &dc->env, copy, len);
 	} else {
 		fprintf(stderr, "hikyaku: cannot queue a bounce for %s: %s; trying again later\n",
 		        dc->env.rcpts[0].addr, strerror(-status));

@@ -273,7 +273,9 @@ bool mail_all_final(const struct qmail *m)
 void mail_read_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
-	j->status = queue_fs_read_message(queue_wal(j->r->q), j->r->qdir, j->id, &j->data, &j->len);
+	if (!j->data) /* else the queue's copy (round_start()) */
+		j->status = queue_fs_read_message(queue_wal(j->r->q), j->r->qdir, j->id, &j->data,
+		                                  &j->len);
 	/* SPEC §6: the list is consulted at every delivery attempt. Here, on
 	 * the thread pool, since SQLite may touch the disk. */
 	struct qmail *m = j->m;

@@ -70,6 +70,12 @@ struct queue_req {
 	void *prep_arg;
 	json_t *env_json;
 	bool wal;               /* goes to the segment log (relay/queue_wal.h) */
+	/* queue_keep_messages(): a copy of the message bytes for the
+	 * callback to take (queue_commit_message()), made on the worker. */
+	bool keep;
+	size_t reserved;        /* of q->kept, while the batch is out */
+	char *msg;
+	size_t msg_len;
 	bool created;           /* we created tmp/ID, so we may unlink it */
 	bool renamed;           /* tmp/ID is now mail/ID */
 };
@@ -98,6 +104,9 @@ struct queue {
 	int lock_fd;            /* DIR/lock, flock()ed while the queue is open */
 	struct wal *wal;        /* the segment log of fresh mails */
 	bool log_busy;          /* a batch for the log is on the pool */
+	size_t keep_max;        /* queue_keep_messages() */
+	size_t kept;            /* bytes of copies reserved, made or handed out */
+	struct queue_req *calling; /* the commit whose callback runs now */
 	/* Fixed slots: forming a batch never allocates, so it cannot fail. */
 	struct queue_batch slot[QUEUE_MAX_INFLIGHT];
 };
@@ -301,6 +310,27 @@ size_t queue_pending(const struct queue *q)
 uint64_t queue_batches(const struct queue *q)
 {
 	return q->batches;
+}
+
+void queue_keep_messages(struct queue *q, size_t max_bytes)
+{
+	q->keep_max = max_bytes;
+}
+
+char *queue_commit_message(struct queue *q, size_t *len)
+{
+	struct queue_req *r = q->calling;
+	if (!r || !r->msg)
+		return NULL;
+	char *p = r->msg;
+	*len = r->msg_len;
+	r->msg = NULL;
+	return p;
+}
+
+void queue_message_release(struct queue *q, size_t len)
+{
+	q->kept -= len;
 }
 
 void queue_new_id(struct queue *q, char id[QUEUE_ID_LEN + 1])
@@ -555,6 +585,27 @@ static void req_rename(struct queue *q, struct queue_req *r)
 	r->renamed = true;
 }
 
+/* The bytes after the head, as queue_fs_read_message() would return them
+ * (NUL-terminated); none when out of memory (the runner reads them). */
+static void req_copy_message(struct queue_req *r)
+{
+	size_t len = 0;
+	for (int i = 1; i < r->iovcnt; i++)
+		len += r->iov[i].iov_len;
+	char *p = malloc(len + 1);
+	if (!p)
+		return;
+	size_t off = 0;
+	for (int i = 1; i < r->iovcnt; i++) {
+		if (r->iov[i].iov_len)
+			memcpy(p + off, r->iov[i].iov_base, r->iov[i].iov_len);
+		off += r->iov[i].iov_len;
+	}
+	p[len] = '\0';
+	r->msg = p;
+	r->msg_len = len;
+}
+
 /*
  * The batch's mails held in memory go to the segment log, all in one
  * write and one fdatasync. A mail received partly into a spill file is
@@ -579,8 +630,11 @@ static void queue_work_wal(struct queue *q, struct queue_req *reqs)
 			r->status = -ENOMEM;
 		else if ((rc = req_head(r)) < 0)
 			r->status = rc;
-		else
+		else {
+			if (r->keep)
+				req_copy_message(r);
 			recs[k++] = (struct wal_rec){ r->id, r->iov, r->iovcnt, 0 };
+		}
 	}
 	if (!recs)
 		return;
@@ -649,8 +703,12 @@ static void queue_work(uv_work_t *w)
 
 static void queue_submit(struct queue *q);
 
-static void req_free(struct queue_req *r)
+static void req_free(struct queue *q, struct queue_req *r)
 {
+	if (r->msg) {
+		q->kept -= r->msg_len;
+		free(r->msg);
+	}
 	json_decref(r->env_json);
 	free(r->head);
 	free(r->iov);
@@ -677,9 +735,20 @@ static void queue_after(uv_work_t *w, int status)
 		q->pending--;
 		if (status < 0 && !r->status)
 			r->status = status;     /* cancelled: never done here */
+		if (r->keep) {
+			q->kept -= r->reserved;
+			if (r->msg && r->status) {
+				free(r->msg);
+				r->msg = NULL;
+			}
+			if (r->msg)
+				q->kept += r->msg_len;
+		}
+		q->calling = r;
 		if (r->cb)
 			r->cb(r->arg, r->status);
-		req_free(r);
+		q->calling = NULL;
+		req_free(q, r);
 	}
 	q->in_callbacks = false;
 	if (q->closing) {
@@ -707,6 +776,19 @@ static struct queue_batch *free_slot(struct queue *q)
 
 static void batch_start(struct queue *q, struct queue_batch *b, struct queue_req *reqs, bool log)
 {
+	/* Copies for the runner while their bytes stay within keep_max: the
+	 * message's own parts are reserved now, a DKIM field made on the
+	 * worker is counted when the batch is back. */
+	for (struct queue_req *r = reqs; log && q->keep_max && r; r = r->next) {
+		size_t len = 0;
+		for (int i = 1; i < r->iovcnt; i++)
+			len += r->iov[i].iov_len;
+		if (q->kept + len <= q->keep_max) {
+			r->keep = true;
+			r->reserved = len;
+			q->kept += len;
+		}
+	}
 	b->busy = true;
 	b->log = log;
 	b->q = q;

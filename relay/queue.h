@@ -168,6 +168,21 @@ int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
                          uint64_t spill_len, queue_prepend_fn fn, void *fn_arg,
                          queue_commit_cb cb, void *arg);
 
+/*
+ * queue_keep_messages() has the queue keep, for each mail committed to
+ * the log, a copy of its message bytes (the bytes queue_fs_read_message()
+ * would return, NUL-terminated), so that the first delivery attempt needs
+ * no read: while the copies handed out and not yet released stay within
+ * max_bytes (0, the default: none). queue_commit_message(), called from a
+ * commit callback (on success only), hands that commit's copy over
+ * (NULL: none was kept); the taker frees it and then calls
+ * queue_message_release() with its length. A copy not taken is freed when
+ * the callback returns.
+ */
+void queue_keep_messages(struct queue *q, size_t max_bytes);
+char *queue_commit_message(struct queue *q, size_t *len);
+void queue_message_release(struct queue *q, size_t len);
+
 /* For tests: the number of batches completed. */
 uint64_t queue_batches(const struct queue *q);
 

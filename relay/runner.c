@@ -103,13 +103,23 @@ void schedule_mail(struct qmail *m, uint64_t when)
 	runner_arm(r);
 }
 
+void mail_data_free(struct qmail *m)
+{
+	if (m->hot)
+		queue_message_release(m->r->q, m->len);
+	free(m->data);
+	m->data = NULL;
+	m->len = 0;
+	m->hot = false;
+}
+
 void mail_unref(struct qmail *m)
 {
 	if (--m->refs > 0)
 		return;
 	mail_rcpt_domains_free(m);
 	queue_envelope_free(&m->env);
-	free(m->data);
+	mail_data_free(m);
 	free(m->held_by);
 	if (m->failures)
 		g_array_free(m->failures, TRUE);
@@ -168,9 +178,7 @@ void log_deleted(struct qmail *m)
 void round_finish(struct qmail *m)
 {
 	struct runner *r = m->r;
-	free(m->data);
-	m->data = NULL;
-	m->len = 0;
+	mail_data_free(m);
 	m->in_round = false;
 	mail_waiting_update(m);
 	r->rounds--;
@@ -449,6 +457,7 @@ static void round_skip(struct qmail *m, struct dest *d, const struct dest_down *
 	uint64_t next = until + (spread ? (uint64_t)g_random_int_range(0, (gint32)spread) : 0);
 	char line[600];
 	outcome_reply_line(&rep, line, sizeof(line));
+	mail_data_free(m); /* held for a while: its round reads it back */
 	free(m->held_by);
 	m->held_by = strdup(d->key);
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
@@ -563,6 +572,15 @@ static void round_start(struct qmail *m)
 	memcpy(j->id, m->env.id, sizeof(j->id));
 	j->check_supp = (m->env.route && strcmp(m->env.route, "service") == 0) ||
 	                r->cfg->suppression.apply_to == APPLY_ALL;
+	if (m->data) {
+		/* The queue's copy from its commit: nothing to read. */
+		j->data = m->data;
+		j->len = m->len;
+		if (!j->check_supp || !r->supp) {
+			round_read_done(&j->work, 0);
+			return;
+		}
+	}
 	uv_queue_work(r->loop, &j->work, mail_read_work, round_read_done);
 }
 
@@ -648,11 +666,21 @@ static struct qmail *mail_new(struct runner *r, const struct queue_envelope *env
 	return m;
 }
 
-void runner_add(struct runner *r, const struct queue_envelope *env)
+void runner_add(struct runner *r, const struct queue_envelope *env, char *msg, size_t msg_len)
 {
 	struct qmail *m = mail_new(r, env);
-	if (!m)
+	if (!m) {
+		if (msg) {
+			free(msg);
+			queue_message_release(r->q, msg_len);
+		}
 		return;
+	}
+	if (msg) {
+		m->data = msg;
+		m->len = msg_len;
+		m->hot = true;
+	}
 	if (g_hash_table_contains(r->mails, m->env.id)) {
 		mail_unref(m);
 		return;
@@ -820,6 +848,7 @@ int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struc
 		return -ENOMEM;
 	r->loop = loop;
 	r->q = q;
+	queue_keep_messages(q, FIRST_ROUND_COPY_MAX);
 	r->log = log;
 	route_init();
 	char path[PATH_MAX];

@@ -12,7 +12,10 @@
  *	runner_new() binds the runner to the loop, the queue and the log;
  *	runner_load() reads the spool on the thread pool and schedules every
  *	mail found (after a restart: nothing delivered is sent again).
- *	runner_add() schedules a mail the listener has just committed.
+ *	runner_add() schedules a mail the listener has just committed; msg,
+ *	when not NULL, is the queue's copy of its message bytes
+ *	(queue_commit_message(), now the runner's): its first round sends
+ *	them instead of reading them back from the spool.
  *	runner_reload() takes a new configuration (a pause of the service
  *	route is lifted; a [destination NAME] policy's pause keeps its start
  *	and takes the new length, and ends with the section). runner_stop() closes idle connections and stops
@@ -70,7 +73,7 @@ struct runner_stats {
 int runner_new(uv_loop_t *loop, const struct config *cfg, struct queue *q, struct evlog *log,
                struct runner **out);
 int runner_load(struct runner *r);
-void runner_add(struct runner *r, const struct queue_envelope *env);
+void runner_add(struct runner *r, const struct queue_envelope *env, char *msg, size_t msg_len);
 int runner_reload(struct runner *r, const struct config *cfg);
 void runner_set_log(struct runner *r, struct evlog *log);
 void runner_stop(struct runner *r, void (*done)(void *arg), void *arg);

@@ -88,6 +88,10 @@
  * large mails queued at once do not exhaust memory (SPEC §5). Rounds that
  * only wait for a connection do not count, as for MAX_ROUNDS_AT_ONCE. */
 #define ROUND_BYTES_MAX ((uint64_t)64 << 20)
+/* The queue keeps a copy of each fresh mail's bytes for its first round
+ * (queue_keep_messages()) while the copies not yet freed stay within
+ * this; beyond it, that round reads them back as later rounds do. */
+#define FIRST_ROUND_COPY_MAX ((size_t)32 << 20)
 #define MX_ADDRESS_LIMIT 5          /* addresses one delivery attempt tries at most */
 #define MX_SESSION_LIMIT 2          /* SMTP sessions one delivery attempt has at most */
 /* A [destination NAME] policy's connection carries at most this many
@@ -208,8 +212,12 @@ struct qmail {
 	                             * state put the mail off last (round_skip) */
 	GList park_link;
 	GPtrArray *starting;        /* struct dest *: their "starting" counts this round */
-	char *data;                 /* the message, during a round */
+	char *data;                 /* the message, during a round; from its
+	                             * commit to its first round, the queue's
+	                             * copy (hot) */
 	size_t len;
+	bool hot;                   /* data is the queue's copy: its bytes count
+	                             * in the queue's keep_max until freed */
 	GArray *failures;           /* struct dsn_rcpt of this round */
 	GPtrArray *strings;         /* owned strings the failures point to */
 	/* state file writes: one at a time, in order */
@@ -462,6 +470,8 @@ int dsn_queue(struct runner *r, struct qmail *owner, const struct dsn_info *info
 bool round_send_dsn(struct qmail *m);
 void log_deleted(struct qmail *m);
 void round_finish(struct qmail *m);
+/* Frees the message bytes the mail holds (mail_data_free()). */
+void mail_data_free(struct qmail *m);
 void round_end(struct qmail *m);
 char *rcpt_dest_key(const struct config *cfg, const char *addr);
 char *rcpt_domain_key(const char *addr);

@@ -142,6 +142,7 @@ static void client_commit_done(void *arg, int status)
 	struct client *c = arg;
 	c->srv->committing_bytes -= c->commit_size;
 	c->commit_size = 0;
+	/* May free c (a client gone meanwhile): nothing of c after it. */
 	c->commit_cb(c->commit_arg, status);
 }
 
@@ -184,8 +185,13 @@ static void host_received(void *h, const struct queue_envelope *env, json_t *fie
 	struct client *c = h;
 	c->srv->stats.received++;
 	evlog_emit(c->srv->log, "received", fields);
-	if (c->srv->runner)
-		runner_add(c->srv->runner, env);
+	if (c->srv->runner) {
+		/* Called from the commit's callback (session_commit.c): the
+		 * queue's copy of the message goes to the runner with it. */
+		size_t len = 0;
+		char *msg = queue_commit_message(c->srv->queue, &len);
+		runner_add(c->srv->runner, env, msg, len);
+	}
 }
 
 static void host_gone(void *h)

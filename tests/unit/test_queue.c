@@ -936,6 +936,109 @@ START_TEST(test_batch_log_and_files)
 }
 END_TEST
 
+/* queue_keep_messages(): the commit callback may take a copy of the
+ * message bytes, equal to what a read of the spool gives, while the
+ * copies out stay within the budget; spilled mails get none. */
+static struct queue *keep_q;
+struct keep_rec {
+	int status;
+	bool take;
+	char *msg;
+	size_t len;
+};
+
+static void keep_cb(void *arg, int status)
+{
+	struct keep_rec *k = arg;
+	k->status = status;
+	if (k->take)
+		k->msg = queue_commit_message(keep_q, &k->len);
+}
+
+START_TEST(test_commit_keeps_copy)
+{
+	struct queue_envelope env;
+	char ids[4][QUEUE_ID_LEN + 1];
+	char body[4][41];
+	struct keep_rec k[4] = { { 1, true, NULL, 0 }, { 1, true, NULL, 0 }, { 1, true, NULL, 0 },
+	                         { 1, true, NULL, 0 } };
+	size_t len;
+
+	ck_assert_int_eq(queue_open(&loop, root, &keep_q), 0);
+	queue_keep_messages(keep_q, 100);
+	ck_assert_ptr_null(queue_commit_message(keep_q, &len)); /* not in a callback */
+	for (int i = 0; i < 3; i++) {
+		uv_buf_t parts[2];
+		snprintf(body[i], sizeof(body[i]), "Subject: %d\r\n\r\nbody of mail number %d...\r\n", i, i);
+		ck_assert_uint_eq(strlen(body[i]), 40);
+		parts[0] = uv_buf_init(body[i], 20);
+		parts[1] = uv_buf_init(body[i] + 20, 20);
+		queue_new_id(keep_q, ids[i]);
+		env_full(&env, ids[i]);
+		ck_assert_int_eq(queue_commit(keep_q, &env, parts, 2, keep_cb, &k[i]), 0);
+	}
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(k[i].status, 0);
+	/* The first two fit in 100 bytes, the third does not. */
+	for (int i = 0; i < 2; i++) {
+		char *back;
+		ck_assert_ptr_nonnull(k[i].msg);
+		ck_assert_uint_eq(k[i].len, 40);
+		ck_assert_int_eq(k[i].msg[40], '\0');
+		ck_assert_int_eq(queue_fs_read_message(queue_wal(keep_q), root, ids[i], &back, &len), 0);
+		ck_assert_uint_eq(len, k[i].len);
+		ck_assert(memcmp(back, k[i].msg, len) == 0);
+		ck_assert(memcmp(back, body[i], 40) == 0);
+		free(back);
+	}
+	ck_assert_ptr_null(k[2].msg);
+
+	/* A spilled mail: none. With both copies still out, nothing else fits. */
+	struct keep_rec sp = { 1, true, NULL, 0 };
+	int fd = spill_of("spilled\r\n", 9);
+	queue_new_id(keep_q, ids[3]);
+	env_full(&env, ids[3]);
+	ck_assert_int_eq(queue_commit_spilled(keep_q, &env, NULL, 0, 0, fd, 9, NULL, NULL, keep_cb, &sp),
+	                 0);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	close(fd);
+	ck_assert_int_eq(sp.status, 0);
+	ck_assert_ptr_null(sp.msg);
+
+	uv_buf_t one = uv_buf_init(body[0], 40);
+	struct keep_rec full = { 1, true, NULL, 0 };
+	queue_new_id(keep_q, ids[3]);
+	env_full(&env, ids[3]);
+	ck_assert_int_eq(queue_commit(keep_q, &env, &one, 1, keep_cb, &full), 0);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	ck_assert_ptr_null(full.msg);
+
+	/* Released, the budget is back; a copy not taken costs nothing. */
+	for (int i = 0; i < 2; i++) {
+		free(k[i].msg);
+		queue_message_release(keep_q, k[i].len);
+	}
+	struct keep_rec left = { 1, false, NULL, 0 }, again = { 1, true, NULL, 0 };
+	queue_new_id(keep_q, ids[3]);
+	env_full(&env, ids[3]);
+	ck_assert_int_eq(queue_commit(keep_q, &env, &one, 1, keep_cb, &left), 0);
+	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	for (int n = 0; n < 2; n++) {
+		queue_new_id(keep_q, ids[3]);
+		env_full(&env, ids[3]);
+		again.msg = NULL;
+		ck_assert_int_eq(queue_commit(keep_q, &env, &one, 1, keep_cb, &again), 0);
+		ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+		ck_assert_ptr_nonnull(again.msg);
+		ck_assert(memcmp(again.msg, body[0], 40) == 0);
+		free(again.msg);
+		queue_message_release(keep_q, again.len);
+	}
+	queue_close(keep_q);
+}
+END_TEST
+
 START_TEST(test_read_envelope_rejects)
 {
 	struct queue *q;
@@ -1025,6 +1128,7 @@ static Suite *queue_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_commit_readback);
+	tcase_add_test(tc, test_commit_keeps_copy);
 	tcase_add_test(tc, test_group_commit);
 	tcase_add_test(tc, test_commit_from_callback);
 	tcase_add_test(tc, test_close_from_callback);
