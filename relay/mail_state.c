@@ -75,12 +75,13 @@ static void state_write_after(uv_work_t *w, int status)
 	/* The waiters of this write are served; then, if more changes came,
 	 * the next write starts with the newest state. */
 	GArray *done = m->inflight;
-	m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
-	for (guint i = 0; i < done->len; i++) {
+	m->inflight = NULL;
+	for (guint i = 0; done && i < done->len; i++) {
 		struct state_waiter sw = g_array_index(done, struct state_waiter, i);
 		sw.cb(m, sw.arg);
 	}
-	g_array_free(done, TRUE);
+	if (done)
+		g_array_free(done, TRUE);
 	if (m->dirty)
 		state_write_start(m);
 	mail_unref(m);
@@ -124,6 +125,8 @@ static void state_write_start(struct qmail *m)
 void state_save(struct qmail *m, void (*cb)(struct qmail *m, void *arg), void *arg)
 {
 	struct state_waiter sw = { cb, arg };
+	if (!m->waiting)
+		m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 	g_array_append_val(m->waiting, sw);
 	m->dirty = true;
 	if (!m->writing)

@@ -127,8 +127,10 @@ void mail_unref(struct qmail *m)
 		g_ptr_array_free(m->strings, TRUE);
 	if (m->starting)
 		g_ptr_array_free(m->starting, TRUE);
-	g_array_free(m->waiting, TRUE);
-	g_array_free(m->inflight, TRUE);
+	if (m->waiting)
+		g_array_free(m->waiting, TRUE);
+	if (m->inflight)
+		g_array_free(m->inflight, TRUE);
 	free(m);
 }
 
@@ -654,11 +656,7 @@ static struct qmail *mail_new(struct runner *r, const struct queue_envelope *env
 		return NULL;
 	m->r = r;
 	m->refs = 1;
-	m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
-	m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 	if (queue_envelope_copy(&m->env, env) < 0) {
-		g_array_free(m->waiting, TRUE);
-		g_array_free(m->inflight, TRUE);
 		free(m);
 		return NULL;
 	}
@@ -724,8 +722,6 @@ static void load_after(uv_work_t *w, int status)
 		struct qmail *m = calloc(1, sizeof(*m));
 		m->r = r;
 		m->refs = 1;
-		m->waiting = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
-		m->inflight = g_array_new(FALSE, FALSE, sizeof(struct state_waiter));
 		m->env = it->env;
 		m->moved_out = true; /* a start leaves nothing in the log */
 		queue_tag_ref(r->tag_key, m->env.id, m->ref);

@@ -224,7 +224,8 @@ struct qmail {
 	bool writing;
 	bool dirty;
 	GArray *waiting;            /* struct state_waiter: wait for the next write */
-	GArray *inflight;           /* struct state_waiter: wait for the current one */
+	GArray *inflight;           /* struct state_waiter: wait for the current one
+	                             * (both made when needed, NULL at rest) */
 	int refs;
 	GSequenceIter *by_arrival;  /* in r->arrivals while in the index (metrics) */
 	char **rcpt_dom;            /* per recipient: its domain key, made once

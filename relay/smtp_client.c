@@ -314,7 +314,10 @@ static int write_data(struct smtp_client *c)
 {
 	const char *d = c->txn.data;
 	size_t len = c->txn.len, i = 0;
-	char *out = malloc(DATA_CHUNK + SMTP_STUFF_FINISH);
+	/* Room for the message as it mostly is (a few dots or line ends
+	 * more); one that grows more goes in further writes. */
+	size_t cap = len < DATA_CHUNK - 256 ? len + 256 : DATA_CHUNK;
+	char *out = malloc(cap + SMTP_STUFF_FINISH);
 	struct smtp_stuff st;
 
 	if (!out) {
@@ -326,7 +329,7 @@ static int write_data(struct smtp_client *c)
 	smtp_stuff_init(&st);
 	for (;;) {
 		size_t o;
-		i += smtp_stuff_encode(&st, d + i, len - i, out, DATA_CHUNK, &o);
+		i += smtp_stuff_encode(&st, d + i, len - i, out, cap, &o);
 		bool last = i == len;
 		if (last)
 			o += smtp_stuff_finish(&st, out + o);
