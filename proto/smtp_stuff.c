@@ -57,3 +57,23 @@ size_t smtp_stuff_finish(struct smtp_stuff *s, char *out)
 	smtp_stuff_init(s);
 	return o + 3;
 }
+
+bool smtp_stuff_plain(const char *in, size_t n)
+{
+	size_t lf = 0, cr = 0;
+	const char *p = in, *end = in + n;
+
+	if (n && in[0] == '.')
+		return false;
+	while ((p = memchr(p, '\n', (size_t)(end - p)))) {
+		if (p == in || p[-1] != '\r' || (p + 1 < end && p[1] == '.'))
+			return false;
+		lf++;
+		p++;
+	}
+	/* Each LF has its CR; one CR more is a bare one. */
+	for (p = in; (p = memchr(p, '\r', (size_t)(end - p))); p++)
+		if (++cr > lf)
+			return false;
+	return true;
+}

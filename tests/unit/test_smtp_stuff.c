@@ -14,6 +14,7 @@
 #include "proto/smtp_stuff.h"
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,48 @@ START_TEST(test_pieces)
 }
 END_TEST
 
+/* smtp_stuff_plain() is true exactly when the encoding is the input and
+ * then the end that smtp_stuff_finish() adds. */
+START_TEST(test_plain)
+{
+	static const char alphabet[] = ".\r\nab";
+	unsigned seed = 777;
+	char in[16], want[16 + 5];
+	int plain = 0;
+
+	ck_assert(smtp_stuff_plain("", 0));
+	ck_assert(smtp_stuff_plain("a\r\nb.\r\n", 8));
+	ck_assert(!smtp_stuff_plain(".a\r\n", 5));
+	ck_assert(!smtp_stuff_plain("a\r\n.\r\n", 7));
+	ck_assert(!smtp_stuff_plain("a\nb", 3));
+	ck_assert(!smtp_stuff_plain("a\rb", 3));
+	ck_assert(!smtp_stuff_plain("a\r", 2));
+	ck_assert(!smtp_stuff_plain("\n", 1));
+	for (int k = 0; k < 200000; k++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t n = (seed >> 16) % sizeof(in);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			in[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		size_t got_n, w = n;
+		char *got = encode(in, n, n ? n : 1, 64, &got_n);
+		memcpy(want, in, n);
+		if (n && !(n >= 2 && in[n - 2] == '\r' && in[n - 1] == '\n')) {
+			memcpy(want + w, "\r\n", 2);
+			w += 2;
+		}
+		memcpy(want + w, ".\r\n", 3);
+		w += 3;
+		bool same = got_n == w && memcmp(got, want, w) == 0;
+		ck_assert_msg(smtp_stuff_plain(in, n) == same, "input %d of %zu octets", k, n);
+		plain += same;
+		free(got);
+	}
+	ck_assert_int_gt(plain, 1000); /* both answers were tried */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("smtp_stuff");
@@ -117,6 +160,7 @@ int main(void)
 
 	tcase_add_test(tc, test_known);
 	tcase_add_test(tc, test_pieces);
+	tcase_add_test(tc, test_plain);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
