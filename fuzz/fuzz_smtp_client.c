@@ -290,13 +290,21 @@ static void settle(struct harness *h)
 	}
 }
 
-/* Whether the server's bytes so far hold "354" (a loose oracle). */
-static bool has_354(const uint8_t *d, size_t n)
+/* Whether the server's bytes so far hold "354" (a loose oracle): the
+ * bytes as the client got them, so a "354" split by an escape of the
+ * input (e.g. "35", 0xFF 'F', "4") counts, as the client's reader joins
+ * the pieces. tail holds the last two bytes fed before this chunk. */
+static bool has_354(bool seen, char tail[2], const char *chunk, size_t n)
 {
-	for (size_t i = 0; i + 2 < n; i++)
-		if (d[i] == '3' && d[i + 1] == '5' && d[i + 2] == '4')
-			return true;
-	return false;
+	char w[2 + 1024];
+	memcpy(w, tail, 2);
+	memcpy(w + 2, chunk, n);
+	for (size_t i = 0; !seen && i + 2 < n + 2; i++)
+		seen = w[i] == '3' && w[i + 1] == '5' && w[i + 2] == '4';
+	if (n) {
+		memcpy(tail, w + n, 2);
+	}
+	return seen;
 }
 
 static void run(const uint8_t *data, size_t size)
@@ -350,6 +358,7 @@ static void run(const uint8_t *data, size_t size)
 	size_t i = 0;
 	int steps = 0, tries = 0;
 	bool released = false;
+	char tail[2] = { 0, 0 };
 	while (!h.freed && steps++ < STEPS_MAX) {
 		if (h.opened && h.idle && tries < txns && !released) {
 			h.idle = false;
@@ -420,7 +429,7 @@ static void run(const uint8_t *data, size_t size)
 		}
 		i = end;
 		/* Loose: "354" anywhere in what the server sent so far. */
-		h.saw_354 = has_354(data, i);
+		h.saw_354 = has_354(h.saw_354, tail, chunk, n);
 		smtp_client_io_input(h.c, chunk, n);
 		settle(&h);
 	}
