@@ -301,6 +301,17 @@ void dest_unpause(struct dest *d)
 	dest_kick(d);
 }
 
+/* An administrator's retry (SPEC §8): what was learned of hosts that did
+ * not answer is forgotten, so the next attempt connects again (and the
+ * backoff of a destination still down starts over). */
+void dest_forget_down(struct dest *d)
+{
+	if (d->downs)
+		g_hash_table_remove_all(d->downs);
+	d->down.count = 0;
+	d->down.until = 0;
+}
+
 /* A new configuration: idle connections were made with the old settings
  * (credentials, TLS policy, ports), new ones use the new. A policy's pause
  * takes the new length from when it began; a policy that is gone has none.

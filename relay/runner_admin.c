@@ -8,7 +8,7 @@
 static json_t *mail_view(const struct qmail *m, bool all);
 static gint mail_id_cmp(gconstpointer a, gconstpointer b);
 static void service_unpause(struct runner *r);
-static void policies_unpause(struct runner *r, struct qmail *m);
+static void dests_release(struct runner *r, struct qmail *m);
 static bool mail_retry(struct qmail *m, uint64_t now);
 /* ---- administration (the control socket, SPEC §8) -------------------- */
 
@@ -58,9 +58,11 @@ static void service_unpause(struct runner *r)
 		dest_unpause(d);
 }
 
-/* The same for the [destination NAME] policies: those of the mail's
- * pending recipients, or (m NULL) all of them. */
-static void policies_unpause(struct runner *r, struct qmail *m)
+/* The same for the [destination NAME] policies, and every destination
+ * forgets that its hosts did not answer (a down state would otherwise put
+ * the retried mail off again at once, for up to retry_max): those of the
+ * mail's pending recipients, or (m NULL) all of them. */
+static void dests_release(struct runner *r, struct qmail *m)
 {
 	GPtrArray *ds = g_ptr_array_new();
 	GHashTableIter it;
@@ -68,22 +70,29 @@ static void policies_unpause(struct runner *r, struct qmail *m)
 	if (!m) {
 		g_hash_table_iter_init(&it, r->dests);
 		while (g_hash_table_iter_next(&it, &k, &v))
-			if (((struct dest *)v)->policy)
-				g_ptr_array_add(ds, v);
-	} else if (!(m->env.route && strcmp(m->env.route, "service") == 0)) {
+			g_ptr_array_add(ds, v);
+	} else if (m->env.route && strcmp(m->env.route, "service") == 0) {
+		struct dest *d = g_hash_table_lookup(r->dests, DEST_KEY_SERVICE);
+		if (d)
+			g_ptr_array_add(ds, d);
+	} else {
 		for (size_t i = 0; i < m->env.nrcpts; i++) {
 			if (m->env.rcpts[i].state != RCPT_PENDING)
 				continue;
 			char *key = mail_rcpt_dest_key(m, i);
 			struct dest *d = key ? g_hash_table_lookup(r->dests, key) : NULL;
 			free(key);
-			if (d && d->policy && !g_ptr_array_find(ds, d, NULL))
+			if (d && !g_ptr_array_find(ds, d, NULL))
 				g_ptr_array_add(ds, d);
 		}
 	}
 	/* dest_kick (in dest_unpause) never removes a destination. */
-	for (guint i = 0; i < ds->len; i++)
-		dest_unpause(g_ptr_array_index(ds, i));
+	for (guint i = 0; i < ds->len; i++) {
+		struct dest *d = g_ptr_array_index(ds, i);
+		dest_forget_down(d);
+		if (d->policy)
+			dest_unpause(d);
+	}
 	g_ptr_array_free(ds, TRUE);
 }
 
@@ -105,12 +114,11 @@ int runner_queue_retry(struct runner *r, const char *id)
 			return -ENOENT;
 		if (m->env.route && strcmp(m->env.route, "service") == 0)
 			service_unpause(r);
-		else
-			policies_unpause(r, m);
+		dests_release(r, m);
 		return 1;
 	}
 	service_unpause(r);
-	policies_unpause(r, NULL);
+	dests_release(r, NULL);
 	int n = 0;
 	GHashTableIter it;
 	gpointer k, v;

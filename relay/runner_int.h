@@ -487,6 +487,7 @@ void mail_rcpt_domains_free(struct qmail *m);
 struct dest_down *dest_down_of(struct dest *d, const char *domain, bool make);
 void dest_paused_reply(const struct dest *d, struct smtp_reply *rep);
 void dest_unpause(struct dest *d);
+void dest_forget_down(struct dest *d);
 void dest_reload(struct dest *d);
 void dest_free(struct dest *d);
 void dest_sweep(struct dest *d, uint64_t now);

@@ -318,6 +318,19 @@ expect "and says the queue is in use" "$T/second.out" 'is in use by another hiky
 ctl status >"$T/status6.out" 2>&1
 check "the first daemon still answers" grep -q 'running' "$T/status6.out"
 
+# An operator's retry also forgets that a destination did not answer:
+# with retry_min = 1h, dead.test stays "down" for an hour after F's
+# attempt, and without that the retried mails would be put off again at
+# once. Once a server listens there, retry --all sends D and F now.
+F=$(submit shop@example.jp fred@dead.test)
+check "F is deferred: dead.test has no server" wait_log "\"event\":\"deferred\",\"queue_id\":\"$F\""
+start_upstream dead --addr 127.0.0.9 --port "$UP_PORT_mx" || { finish; exit 1; }
+ctl queue retry --all >"$T/retry-down.out" 2>&1
+expect "retry --all counts both mails" "$T/retry-down.out" '^retry scheduled for 2 mails$'
+check "after retry --all, the destination that was down gets both mails at once" wait_upstream_count dead 2 15
+check "F is logged delivered" wait_log "\"event\":\"delivered\",\"queue_id\":\"$F\""
+check "D is logged delivered" wait_log "\"event\":\"delivered\",\"queue_id\":\"$D\""
+
 kill "$NOTIFY_PID" 2>/dev/null
 wait "$NOTIFY_PID" 2>/dev/null
 stop_upstreams
