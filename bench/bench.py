@@ -1124,7 +1124,7 @@ def report_table(figs, results, extra):
             # the relay's own runs), the relay may use the rest.
             ncpu = os.cpu_count() or 1
             line = "  %-*s" % (w - 2, "  relay CPU ms/msg that 70% would leave")
-            line2 = "  %-*s" % (w - 2, "  CPU-bound ceiling (NCPU / relay+load CPU)")
+            line2 = "  %-*s" % (w - 2, "  CPU-bound ceiling, NCPU/(relay+load)")
             for n in names:
                 ld = [r["load_ms_per_msg"] for r in results[fig][n] if r.get("load_ms_per_msg") == r.get("load_ms_per_msg")]
                 rc = [r["cpu_ms_per_msg"] for r in results[fig][n]]

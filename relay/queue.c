@@ -9,6 +9,7 @@
 #include "relay/queue.h"
 
 #include <dirent.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -328,8 +329,14 @@ char *queue_commit_message(struct queue *q, size_t *len)
 	return p;
 }
 
+size_t queue_messages_kept(const struct queue *q)
+{
+	return q->kept;
+}
+
 void queue_message_release(struct queue *q, size_t len)
 {
+	assert(q->kept >= len);
 	q->kept -= len;
 }
 

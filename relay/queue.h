@@ -176,12 +176,15 @@ int queue_commit_spilled(struct queue *q, const struct queue_envelope *env,
  * max_bytes (0, the default: none). queue_commit_message(), called from a
  * commit callback (on success only), hands that commit's copy over
  * (NULL: none was kept); the taker frees it and then calls
- * queue_message_release() with its length. A copy not taken is freed when
- * the callback returns.
+ * queue_message_release() with its length, before queue_close(). A copy
+ * not taken is freed when the callback returns. A DKIM field made on the
+ * worker may take the copies out a little beyond max_bytes.
  */
 void queue_keep_messages(struct queue *q, size_t max_bytes);
 char *queue_commit_message(struct queue *q, size_t *len);
 void queue_message_release(struct queue *q, size_t len);
+/* The bytes of copies reserved, made or handed out and not yet released. */
+size_t queue_messages_kept(const struct queue *q);
 
 /* For tests: the number of batches completed. */
 uint64_t queue_batches(const struct queue *q);

@@ -538,6 +538,12 @@ static void round_start(struct qmail *m)
 		full = dest_full(g_ptr_array_index(ds, k));
 	if (full) {
 		struct dest *d = g_ptr_array_index(ds, 0);
+		/* It may wait long behind a slow destination: past half of
+		 * FIRST_ROUND_COPY_MAX its copy goes, so that parked mails
+		 * never keep the fresh mails of other destinations from
+		 * theirs (its round reads it back). */
+		if (queue_messages_kept(r->q) > FIRST_ROUND_COPY_MAX / 2)
+			mail_data_free(m);
 		m->parked_on = d;
 		m->park_link.data = m;
 		g_queue_push_tail_link(&d->parked, &m->park_link);

@@ -993,6 +993,7 @@ START_TEST(test_commit_keeps_copy)
 		free(back);
 	}
 	ck_assert_ptr_null(k[2].msg);
+	ck_assert_uint_eq(queue_messages_kept(keep_q), 80);
 
 	/* A spilled mail: none. With both copies still out, nothing else fits. */
 	struct keep_rec sp = { 1, true, NULL, 0 };
@@ -1019,6 +1020,7 @@ START_TEST(test_commit_keeps_copy)
 		free(k[i].msg);
 		queue_message_release(keep_q, k[i].len);
 	}
+	ck_assert_uint_eq(queue_messages_kept(keep_q), 0);
 	struct keep_rec left = { 1, false, NULL, 0 }, again = { 1, true, NULL, 0 };
 	queue_new_id(keep_q, ids[3]);
 	env_full(&env, ids[3]);
@@ -1035,6 +1037,7 @@ START_TEST(test_commit_keeps_copy)
 		free(again.msg);
 		queue_message_release(keep_q, again.len);
 	}
+	ck_assert_uint_eq(queue_messages_kept(keep_q), 0);
 	queue_close(keep_q);
 }
 END_TEST
