@@ -58,7 +58,7 @@ size_t smtp_stuff_finish(struct smtp_stuff *s, char *out)
 	return o + 3;
 }
 
-bool smtp_stuff_plain(const char *in, size_t n)
+bool smtp_stuff_plain(struct smtp_stuff *s, const char *in, size_t n)
 {
 	size_t lf = 0, cr = 0;
 	const char *p = in, *end = in + n;
@@ -75,5 +75,7 @@ bool smtp_stuff_plain(const char *in, size_t n)
 	for (p = in; (p = memchr(p, '\r', (size_t)(end - p))); p++)
 		if (++cr > lf)
 			return false;
+	s->bol = n == 0 || in[n - 1] == '\n';
+	s->cr = false;
 	return true;
 }

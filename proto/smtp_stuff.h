@@ -16,12 +16,13 @@
  *	".\r\n"; out needs SMTP_STUFF_FINISH octets. Feeding the message in
  *	pieces of any size gives the same bytes as feeding it whole.
  *
- *	smtp_stuff_plain() tells whether in[0..n) needs no change at all: no
- *	line starts with '.', and every CR and LF is part of a CRLF. The
- *	encoding of such a message is the message itself, then "\r\n.\r\n"
- *	(".\r\n" when it is empty or ends in CRLF): the caller may send it
- *	as it is, without the byte-by-byte pass (the common case; it scans
- *	with memchr()).
+ *	smtp_stuff_plain() tells whether the whole message in[0..n), at the
+ *	start (s just initialised), needs no change at all: no line starts
+ *	with '.', and every CR and LF is part of a CRLF. Its encoding is then
+ *	the message itself: the caller may send it as it is, without the
+ *	byte-by-byte pass (the common case; it scans with memchr()), and s is
+ *	left as after encoding it, so that smtp_stuff_finish() writes its end.
+ *	Otherwise s is untouched.
  * TOUCHES
  *	Memory only.
  */
@@ -43,6 +44,6 @@ void smtp_stuff_init(struct smtp_stuff *s);
 size_t smtp_stuff_encode(struct smtp_stuff *s, const char *in, size_t n, char *out, size_t cap,
                          size_t *outn);
 size_t smtp_stuff_finish(struct smtp_stuff *s, char *out);
-bool smtp_stuff_plain(const char *in, size_t n);
+bool smtp_stuff_plain(struct smtp_stuff *s, const char *in, size_t n);
 
 #endif

@@ -592,13 +592,20 @@ static void req_rename(struct queue *q, struct queue_req *r)
 	r->renamed = true;
 }
 
-/* The bytes after the head, as queue_fs_read_message() would return them
- * (NUL-terminated); none when out of memory (the runner reads them). */
-static void req_copy_message(struct queue_req *r)
+/* The message's bytes in memory: all but the head. */
+static size_t req_message_len(const struct queue_req *r)
 {
 	size_t len = 0;
 	for (int i = 1; i < r->iovcnt; i++)
 		len += r->iov[i].iov_len;
+	return len;
+}
+
+/* The bytes after the head, as queue_fs_read_message() would return them
+ * (NUL-terminated); none when out of memory (the runner reads them). */
+static void req_copy_message(struct queue_req *r)
+{
+	size_t len = req_message_len(r);
 	char *p = malloc(len + 1);
 	if (!p)
 		return;
@@ -787,9 +794,7 @@ static void batch_start(struct queue *q, struct queue_batch *b, struct queue_req
 	 * message's own parts are reserved now, a DKIM field made on the
 	 * worker is counted when the batch is back. */
 	for (struct queue_req *r = reqs; log && q->keep_max && r; r = r->next) {
-		size_t len = 0;
-		for (int i = 1; i < r->iovcnt; i++)
-			len += r->iov[i].iov_len;
+		size_t len = req_message_len(r);
 		if (q->kept + len <= q->keep_max) {
 			r->keep = true;
 			r->reserved = len;

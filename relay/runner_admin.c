@@ -7,7 +7,6 @@
 
 static json_t *mail_view(const struct qmail *m, bool all);
 static gint mail_id_cmp(gconstpointer a, gconstpointer b);
-static void service_unpause(struct runner *r);
 static void dests_release(struct runner *r, struct qmail *m);
 static bool mail_retry(struct qmail *m, uint64_t now);
 /* ---- administration (the control socket, SPEC §8) -------------------- */
@@ -49,19 +48,12 @@ json_t *runner_queue_show(struct runner *r, const char *id)
 	return m && !m->removed ? mail_view(m, true) : NULL;
 }
 
-/* An administrator's retry also lifts a pause of the service route: the
- * operator has looked at the cause (SPEC §3 lifts it on reload too). */
-static void service_unpause(struct runner *r)
-{
-	struct dest *d = g_hash_table_lookup(r->dests, DEST_KEY_SERVICE);
-	if (d)
-		dest_unpause(d);
-}
-
-/* The same for the [destination NAME] policies, and every destination
- * forgets that its hosts did not answer (a down state would otherwise put
- * the retried mail off again at once, for up to retry_max): those of the
- * mail's pending recipients, or (m NULL) all of them. */
+/* An administrator's retry: the operator has looked at the cause, so the
+ * destinations lift their pauses (the service route's, as a reload does,
+ * SPEC §3, and the [destination NAME] policies') and forget that their
+ * hosts did not answer (a down state would otherwise put the retried mail
+ * off again at once, for up to retry_max): those of the mail's pending
+ * recipients, or (m NULL) all of them. */
 static void dests_release(struct runner *r, struct qmail *m)
 {
 	GPtrArray *ds = g_ptr_array_new();
@@ -90,8 +82,7 @@ static void dests_release(struct runner *r, struct qmail *m)
 	for (guint i = 0; i < ds->len; i++) {
 		struct dest *d = g_ptr_array_index(ds, i);
 		dest_forget_down(d);
-		if (d->policy)
-			dest_unpause(d);
+		dest_unpause(d); /* nothing when it is not paused */
 	}
 	g_ptr_array_free(ds, TRUE);
 }
@@ -112,12 +103,9 @@ int runner_queue_retry(struct runner *r, const char *id)
 		struct qmail *m = g_hash_table_lookup(r->mails, id);
 		if (!m || !mail_retry(m, now))
 			return -ENOENT;
-		if (m->env.route && strcmp(m->env.route, "service") == 0)
-			service_unpause(r);
 		dests_release(r, m);
 		return 1;
 	}
-	service_unpause(r);
 	dests_release(r, NULL);
 	int n = 0;
 	GHashTableIter it;

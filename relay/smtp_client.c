@@ -327,36 +327,27 @@ static int write_data(struct smtp_client *c)
 		return -1;
 	}
 	smtp_stuff_init(&st);
-	if (smtp_stuff_plain(d, len)) {
-		/* As it is (conn_write() copies it); the last piece with the end. */
-		while (len - i > cap) {
-			if (client_write(c, d + i, cap) < 0)
-				goto fail;
-			i += cap;
-		}
-		size_t o = len - i;
-		memcpy(out, d + i, o);
-		if (o || i) {
-			bool crlf = len >= 2 && d[len - 2] == '\r' && d[len - 1] == '\n';
-			if (!crlf) {
-				memcpy(out + o, "\r\n", 2);
-				o += 2;
-			}
-		}
-		memcpy(out + o, ".\r\n", 3);
-		if (client_write(c, out, o + 3) < 0)
-			goto fail;
-		free(out);
-		await_reply(c, CS_DOT);
-		return 0;
-	}
+	/* A message that needs no change goes as it is (conn_write() copies
+	 * it), only its last piece staged, for the end to follow it. */
+	bool plain = smtp_stuff_plain(&st, d, len);
 	for (;;) {
 		size_t o;
-		i += smtp_stuff_encode(&st, d + i, len - i, out, cap, &o);
+		const char *p = out;
+		if (plain) {
+			o = len - i < cap ? len - i : cap;
+			p = d + i;
+			i += o;
+		} else {
+			i += smtp_stuff_encode(&st, d + i, len - i, out, cap, &o);
+		}
 		bool last = i == len;
-		if (last)
+		if (last) {
+			if (p != out)
+				memcpy(out, p, o);
+			p = out;
 			o += smtp_stuff_finish(&st, out + o);
-		if (client_write(c, out, o) < 0)
+		}
+		if (client_write(c, p, o) < 0)
 			goto fail;
 		if (last)
 			break;
