@@ -3,14 +3,11 @@
  * file written after every change (one write at a time, in order, the
  * waiters told when it is durable; a failed write is tried again from a
  * loop timer, never by sleeping on the thread pool), finished mails
- * removed in batches (those only in the segment log with the queue's
- * next batch, whose sync covers them; the others with one directory
- * sync per batch), the message read for a
+ * removed in batches (one directory sync each), the message read for a
  * round, with the suppression lookups of that round. The file work itself
  * is relay/queue_fs.c. Part of the runner (relay/runner_int.h).
  */
 #include "relay/runner_int.h"
-#include "relay/queue_wal.h"
 
 static void state_write_work(uv_work_t *w);
 static char *state_serialize(struct qmail *m);
@@ -22,8 +19,6 @@ static void delete_after(uv_work_t *w, int status);
 static void fin_work(uv_work_t *w);
 static void fin_after(uv_work_t *w, int status);
 static void fin_start(struct runner *r);
-static void fin_files(struct fin_batch *b);
-static void fin_logged(void *arg, const unsigned char *in_wal, const int *status);
 static void state_write_work(uv_work_t *w)
 {
 	struct disk_job *j = w->data;
@@ -206,22 +201,18 @@ void mail_delete(struct qmail *m)
 static void fin_work(uv_work_t *w)
 {
 	struct fin_batch *b = w->data;
-	guint n = b->reqs->len, k = 0;
+	guint n = b->reqs->len;
 	const char **ids = calloc(n ? n : 1, sizeof(*ids));
 	int *st = calloc(n ? n : 1, sizeof(*st));
 	if (!ids || !st) {
 		for (guint i = 0; i < n; i++)
-			if (!g_array_index(b->reqs, struct fin_req, i).done)
-				g_array_index(b->reqs, struct fin_req, i).status = -ENOMEM;
+			g_array_index(b->reqs, struct fin_req, i).status = -ENOMEM;
 	} else {
 		for (guint i = 0; i < n; i++)
-			if (!g_array_index(b->reqs, struct fin_req, i).done)
-				ids[k++] = g_array_index(b->reqs, struct fin_req, i).m->env.id;
-		queue_fs_remove(queue_wal(b->r->q), b->r->qdir, ids, k, st);
-		k = 0;
+			ids[i] = g_array_index(b->reqs, struct fin_req, i).m->env.id;
+		queue_fs_remove(queue_wal(b->r->q), b->r->qdir, ids, n, st);
 		for (guint i = 0; i < n; i++)
-			if (!g_array_index(b->reqs, struct fin_req, i).done)
-				g_array_index(b->reqs, struct fin_req, i).status = st[k++];
+			g_array_index(b->reqs, struct fin_req, i).status = st[i];
 	}
 	free(ids);
 	free(st);
@@ -233,7 +224,7 @@ static void fin_after(uv_work_t *w, int status)
 	struct runner *r = b->r;
 	for (guint i = 0; i < b->reqs->len; i++) {
 		struct fin_req *q = &g_array_index(b->reqs, struct fin_req, i);
-		if (q->status == 0 && (status == 0 || q->done)) {
+		if (q->status == 0 && status == 0) {
 			q->m->finalized = true;
 			q->cb(q->m, q->arg);
 		} else {
@@ -244,40 +235,10 @@ static void fin_after(uv_work_t *w, int status)
 		mail_unref(q->m);
 	}
 	g_array_free(b->reqs, TRUE);
-	if (b->logged)
-		g_array_free(b->logged, TRUE);
 	free(b);
 	r->fin_busy = false;
 	if (r->fin_waiting->len)
 		fin_start(r);
-}
-
-/* The rest of the batch, if any, on the thread pool. */
-static void fin_files(struct fin_batch *b)
-{
-	bool any = false;
-	for (guint i = 0; !any && i < b->reqs->len; i++)
-		any = !g_array_index(b->reqs, struct fin_req, i).done;
-	if (!any)
-		fin_after(&b->work, 0);
-	else if (uv_queue_work(b->r->loop, &b->work, fin_work, fin_after) < 0)
-		fin_after(&b->work, -1);
-}
-
-/* Back from the queue: a mail that was in the log alone is gone (or its
- * removal failed); one with files of its own, or not in the log, goes
- * on to fin_files(). */
-static void fin_logged(void *arg, const unsigned char *in_wal, const int *status)
-{
-	struct fin_batch *b = arg;
-	for (guint k = 0; k < b->logged->len; k++) {
-		struct fin_req *q = &g_array_index(b->reqs, struct fin_req, g_array_index(b->logged, guint, k));
-		if ((in_wal[k] & WAL_IN) && (status[k] || in_wal[k] == WAL_IN)) {
-			q->done = true;
-			q->status = status[k];
-		}
-	}
-	fin_files(b);
 }
 
 static void fin_start(struct runner *r)
@@ -288,28 +249,14 @@ static void fin_start(struct runner *r)
 	b->reqs = r->fin_waiting;
 	r->fin_waiting = g_array_new(FALSE, FALSE, sizeof(struct fin_req));
 	r->fin_busy = true;
-	/* Mails never moved out are in the log only, as most are. */
-	guint n = b->reqs->len;
-	const char **ids = calloc(n ? n : 1, sizeof(*ids));
-	b->logged = g_array_new(FALSE, FALSE, sizeof(guint));
-	for (guint i = 0; ids && i < n; i++) {
-		struct fin_req *q = &g_array_index(b->reqs, struct fin_req, i);
-		if (!q->m->moved_out) {
-			ids[b->logged->len] = q->m->env.id;
-			g_array_append_val(b->logged, i);
-		}
-	}
-	int rc = ids && b->logged->len ?
-	         queue_remove_logged(r->q, ids, b->logged->len, fin_logged, b) : -1;
-	free(ids);
-	if (rc < 0)
-		fin_files(b);
+	if (uv_queue_work(r->loop, &b->work, fin_work, fin_after) < 0)
+		fin_after(&b->work, -1);
 }
 
 void mail_finalize(struct qmail *m, void (*cb)(struct qmail *m, void *arg), void *arg)
 {
 	struct runner *r = m->r;
-	struct fin_req q = { m, cb, arg, 0, false };
+	struct fin_req q = { m, cb, arg, 0 };
 	m->refs++;
 	g_array_append_val(r->fin_waiting, q);
 	if (!r->fin_busy)

@@ -81,22 +81,10 @@ struct queue_req {
 	bool renamed;           /* tmp/ID is now mail/ID */
 };
 
-/* One queue_remove_logged() call. */
-struct queue_rm {
-	struct queue_rm *next;
-	char (*id)[QUEUE_ID_LEN + 1];
-	size_t n;
-	unsigned char *in_wal;
-	int *status;
-	queue_remove_cb cb;
-	void *arg;
-};
-
 struct queue_batch {
 	uv_work_t work;
 	struct queue *q;
 	struct queue_req *reqs;
-	struct queue_rm *rms;   /* removals from the log that go with it */
 	bool busy;
 	bool log;               /* its mails go to the segment log */
 };
@@ -109,8 +97,6 @@ struct queue {
 	uint64_t last_id;       /* last id handed out, in microseconds */
 	struct queue_req *head; /* commits waiting for a batch */
 	struct queue_req **tail;
-	struct queue_rm *rm_head; /* removals waiting for the next log batch */
-	struct queue_rm **rm_tail;
 	size_t pending;         /* commits not yet called back */
 	unsigned inflight;
 	uint64_t batches;       /* batches completed, for tests */
@@ -235,7 +221,6 @@ int queue_open(uv_loop_t *loop, const char *dir, struct queue **out)
 		return -ENOMEM;
 	q->loop = loop;
 	q->tail = &q->head;
-	q->rm_tail = &q->rm_head;
 	q->dir = strdup(dir);
 	if (!q->dir) {
 		rc = -ENOMEM;
@@ -635,62 +620,22 @@ static void req_copy_message(struct queue_req *r)
 	r->msg_len = len;
 }
 
-/* The removals of a batch, all its queue_remove_logged() calls as one
- * list of ids; each call's results are where it wants them. */
-static void rms_take(struct queue_rm *rms, size_t n, const char **ids, unsigned char *in_wal,
-                     int *status, bool back)
-{
-	size_t k = 0;
-	for (struct queue_rm *x = rms; x; x = x->next) {
-		for (size_t i = 0; i < x->n; i++, k++) {
-			if (!back) {
-				ids[k] = x->id[i];
-			} else if (k < n) {
-				x->in_wal[i] = in_wal[k];
-				x->status[i] = status[k];
-			}
-		}
-	}
-}
-
 /*
  * The batch's mails held in memory go to the segment log, all in one
- * write and one fdatasync, with the removals from the log waiting for
- * it (wal_commit(): the same sync covers them). A mail received partly
- * into a spill file is large: it keeps a file of its own, its bytes
- * copied in the kernel.
+ * write and one fdatasync. A mail received partly into a spill file is
+ * large: it keeps a file of its own, its bytes copied in the kernel.
  */
-static void queue_work_wal(struct queue *q, struct queue_req *reqs, struct queue_rm *rms)
+static void queue_work_wal(struct queue *q, struct queue_req *reqs)
 {
-	size_t n = 0, k = 0, nrm = 0;
+	size_t n = 0, k = 0;
 	struct queue_req *r;
-	struct wal_removal rm = { 0 };
 
-	for (struct queue_rm *x = rms; x; x = x->next)
-		nrm += x->n;
-	if (nrm) {
-		const char **ids = calloc(nrm, sizeof(*ids));
-		rm.in_wal = calloc(nrm, sizeof(*rm.in_wal));
-		rm.status = calloc(nrm, sizeof(*rm.status));
-		rm.ids = ids;
-		rm.n = nrm;
-		if (!ids || !rm.in_wal || !rm.status) {
-			for (struct queue_rm *x = rms; x; x = x->next)
-				for (size_t i = 0; i < x->n; i++)
-					x->status[i] = -ENOMEM; /* in_wal 0: the caller's files path */
-			free(ids);
-			free(rm.in_wal);
-			free(rm.status);
-			memset(&rm, 0, sizeof(rm));
-			nrm = 0;
-		} else {
-			rms_take(rms, nrm, ids, NULL, NULL, false);
-		}
-	}
 	for (r = reqs; r; r = r->next)
 		if ((r->wal = r->spill_fd < 0))
 			n++;
-	struct wal_rec *recs = n ? calloc(n, sizeof(*recs)) : NULL;
+	if (!n)
+		return;
+	struct wal_rec *recs = calloc(n, sizeof(*recs));
 	for (r = reqs; r; r = r->next) {
 		int rc;
 		if (!r->wal)
@@ -705,21 +650,14 @@ static void queue_work_wal(struct queue *q, struct queue_req *reqs, struct queue
 			recs[k++] = (struct wal_rec){ r->id, r->iov, r->iovcnt, 0 };
 		}
 	}
-	if (k)
-		wal_commit(q->wal, recs, k, nrm ? &rm : NULL);
-	else if (nrm)
-		wal_remove(q->wal, rm.ids, rm.n, rm.in_wal, rm.status);
+	if (!recs)
+		return;
+	wal_append(q->wal, recs, k);
 	k = 0;
-	for (r = reqs; recs && r; r = r->next)
+	for (r = reqs; r; r = r->next)
 		if (r->wal && !r->status)
 			r->status = recs[k++].status;
 	free(recs);
-	if (nrm) {
-		rms_take(rms, nrm, NULL, rm.in_wal, rm.status, true);
-		free((void *)rm.ids);
-		free(rm.in_wal);
-		free(rm.status);
-	}
 }
 
 static void queue_work(uv_work_t *w)
@@ -730,8 +668,7 @@ static void queue_work(uv_work_t *w)
 	bool any_renamed = false;
 	int rc;
 
-	if (b->log)
-		queue_work_wal(q, b->reqs, b->rms);
+	queue_work_wal(q, b->reqs);
 	/*
 	 * Write every file first, then sync them: write-back of the whole
 	 * batch is under way before the first fdatasync(), which commits the
@@ -792,14 +729,6 @@ static void req_free(struct queue *q, struct queue_req *r)
 	free(r);
 }
 
-static void rm_free(struct queue_rm *x)
-{
-	free(x->id);
-	free(x->in_wal);
-	free(x->status);
-	free(x);
-}
-
 /* Back on the loop thread. */
 static void queue_after(uv_work_t *w, int status)
 {
@@ -834,18 +763,6 @@ static void queue_after(uv_work_t *w, int status)
 			r->cb(r->arg, r->status);
 		q->calling = NULL;
 		req_free(q, r);
-	}
-	struct queue_rm *x = b->rms, *xn;
-	b->rms = NULL;
-	for (; x; x = xn) {
-		xn = x->next;
-		q->pending--;
-		if (status < 0)
-			for (size_t i = 0; i < x->n; i++)
-				if (!x->status[i])
-					x->status[i] = status;
-		x->cb(x->arg, x->in_wal, x->status);
-		rm_free(x);
 	}
 	q->in_callbacks = false;
 	if (q->closing) {
@@ -888,12 +805,6 @@ static void batch_start(struct queue *q, struct queue_batch *b, struct queue_req
 	b->log = log;
 	b->q = q;
 	b->reqs = reqs;
-	b->rms = NULL;
-	if (log) {
-		b->rms = q->rm_head;
-		q->rm_head = NULL;
-		q->rm_tail = &q->rm_head;
-	}
 	b->work.data = b;
 	q->inflight++;
 	if (log)
@@ -913,7 +824,7 @@ static void queue_submit(struct queue *q)
 	struct queue_req *log = NULL, **log_tail = &log, *files = NULL, **files_tail = &files;
 	struct queue_req *r, *next;
 
-	if (!q->head && !q->rm_head)
+	if (!q->head)
 		return;
 	for (r = q->head; r; r = next) {
 		next = r->next;
@@ -929,7 +840,7 @@ static void queue_submit(struct queue *q)
 	q->head = NULL;
 	q->tail = &q->head;
 	struct queue_batch *b;
-	if ((log || q->rm_head) && !q->log_busy && (b = free_slot(q))) {
+	if (log && !q->log_busy && (b = free_slot(q))) {
 		batch_start(q, b, log, true);
 		log = NULL;
 	}
@@ -948,40 +859,6 @@ static void queue_submit(struct queue *q)
 		q->head = files;
 		q->tail = files_tail;
 	}
-}
-
-int queue_remove_logged(struct queue *q, const char *const *ids, size_t n, queue_remove_cb cb,
-                        void *arg)
-{
-	if (!n || !cb)
-		return -EINVAL;
-	struct queue_rm *x = calloc(1, sizeof(*x));
-	if (!x)
-		return -ENOMEM;
-	x->id = calloc(n, sizeof(*x->id));
-	x->in_wal = calloc(n, sizeof(*x->in_wal));
-	x->status = calloc(n, sizeof(*x->status));
-	if (!x->id || !x->in_wal || !x->status) {
-		rm_free(x);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (!queue_id_valid(ids[i])) {
-			rm_free(x);
-			return -EINVAL;
-		}
-		memcpy(x->id[i], ids[i], QUEUE_ID_LEN + 1);
-	}
-	x->n = n;
-	x->cb = cb;
-	x->arg = arg;
-	*q->rm_tail = x;
-	q->rm_tail = &x->next;
-	q->pending++;
-	/* From a callback, queue_after() submits when it is done. */
-	if (!q->in_callbacks)
-		queue_submit(q);
-	return 0;
 }
 
 static size_t str_bound(const char *s)

@@ -186,21 +186,6 @@ void queue_message_release(struct queue *q, size_t len);
 /* The bytes of copies reserved, made or handed out and not yet released. */
 size_t queue_messages_kept(const struct queue *q);
 
-/*
- * queue_remove_logged() removes finished mails from the segment log with
- * the next batch for it, whose fdatasync makes the removal records
- * durable with the new mails (wal_commit(), relay/queue_wal.h): a busy
- * relay's removals then cost no sync of their own. ids[0..n) (valid
- * ids) are copied; on the loop, cb(arg, in_wal, status) gets, per id,
- * wal_remove()'s in_wal flags and status. A mail whose in_wal is not
- * WAL_IN alone (not in the log, or with a state file or mail file of its
- * own) needs queue_fs_remove() for those. Counts in queue_pending().
- * Returns 0, -EINVAL or -ENOMEM (then cb is not called).
- */
-typedef void (*queue_remove_cb)(void *arg, const unsigned char *in_wal, const int *status);
-int queue_remove_logged(struct queue *q, const char *const *ids, size_t n, queue_remove_cb cb,
-                        void *arg);
-
 /* For tests: the number of batches completed. */
 uint64_t queue_batches(const struct queue *q);
 

@@ -511,18 +511,7 @@ static int seg_put_removal(struct wal_seg *s, const char *id)
 	return seg_put_removals(s, &id, 1);
 }
 
-static void rm_put(struct wal *w, const char *const *ids, size_t n, unsigned char *in_wal,
-                   int *status, GPtrArray *segs);
-static void segs_sync(GPtrArray *segs, int *srv);
-static void rm_done(struct wal *w, const char *const *ids, size_t n, const unsigned char *in_wal,
-                    int *status, GPtrArray *segs, const int *srv);
-
 int wal_append(struct wal *w, struct wal_rec *recs, size_t n)
-{
-	return wal_commit(w, recs, n, NULL);
-}
-
-int wal_commit(struct wal *w, struct wal_rec *recs, size_t n, struct wal_removal *rm)
 {
 	size_t niov = 0, m = 0;
 	/* An id already in the log is refused, never replaced: that mail
@@ -536,19 +525,12 @@ int wal_commit(struct wal *w, struct wal_rec *recs, size_t n, struct wal_removal
 		}
 	}
 	uv_mutex_unlock(&w->lock);
-	if (!m) {
-		if (rm && rm->n)
-			wal_remove(w, rm->ids, rm->n, rm->in_wal, rm->status);
+	if (!m)
 		return 0;
-	}
 	struct iovec *iov = calloc(niov, sizeof(*iov));
 	char (*hdr)[WAL_HDR_LEN + 1] = calloc(n, sizeof(*hdr));
 	uint64_t *len = calloc(n, sizeof(*len));
 	struct wal_loc **loc = calloc(n, sizeof(*loc));
-	GPtrArray *segs = g_ptr_array_new();
-	int *srv = NULL;
-	struct wal_seg *s = NULL;
-	bool rm_put_done = false;
 	int rc = 0;
 	if (!iov || !hdr || !len || !loc) {
 		rc = -ENOMEM;
@@ -577,42 +559,27 @@ int wal_commit(struct wal *w, struct wal_rec *recs, size_t n, struct wal_removal
 	}
 
 	uv_mutex_lock(&w->lock);
-	/* The removals first: they are of older mails, and the sync below
-	 * makes them durable with the new records (one fdatasync for the
-	 * current segment, where most of them are). */
-	if (rm) {
-		rm_put(w, rm->ids, rm->n, rm->in_wal, rm->status, segs);
-		rm_put_done = true;
-	}
 	if (w->cur && (w->cur->end >= WAL_SEGMENT_MAX || w->cur->broken))
 		seg_retire(w);
 	if (!w->cur && (rc = seg_start(w))) {
 		uv_mutex_unlock(&w->lock);
 		goto out;
 	}
-	s = w->cur;
+	struct wal_seg *s = w->cur;
 	uint64_t off = s->end;
 	if ((rc = fs_writev_all(s->fd, iov, (int)niov, (int64_t)off))) {
 		/* Never leave a torn record: it would hide every later one. */
 		if (ftruncate(s->fd, (off_t)off) < 0)
 			s->broken = true;
-		s = NULL;
 		uv_mutex_unlock(&w->lock);
 		goto out;
 	}
 	s->end = off + total;
+	s->refs++;     /* for the sync below */
 	s->live += m;  /* so that no one drops the segment meanwhile */
-	guint si;
-	if (!g_ptr_array_find(segs, s, &si)) {
-		s->refs++; /* for the sync below */
-		si = segs->len;
-		g_ptr_array_add(segs, s);
-	}
 	uv_mutex_unlock(&w->lock);
 
-	if ((srv = calloc(segs->len, sizeof(*srv))))
-		segs_sync(segs, srv);
-	rc = srv ? srv[si] : -ENOMEM;
+	rc = fdatasync(s->fd) < 0 ? -errno : 0;
 
 	uv_mutex_lock(&w->lock);
 	if (rc) {
@@ -643,30 +610,9 @@ int wal_commit(struct wal *w, struct wal_rec *recs, size_t n, struct wal_removal
 			loc[i] = NULL;
 		}
 	}
+	seg_unref(s);
 	uv_mutex_unlock(&w->lock);
 out:
-	/* The removals' outcome, whatever became of the new records. */
-	if (rm && !rm_put_done) {
-		wal_remove(w, rm->ids, rm->n, rm->in_wal, rm->status);
-	} else if (rm) {
-		if (!srv && segs->len && (srv = calloc(segs->len, sizeof(*srv))))
-			segs_sync(segs, srv);
-		uv_mutex_lock(&w->lock);
-		if (srv || !segs->len) {
-			rm_done(w, rm->ids, rm->n, rm->in_wal, rm->status, segs, srv);
-		} else {
-			for (size_t i = 0; i < rm->n; i++)
-				if (rm->in_wal[i] && !rm->status[i])
-					rm->status[i] = -ENOMEM;
-		}
-		uv_mutex_unlock(&w->lock);
-	}
-	uv_mutex_lock(&w->lock);
-	for (guint j = 0; j < segs->len; j++)
-		seg_unref(g_ptr_array_index(segs, j));
-	uv_mutex_unlock(&w->lock);
-	g_ptr_array_free(segs, TRUE);
-	free(srv);
 	for (size_t i = 0; i < n; i++) {
 		if (!recs[i].status)
 			recs[i].status = rc;
@@ -732,12 +678,13 @@ static void loc_forget(struct wal *w, const char *id)
 	seg_maybe_drop(w, s);
 }
 
-/* Under the lock: D records for those of ids in the log, a run of ids
- * of one segment in one write (the ids of a batch are mostly of the
- * current segment); segs gets each segment written to, held. */
-static void rm_put(struct wal *w, const char *const *ids, size_t n, unsigned char *in_wal,
-                   int *status, GPtrArray *segs)
+void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *in_wal,
+                int *status)
 {
+	GPtrArray *segs = g_ptr_array_new();
+	uv_mutex_lock(&w->lock);
+	/* The D records of a run of ids in one segment in one write: the ids
+	 * of a batch are mostly of the current segment. */
 	for (size_t i = 0; i < n;) {
 		struct wal_loc *o = g_hash_table_lookup(w->index, ids[i]);
 		status[i] = 0;
@@ -761,53 +708,29 @@ static void rm_put(struct wal *w, const char *const *ids, size_t n, unsigned cha
 		}
 		i = k;
 	}
-}
+	uv_mutex_unlock(&w->lock);
 
-/* One fdatasync per segment of segs, outside the lock: srv[k] for segs[k]. */
-static void segs_sync(GPtrArray *segs, int *srv)
-{
+	/* One sync per segment touched, outside the lock. */
+	int *srv = calloc(segs->len ? segs->len : 1, sizeof(*srv));
 	for (guint k = 0; k < segs->len; k++) {
 		struct wal_seg *s = g_ptr_array_index(segs, k);
-		srv[k] = fdatasync(s->fd) < 0 ? -errno : 0;
+		int rc = fdatasync(s->fd) < 0 ? -errno : 0;
+		if (srv)
+			srv[k] = rc;
 	}
-}
 
-/* Under the lock, after segs_sync(): a mail whose D record is durable
- * leaves the index; the segments are let go. */
-static void rm_done(struct wal *w, const char *const *ids, size_t n, const unsigned char *in_wal,
-                    int *status, GPtrArray *segs, const int *srv)
-{
+	uv_mutex_lock(&w->lock);
 	for (size_t i = 0; i < n; i++) {
 		struct wal_loc *l = in_wal[i] && !status[i] ? g_hash_table_lookup(w->index, ids[i]) : NULL;
 		if (!l)
 			continue;
 		guint k;
 		g_ptr_array_find(segs, l->seg, &k);
-		status[i] = srv[k];
+		status[i] = srv ? srv[k] : -ENOMEM;
 		/* Not surely gone: it stays live, so the caller's fallback (a
 		 * state file, which moves it out) records the outcome. */
 		if (!status[i])
 			loc_forget(w, ids[i]);
-	}
-}
-
-void wal_remove(struct wal *w, const char *const *ids, size_t n, unsigned char *in_wal,
-                int *status)
-{
-	GPtrArray *segs = g_ptr_array_new();
-	uv_mutex_lock(&w->lock);
-	rm_put(w, ids, n, in_wal, status, segs);
-	uv_mutex_unlock(&w->lock);
-	int *srv = calloc(segs->len ? segs->len : 1, sizeof(*srv));
-	if (srv)
-		segs_sync(segs, srv);
-	uv_mutex_lock(&w->lock);
-	if (srv) {
-		rm_done(w, ids, n, in_wal, status, segs, srv);
-	} else {
-		for (size_t i = 0; i < n; i++)
-			if (in_wal[i] && !status[i])
-				status[i] = -ENOMEM;
 	}
 	for (guint k = 0; k < segs->len; k++)
 		seg_unref(g_ptr_array_index(segs, k));

@@ -9,8 +9,8 @@
  *	(docs/performance.md). So a mail kept in memory by its session is
  *	appended as one record to the current segment DIR/wal/SEQ, a whole
  *	commit batch with one write and one fdatasync (group commit); a
- *	finished mail gets a removal record in the same segment, written
- *	with the next commit batch and made durable by its fdatasync. A segment whose mails are
+ *	finished mail gets a removal record in the same segment, a removal
+ *	batch one fdatasync per segment touched. A segment whose mails are
  *	all finished is unlinked. A mail that must wait (its first state
  *	change: a deferral, a partial delivery) is moved out to DIR/mail/ID,
  *	the one-file-per-mail form of queue.h, which is also what a restart
@@ -45,11 +45,6 @@
  *	them. It starts a new segment (created, DIR/wal synced) when the
  *	current one is over WAL_SEGMENT_MAX. Commits may run on several
  *	threads at once; their writes never interleave or leave a gap.
- *
- *	wal_commit() is wal_append() and wal_remove() in one: the D records
- *	are written first, then the batch, and one fdatasync per segment
- *	covers both (the current one, in the common case), so that a busy
- *	relay's removals cost no sync of their own. rm may be NULL.
  *
  *	wal_read() gives the payload of a live record (malloc'd) or 1 when
  *	the id is not in the log (then it is a file in DIR/mail).
@@ -97,15 +92,6 @@ int wal_recover(const char *dir);
 int wal_open(const char *dir, struct wal **out);
 void wal_close(struct wal *w);
 int wal_append(struct wal *w, struct wal_rec *recs, size_t n);
-/* Removals that go with a commit batch (wal_commit()): as wal_remove()'s
- * arguments. */
-struct wal_removal {
-	const char *const *ids;
-	size_t n;
-	unsigned char *in_wal;
-	int *status;
-};
-int wal_commit(struct wal *w, struct wal_rec *recs, size_t n, struct wal_removal *rm);
 int wal_read(struct wal *w, const char *id, char **data, size_t *len);
 #define WAL_IN 1     /* wal_remove(): the mail was in the log */
 #define WAL_STATE 2  /* ... and has a state file (wal_note_state) */

@@ -318,18 +318,13 @@ struct fin_req {
 	void (*cb)(struct qmail *m, void *arg);
 	void *arg;
 	int status;
-	bool done;                  /* its removal is over (status says how) */
 };
 
 
-/* A removal batch: the mails only in the segment log go with the
- * queue's next batch (queue_remove_logged()); the others, and those
- * that turn out to have files, then with a thread-pool job. */
 struct fin_batch {
 	uv_work_t work;
 	struct runner *r;
 	GArray *reqs;               /* struct fin_req */
-	GArray *logged;             /* guint: the reqs given to the queue */
 };
 
 

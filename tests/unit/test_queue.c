@@ -936,95 +936,6 @@ START_TEST(test_batch_log_and_files)
 }
 END_TEST
 
-/* queue_remove_logged(): removals from the log go with the next log
- * batch, one batch for a commit and a removal made in the same turn. */
-struct rm_rec {
-	int called;
-	unsigned char in_wal[2];
-	int status[2];
-	size_t n;
-};
-
-static void rm_cb(void *arg, const unsigned char *in_wal, const int *status)
-{
-	struct rm_rec *r = arg;
-	r->called++;
-	for (size_t i = 0; i < r->n; i++) {
-		r->in_wal[i] = in_wal[i];
-		r->status[i] = status[i];
-	}
-}
-
-START_TEST(test_remove_with_commit)
-{
-	struct queue *q;
-	struct queue_envelope env;
-	char a[QUEUE_ID_LEN + 1], b[QUEUE_ID_LEN + 1];
-	const char *never = "0123456789ABCDEF01"; /* valid, never queued */
-	uv_buf_t part = uv_buf_init("x\r\n", 3);
-	char *data;
-	size_t len;
-
-	ck_assert_int_eq(queue_open(&loop, root, &q), 0);
-	queue_new_id(q, a);
-	env_full(&env, a);
-	ck_assert_int_eq(commit_one(q, &env, &part, 1), 0);
-	uint64_t before = queue_batches(q);
-
-	/* While a batch is out, a commit and a removal wait: the next batch
-	 * carries both (two batches, not three). */
-	struct cb_rec c0 = { 0, 1 }, c = { 0, 1 };
-	struct rm_rec r = { .n = 2 };
-	const char *ids[] = { a, never };
-	char z[QUEUE_ID_LEN + 1];
-	queue_new_id(q, z);
-	env_full(&env, z);
-	ck_assert_int_eq(queue_commit(q, &env, &part, 1, commit_cb, &c0), 0);
-	queue_new_id(q, b);
-	env_full(&env, b);
-	ck_assert_int_eq(queue_commit(q, &env, &part, 1, commit_cb, &c), 0);
-	ck_assert_int_eq(queue_remove_logged(q, ids, 2, rm_cb, &r), 0);
-	ck_assert_uint_eq(queue_pending(q), 3);
-	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	ck_assert_int_eq(c.called, 1);
-	ck_assert_int_eq(c.status, 0);
-	ck_assert_int_eq(r.called, 1);
-	ck_assert_int_eq(r.in_wal[0], WAL_IN);
-	ck_assert_int_eq(r.status[0], 0);
-	ck_assert_int_eq(r.in_wal[1], 0); /* not in the log: the caller's files */
-	ck_assert_uint_eq(queue_pending(q), 0);
-	ck_assert_int_eq(c0.status, 0);
-	ck_assert_uint_eq(queue_batches(q), before + 2);
-	ck_assert_int_eq(queue_fs_read_message(queue_wal(q), root, a, &data, &len), -ENOENT);
-	ck_assert_int_eq(queue_fs_read_message(queue_wal(q), root, b, &data, &len), 0);
-	free(data);
-	ck_assert_uint_eq(wal_live(queue_wal(q)), 2);
-
-	/* A removal alone has a batch of its own. */
-	struct rm_rec r2 = { .n = 2 };
-	const char *idb[] = { b, z };
-	ck_assert_int_eq(queue_remove_logged(q, idb, 2, rm_cb, &r2), 0);
-	ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-	ck_assert_int_eq(r2.called, 1);
-	for (int i = 0; i < 2; i++) {
-		ck_assert_int_eq(r2.in_wal[i], WAL_IN);
-		ck_assert_int_eq(r2.status[i], 0);
-	}
-	ck_assert_uint_eq(wal_live(queue_wal(q)), 0);
-
-	/* Bad ids never reach the log; nothing is called back. */
-	const char *bad[] = { "../x" };
-	ck_assert_int_eq(queue_remove_logged(q, bad, 1, rm_cb, &r2), -EINVAL);
-	ck_assert_int_eq(queue_remove_logged(q, idb, 0, rm_cb, &r2), -EINVAL);
-	ck_assert_uint_eq(queue_pending(q), 0);
-
-	/* A restart brings neither back. */
-	reopen(&q);
-	ck_assert_int_eq(count_files(path_mail), 0);
-	queue_close(q);
-}
-END_TEST
-
 /* queue_keep_messages(): the commit callback may take a copy of the
  * message bytes, equal to what a read of the spool gives, while the
  * copies out stay within the budget; spilled mails get none. */
@@ -1240,7 +1151,6 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_duplicate_id);
 	tcase_add_test(tc, test_batch_mixed);
 	tcase_add_test(tc, test_batch_log_and_files);
-	tcase_add_test(tc, test_remove_with_commit);
 	tcase_add_test(tc, test_read_envelope_rejects);
 	suite_add_tcase(s, tc);
 	return s;

@@ -300,70 +300,6 @@ START_TEST(test_remove_batch)
 }
 END_TEST
 
-/* wal_commit(): a batch and removals in one call, the removals in the
- * current segment and in an older one; a restart finds just the live. */
-START_TEST(test_commit_with_removals)
-{
-	struct wal *w = open_log();
-	size_t big = (size_t)(WAL_SEGMENT_MAX / 4) + 1;
-	char *body = malloc(big + 1);
-	memset(body, 'z', big);
-	body[big] = '\0';
-	char id[6][QUEUE_ID_LEN + 1];
-	for (int i = 0; i < 6; i++)
-		snprintf(id[i], sizeof(id[i]), "%018d", i + 1);
-	/* Four large records fill the first segment; the fifth, small,
-	 * starts the second. */
-	for (int i = 0; i < 5; i++) {
-		char *m = mail_bytes(id[i], i < 4 ? body : "small\r\n");
-		append(w, id[i], m);
-		free(m);
-	}
-	ck_assert_int_eq(count_files(path_wal), 2);
-
-	/* A new mail with the removal of all four old ones, of the current
-	 * one and of an id not in the log. */
-	char *m6 = mail_bytes(id[5], "six\r\n");
-	struct iovec v = { m6, strlen(m6) };
-	struct wal_rec rec = { id[5], &v, 1, 1 };
-	const char *ids[] = { id[0], id[1], id[2], id[3], id[4], "FFFFFFFFFFFFFFFFFF" };
-	unsigned char in_wal[6];
-	int st[6];
-	struct wal_removal rm = { ids, 6, in_wal, st };
-	ck_assert_int_eq(wal_commit(w, &rec, 1, &rm), 0);
-	ck_assert_int_eq(rec.status, 0);
-	for (int i = 0; i < 5; i++) {
-		ck_assert_int_eq(in_wal[i], WAL_IN);
-		ck_assert_int_eq(st[i], 0);
-	}
-	ck_assert_int_eq(in_wal[5], 0);
-	ck_assert_uint_eq(wal_live(w), 1);
-	/* The first segment had nothing live left: gone. */
-	ck_assert_int_eq(count_files(path_wal), 1);
-	char *d;
-	size_t len;
-	ck_assert_int_eq(wal_read(w, id[5], &d, &len), 0);
-	ck_assert_str_eq(d, m6);
-	free(d);
-	ck_assert_int_eq(wal_read(w, id[4], &d, &len), 1);
-
-	/* With nothing new, the removals alone. */
-	const char *six[] = { id[5] };
-	struct wal_removal rm6 = { six, 1, in_wal, st };
-	ck_assert_int_eq(wal_commit(w, NULL, 0, &rm6), 0);
-	ck_assert_int_eq(in_wal[0], WAL_IN);
-	ck_assert_int_eq(st[0], 0);
-	ck_assert_uint_eq(wal_live(w), 0);
-
-	/* As after kill -9: nothing comes back. */
-	ck_assert_int_eq(wal_recover(root), 0);
-	ck_assert_int_eq(count_files(path_mail), 0);
-	wal_close(w);
-	free(m6);
-	free(body);
-}
-END_TEST
-
 /* A segment whose mails are all gone is removed once it is full. */
 START_TEST(test_segment_dropped)
 {
@@ -407,7 +343,6 @@ static Suite *wal_suite(void)
 	tcase_add_test(tc, test_remove_evict);
 	tcase_add_test(tc, test_remove_batch);
 	tcase_add_test(tc, test_segment_dropped);
-	tcase_add_test(tc, test_commit_with_removals);
 	suite_add_tcase(s, tc);
 	return s;
 }
