@@ -202,7 +202,7 @@ static bool dest_at_limit(const struct dest *d)
  * (struct dest) instead of being read. */
 bool dest_full(const struct dest *d)
 {
-	return d->njobs + d->starting >= 2 * dest_max_conns(d);
+	return d->njobs - d->jobs_settling + d->starting >= 2 * dest_max_conns(d);
 }
 
 /* A slot freed: the mails parked longest go back to the schedule, at
@@ -213,7 +213,7 @@ void dest_unpark(struct dest *d)
 	 * when its round starts, so "until full" would let every parked mail
 	 * go at each finished job, and all but a few park again (with
 	 * thousands parked, the loop did little else). */
-	unsigned max = 2 * dest_max_conns(d), used = d->njobs + d->starting;
+	unsigned max = 2 * dest_max_conns(d), used = d->njobs - d->jobs_settling + d->starting;
 	unsigned room = used < max ? max - used : 0;
 	while (room > 0 && !g_queue_is_empty(&d->parked)) {
 		room--;

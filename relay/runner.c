@@ -136,6 +136,8 @@ void mail_unref(struct qmail *m)
 
 static void job_free(struct job *job)
 {
+	if (job->settling)
+		job->d->jobs_settling--;
 	job->d->njobs--;
 	g_array_free(job->rcpts, TRUE);
 	free(job->domain);

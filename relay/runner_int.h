@@ -112,6 +112,7 @@ struct job {
 	                               "service" on the service route */
 	GArray *rcpts;              /* unsigned: indexes into m->env.rcpts */
 	unsigned next;              /* first recipient not yet sent */
+	bool settling;              /* counted in d->jobs_settling (txn_finish) */
 };
 
 
@@ -172,6 +173,9 @@ struct dest {
 	uv_timer_t rate_timer;
 	bool rate_timer_on;
 	unsigned njobs;             /* jobs alive that point here */
+	unsigned jobs_settling;     /* of those, jobs whose transactions are over and
+	                               that wait for their outcomes' durable record:
+	                               they hold no slot (dest_full) */
 	/* One destination never holds up another (SPEC §5): a mail whose
 	 * destinations all have enough work (dest_full) waits here, read
 	 * from disk only when a slot frees, taking no share of the global
@@ -355,11 +359,13 @@ struct outcome {
 
 
 struct txn {
-	struct dconn *dc;
+	struct dconn *dc;           /* NULL once the connection went on (txn_finish) */
 	struct job *job;
 	GArray *outcomes;           /* struct outcome */
 	bool pause;
 	char pause_reason[300];
+	char relay[300];            /* the connection's, for the log: "" none */
+	bool tls;
 };
 
 

@@ -101,6 +101,26 @@ void txn_finish(struct txn *t)
 			break;
 		}
 	}
+	if (t->dc) {
+		snprintf(t->relay, sizeof(t->relay), "%s", t->dc->relay);
+		t->tls = t->dc->tls;
+	}
+	/* The connection goes on at once with its next job, and the job
+	 * frees its destination's slot for the next mail (dest_full): what
+	 * waits for the outcomes' durable record (the log, the job's end) is
+	 * the mail's, not the destination's; a connection kept idle through
+	 * each removal's fdatasync would carry a mail per sync. The rest of a
+	 * split job keeps its connection until then (txn_logged). */
+	if (t->dc && t->job->next >= t->job->rcpts->len) {
+		struct dconn *dc = t->dc;
+		struct dest *d = t->job->d;
+		t->dc = NULL;
+		dc->job = NULL;
+		t->job->settling = true;
+		d->jobs_settling++;
+		dconn_after_txn(dc, dc->c != NULL);
+		dest_unpark(d);
+	}
 	/* Nothing is logged before the outcome is on disk (SPEC §5). */
 	if (mail_all_final(m) && !m->writing && !m->delete_requested)
 		mail_finalize(m, txn_logged, t);
@@ -116,8 +136,8 @@ static void txn_logged(struct qmail *m, void *arg)
 	struct dest *d = t->job->d;
 	if (d->paused_until > next)
 		next = d->paused_until;
-	const char *relay = t->dc && t->dc->relay[0] ? t->dc->relay : NULL;
-	bool tls = t->dc && t->dc->tls;
+	const char *relay = t->relay[0] ? t->relay : NULL;
+	bool tls = t->tls;
 	for (guint k = 0; k < t->outcomes->len; k++) {
 		struct outcome *o = &g_array_index(t->outcomes, struct outcome, k);
 		switch (o->v) {
