@@ -2,10 +2,10 @@
 # An outbound connection carries its next mail as soon as the peer has
 # answered the last one: it does not wait for that mail's removal from the
 # queue to be durable (what waits for it is the mail's log line and its
-# round's end). Each fdatasync is made 300 ms slow (strace); with one
+# round's end). Each fdatasync is made 500 ms slow (strace); with one
 # connection to the destination, the mails after the first go back to back
 # at the peer, where a connection kept idle through each removal's sync
-# would space them 300 ms or more apart. What the disk promises does not
+# would space them 500 ms or more apart. What the disk promises does not
 # change: every mail is delivered once, logged once, and gone from the
 # queue, each log line after its removal.
 . "$(dirname "$0")/lib.sh"
@@ -29,7 +29,7 @@ max_connections_per_domain = 1
 timeout = 20s"
 
 ASAN_OPTIONS="detect_leaks=0:log_path=$T/asan" strace -f -o /dev/null -e trace=fdatasync \
-	-e inject=fdatasync:delay_exit=300000 "$HIKYAKU" -c "$T/hikyaku.conf" >>"$T/hikyaku.out" 2>&1 &
+	-e inject=fdatasync:delay_exit=500000 "$HIKYAKU" -c "$T/hikyaku.conf" >>"$T/hikyaku.out" 2>&1 &
 SPID=$!
 HPID=""
 for _ in $(seq 1 50); do
@@ -53,7 +53,7 @@ import ast, sys
 ts = ast.literal_eval(sys.stdin.read())
 print(" ".join("%.0f" % ((b - a) * 1000) for a, b in zip(ts[1:], ts[2:])))')
 longest=$(echo "$gaps" | tr " " "\n" | sort -n | tail -1)
-check "the mails after the second came without a wait for each removal's 300 ms sync (gaps ms: $gaps)" \
+check "the mails after the second came without a wait for each removal's 500 ms sync (gaps ms: $gaps)" \
 	test "${longest:-9999}" -lt 250
 
 for _ in $(seq 1 100); do
